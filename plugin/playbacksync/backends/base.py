@@ -1,0 +1,95 @@
+"""The contract every server type implements, and the failures it reports.
+
+The worker acts on the exception type alone: transient failures are retried
+with backoff, auth failures pause the server, permanent failures close the
+change as failed with the server's message kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, Optional
+
+from ..changes import Change
+
+
+class BackendError(Exception):
+    """Base of every failure a backend reports. Messages never hold a token."""
+
+
+class TransientError(BackendError):
+    """Network error, timeout, 5xx or 429: try again later.
+
+    ``retry_after`` is the server's Retry-After in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(BackendError):
+    """401/403: the token is wrong or revoked. Pause this server; don't retry."""
+
+
+class PermanentError(BackendError):
+    """404 (item gone), 400 and the like: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    name: str
+    server_id: str
+    version: str
+    product: str = ""
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """What the server holds for one item and user."""
+
+    position_ms: int = 0
+    played: bool = False
+    play_count: int = 0
+    last_played_at: Optional[float] = None  # epoch seconds
+
+
+@dataclass(frozen=True)
+class IndexedItem:
+    """An item as the identification index stores it."""
+
+    item_id: str
+    name: str = ""
+    path: str = ""  # the file path as the server sees it
+    provider_ids: Dict[str, str] = field(default_factory=dict)  # lower-case keys: imdb, tmdb, tvdb
+    duration_ms: Optional[int] = None
+
+
+class Backend:
+    """One server. Implementations: plex.PlexBackend, jellyfin.JellyfinBackend, emby.EmbyBackend."""
+
+    def apply(self, change: Change) -> None:
+        """Apply one change (progress, watched or unwatched) to the server.
+
+        Returns when the server has accepted it; raises TransientError,
+        AuthError or PermanentError otherwise.
+        """
+        raise NotImplementedError
+
+    def check(self) -> ServerInfo:
+        """Tell whether the server answers, and who it is."""
+        raise NotImplementedError
+
+    def read_state(self, item_id: str) -> ItemState:
+        """The server's resume position, played flag, play count and last-played time."""
+        raise NotImplementedError
+
+    def get_item(self, item_id: str) -> Optional[IndexedItem]:
+        """One item by id, or None when the server has no such item."""
+        raise NotImplementedError
+
+    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
+        """Every playable item with its path and provider ids, fetched page by page."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the HTTP session."""
