@@ -1,0 +1,203 @@
+"""The sync service a host runs: tracker → identification → queue → worker.
+
+Hosts call ``handle(event)`` from their player's callback thread. That call
+only runs the tracker (pure, microseconds) and hands what it decides to the
+service thread, which identifies the item on each server (cached per file),
+writes the changes to the queue and wakes the worker. So the player never
+waits on the network, and the database (≈230 ms to import) loads after the
+first frame.
+
+``stop()`` drains that hand-off before stopping the worker: every change the
+tracker produced is in the queue before the process exits.
+"""
+from __future__ import annotations
+
+import logging
+import queue as _stdqueue
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from .config import Config, ServerConfig
+from .tracker.events import STARTED, MediaRef, PlaybackEvent
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+def media_key(media: MediaRef) -> Tuple:
+    """A hashable key for one thing played (MediaRef holds a dict)."""
+    return (media.path, tuple(sorted(media.provider_ids.items())))
+
+
+class ServiceMessage:
+    """A message for the viewer that is not about a queued change (e.g. not identified)."""
+
+    def __init__(self, kind: str, source_id: Optional[str], message: str):
+        self.kind, self.source_id, self.message, self.change = kind, source_id, message, None
+
+    def __repr__(self):
+        return f"ServiceMessage({self.kind!r}, {self.source_id!r}, {self.message!r})"
+
+
+class SyncService:
+    def __init__(self, config: Config, data_dir: Optional[str] = None, *, wall_clock=time.time,
+                 worker_options: Optional[dict] = None):
+        from .tracker import Tracker
+
+        self.config = config
+        self.data_dir = data_dir
+        self._tracker = Tracker(progress_interval=config.sync.progress_interval,
+                                watched_percent=config.sync.watched_percent, wall_clock=wall_clock)
+        self._worker_options = dict(worker_options or {})
+        self._inbox: "_stdqueue.Queue" = _stdqueue.Queue()
+        self._subscribers: List[Callable] = []
+        self._worker_unsubs: List[Callable] = []
+        self._matches: Dict[Tuple, Dict] = {}
+        self._told_unmatched: set = set()
+        self._thread: Optional[threading.Thread] = None
+        self._started = threading.Event()
+        self._start_error: Optional[BaseException] = None
+        self.queue = None
+        self.worker = None
+        self.identifier = None
+        self.backends: Dict[str, object] = {}
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        """Start the service thread; it opens the queue and starts the worker itself."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="playback-sync-service", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the queue and worker are up (tests, CLI commands)."""
+        self._started.wait(timeout)
+        if self._start_error is not None:
+            raise self._start_error
+        return self._started.is_set()
+
+    def stop(self, timeout: float = 3.0) -> bool:
+        """Flush every pending hand-off into the queue, then stop the worker within ``timeout``."""
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + timeout
+        self._inbox.put(_STOP)
+        # The queue write is local and fast; give it most of the budget but keep some for the worker.
+        self._thread.join(max(0.1, timeout * 0.5))
+        clean = not self._thread.is_alive()
+        if self.worker is not None:
+            clean = self.worker.stop(max(0.1, deadline - time.monotonic())) and clean
+        if self.queue is not None:
+            self.queue.close()
+        return clean
+
+    # -- host side -------------------------------------------------------
+    def handle(self, event: PlaybackEvent) -> None:
+        """Take one playback event. Cheap, never raises (it runs on the player's thread)."""
+        try:
+            if event.kind == STARTED and event.media is not None:
+                self._inbox.put(("identify", event.media))
+            for tracked in self._tracker.handle(event):
+                self._inbox.put(("change", tracked))
+        except Exception:  # a bug here must not take the player down
+            log.exception("could not handle playback event %s", event.kind)
+
+    def subscribe(self, callback: Callable) -> Callable[[], None]:
+        """callback(event) for worker events and service messages; returns an unsubscribe."""
+        self._subscribers.append(callback)
+        if self.worker is not None:
+            self._worker_unsubs.append(self.worker.subscribe(callback))
+
+        def unsubscribe():
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
+
+    # -- service thread --------------------------------------------------
+    def _open(self) -> None:
+        from .backends import make_backend
+        from .identify import Identifier, ItemIndex
+        from .queue import SyncQueue
+        from .worker import SyncWorker
+
+        self.queue = SyncQueue(self.data_dir, retention_days=self.config.sync.retention_days)
+        self.backends = {}
+        for server in self.config.enabled_servers():
+            try:
+                self.backends[server.id] = make_backend(server)
+            except Exception as exc:  # a bad server entry must not stop the others
+                self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
+        self.identifier = Identifier(self.config, self.backends, ItemIndex(self.data_dir))
+        self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
+        self._worker_unsubs = [self.worker.subscribe(cb) for cb in self._subscribers]
+        self.worker.start()
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except BaseException as exc:
+            self._start_error = exc
+            log.error("sync service could not start: %s", exc)
+            self._emit(ServiceMessage("failed", None, f"sync is off: {exc}"))
+            self._started.set()
+            return
+        self._started.set()
+        while True:
+            item = self._inbox.get()
+            if item is _STOP:
+                return
+            try:
+                kind, payload = item
+                if kind == "identify":
+                    self._identify(payload)
+                else:
+                    self._enqueue(payload)
+            except Exception:
+                log.exception("could not record a playback change")
+
+    def _identify(self, media: MediaRef) -> Dict:
+        key = media_key(media)
+        matches = self._matches.get(key)
+        if matches is None:
+            matches = self.identifier.identify(media)
+            self._matches[key] = matches
+        return matches
+
+    def _enqueue(self, tracked) -> None:
+        from .changes import Change
+
+        matches = self._identify(tracked.media)
+        if not matches and "no servers" not in self._told_unmatched:
+            self._told_unmatched.add("no servers")
+            self._emit(ServiceMessage("not_identified", None, "no server is configured: nothing is synced"))
+        wrote = False
+        for server_id, match in matches.items():
+            server = self.config.server(server_id)
+            if match.item_id is None or server is None:
+                told = (media_key(tracked.media), server_id)
+                if told not in self._told_unmatched:
+                    self._told_unmatched.add(told)
+                    self._emit(ServiceMessage("not_identified", server_id, match.reason))
+                continue
+            self.queue.enqueue_change(Change(
+                media_item_id=match.item_id, source_id=server_id, user_id=_user_of(server),
+                change_type=tracked.change_type, position_ms=tracked.position_ms,
+                duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
+                created_at=tracked.created_at))
+            wrote = True
+        if wrote:
+            self.worker.notify()
+
+    def _emit(self, message) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(message)
+            except Exception:
+                log.exception("a sync subscriber failed")
+
+
+def _user_of(server: ServerConfig) -> str:
+    return server.user_id or server.username or ""
