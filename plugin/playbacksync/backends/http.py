@@ -1,0 +1,188 @@
+"""The HTTP layer every backend shares: one keep-alive session per server,
+explicit timeouts, verified TLS, failures mapped to the backend error kinds,
+tokens kept out of every message and away from every other host.
+"""
+from __future__ import annotations
+
+import email.utils
+import re
+import threading
+import time
+from typing import Any, Dict, Iterable, Optional
+from urllib.parse import urlsplit
+
+import requests
+
+from .. import __version__
+from ..config import ServerConfig
+from .base import AuthError, PermanentError, TransientError
+
+USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version__})"
+
+# Headers that carry a credential; none of them may follow a redirect to another origin.
+TOKEN_HEADERS = ("Authorization", "X-Emby-Authorization", "X-Emby-Token", "X-MediaBrowser-Token",
+                 "X-Plex-Token", "Proxy-Authorization")
+
+_known_secrets: "set[str]" = set()
+_secrets_lock = threading.Lock()
+
+_PATTERNS = (
+    # name=value / name: value / "name": "value" for the token-bearing names
+    re.compile(r'(?i)((?:X-Plex-Token|X-Emby-Token|X-MediaBrowser-Token|api_key|apikey|access_?token|AccessToken)'
+               r'''["']?\s*[=:]\s*["']?)([^&\s"',;}<>]+)'''),
+    # Token="…" inside a MediaBrowser/Emby Authorization header
+    re.compile(r'(?i)(\bToken\s*=\s*")([^"]*)'),
+    re.compile(r"(?i)(\bToken\s*=\s*)([^\"&,;\s][^&,;\s]*)"),
+)
+
+
+def register_secret(value: str) -> None:
+    """Remember a token so ``redact`` removes it wherever it appears."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _known_secrets.add(value)
+
+
+def redact(text: Any) -> str:
+    """``text`` with every token removed (known values and token-shaped fields)."""
+    s = str(text)
+    with _secrets_lock:
+        secrets = sorted(_known_secrets, key=len, reverse=True)
+    for v in secrets:
+        if v in s:
+            s = s.replace(v, "***")
+    for rx in _PATTERNS:
+        s = rx.sub(r"\1***", s)
+    return s
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _origin(url: str):
+    p = urlsplit(url)
+    port = p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+    return p.scheme.lower(), (p.hostname or "").lower(), port
+
+
+class _SameOriginSession(requests.Session):
+    """A Session that never lets a credential header leave the server's origin.
+
+    requests drops ``Authorization`` on a cross-host redirect but keeps custom
+    headers such as X-Plex-Token and X-Emby-Token, and lets http->https keep
+    it; here any change of scheme, host or port strips every token header.
+    """
+
+    def __init__(self, origin_url: str):
+        super().__init__()
+        self._origin = _origin(origin_url)
+
+    def rebuild_auth(self, prepared_request, response):
+        super().rebuild_auth(prepared_request, response)
+        if _origin(prepared_request.url) != self._origin:
+            for h in TOKEN_HEADERS:
+                prepared_request.headers.pop(h, None)
+
+
+class HttpClient:
+    """One server's session. ``request`` returns the parsed JSON (or None) or raises a BackendError."""
+
+    def __init__(self, server: ServerConfig, headers: Optional[Dict[str, str]] = None,
+                 secrets: Iterable[str] = ()):
+        self.base_url = server.url.rstrip("/")
+        self.timeout = (float(server.connect_timeout), float(server.read_timeout))
+        self.session = _SameOriginSession(self.base_url)
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        if headers:
+            self.session.headers.update(headers)
+        # A CA bundle implies verification; verify_tls=False is the user's explicit choice.
+        self.session.verify = server.ca_bundle or bool(server.verify_tls)
+        for s in (server.token, *secrets):
+            register_secret(s)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def request(self, method: str, path: str, *, params=None, json: Any = None,
+                headers: Optional[Dict[str, str]] = None, expect_json: bool = True) -> Any:
+        what = f"{method} {redact(self.base_url + path)}"
+        try:
+            resp = self.session.request(method, self.url(path), params=params, json=json, headers=headers,
+                                        timeout=self.timeout)
+        except requests.Timeout as e:
+            raise TransientError(f"{what}: timed out ({type(e).__name__})") from None
+        except requests.exceptions.SSLError as e:
+            # Certificate problems don't heal by retrying quickly, but the server may
+            # be mid-renewal; the worker's backoff handles it. The text names the cause.
+            raise TransientError(f"{what}: TLS error: {redact(_short(e))}") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as e:
+            raise TransientError(f"{what}: connection failed: {redact(_short(e))}") from None
+        except requests.RequestException as e:
+            raise PermanentError(f"{what}: {redact(_short(e))}") from None
+        return self._result(what, resp, expect_json)
+
+    def _result(self, what: str, resp: requests.Response, expect_json: bool) -> Any:
+        code = resp.status_code
+        if code == 429 or code >= 500:
+            raise TransientError(f"{what}: HTTP {code} {resp.reason or ''}".rstrip() + _detail(resp),
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if code in (401, 403):
+            raise AuthError(f"{what}: HTTP {code}: the server refused the credentials; sign in again"
+                            + _detail(resp))
+        if code >= 300:
+            raise PermanentError(f"{what}: HTTP {code} {resp.reason or ''}".rstrip() + _detail(resp))
+        if not expect_json or code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            # A 200 that isn't JSON: a proxy or captive portal in the way, or a cut body.
+            raise TransientError(f"{what}: the answer is not valid JSON") from None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _short(e: BaseException) -> str:
+    s = str(e)
+    return s if len(s) <= 300 else s[:300] + "…"
+
+
+def _detail(resp: requests.Response) -> str:
+    """The server's own message, when it sent one (kept for the failed row)."""
+    try:
+        body = resp.text.strip()
+    except Exception:
+        return ""
+    if not body:
+        return ""
+    try:
+        data = resp.json()
+        if isinstance(data, dict):
+            for k in ("message", "Message", "error", "Error", "title", "detail"):
+                if isinstance(data.get(k), str):
+                    body = data[k]
+                    break
+    except ValueError:
+        pass
+    body = " ".join(body.split())
+    if len(body) > 300:
+        body = body[:300] + "…"
+    return ": " + redact(body)
