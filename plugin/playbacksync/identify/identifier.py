@@ -1,0 +1,383 @@
+"""Which item, on each configured server, is playing.
+
+Order, first that answers wins: the server's own stream URL (exact), then the
+file path through the server's path mappings and the item index, then
+provider ids (imdb/tmdb/tvdb) in the index. Anything uncertain (ambiguous,
+contradicting, unknown) is no match with the reason: a change is never sent
+to an item that might be the wrong one. No title or fuzzy matching.
+
+Refresh policy: answers come from the index. A stale index (older than
+``max_age``) is refreshed in the background without waiting. A miss that a
+refresh could fix (a mapped path, or provider ids, not in the index) starts
+one refresh, waits for it at most ``miss_wait`` seconds, and looks again;
+refreshes of one server start at most once per ``min_refresh_interval``, so
+repeated misses never hammer a server. Pass ``wait=0`` to never block.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+from ..config import Config, ServerConfig
+from ..tracker.events import MediaRef
+from .index import ItemIndex, _describe, normalize_provider
+from .paths import URL, SplitPath, map_to_server, split_path
+from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
+
+log = logging.getLogger(__name__)
+
+URL_METHOD, PATH_METHOD, PROVIDER_METHOD = "url", "path", "provider_id"
+METHODS = (URL_METHOD, PATH_METHOD, PROVIDER_METHOD)
+_PROVIDER_ORDER = ("imdb", "tmdb", "tvdb")
+
+
+@dataclass(frozen=True)
+class Match:
+    """The item a server holds for what is playing, or None with the reason why not."""
+
+    item_id: Optional[str]
+    method: Optional[str]  # "url" | "path" | "provider_id" | None
+    reason: str
+
+    @property
+    def matched(self) -> bool:
+        return self.item_id is not None
+
+    def to_json(self) -> dict:
+        return {"item_id": self.item_id, "method": self.method, "reason": self.reason}
+
+
+class _Stopped(Exception):
+    pass
+
+
+@dataclass
+class _Media:
+    """What is playing, parsed once for all servers."""
+
+    media: MediaRef
+    is_http: bool
+    owners: List[ServerConfig]
+    local: Optional[SplitPath]
+    provider_ids: List[Tuple[str, str]]
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return "%d s" % seconds
+    if seconds < 5400:
+        return "%d min" % round(seconds / 60)
+    if seconds < 2 * 86400:
+        return "%d h" % round(seconds / 3600)
+    return "%d days" % round(seconds / 86400)
+
+
+class Identifier:
+    def __init__(self, config: Config, backends: Mapping[str, object], index: ItemIndex, *,
+                 max_age: float = 1800.0, miss_wait: float = 20.0, min_refresh_interval: float = 60.0,
+                 page_size: int = 200, clock=time.time):
+        self.config = config
+        self.backends = backends
+        self.index = index
+        self.max_age = max_age
+        self.miss_wait = miss_wait
+        self.min_refresh_interval = min_refresh_interval
+        self.page_size = page_size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._threads: Dict[str, threading.Thread] = {}
+        self._last_start: Dict[str, float] = {}
+        self._stopping = threading.Event()
+
+    # -- public ----------------------------------------------------------------------
+
+    def identify(self, media: MediaRef, *, wait: Optional[float] = None) -> Dict[str, Match]:
+        """One Match per configured server. Never raises.
+
+        ``wait``: how long a miss may wait for a refresh (default ``miss_wait``; 0: never).
+        """
+        wait = self.miss_wait if wait is None else wait
+        try:
+            parsed = self._parse(media)
+        except Exception as e:  # odd input must not break playback
+            log.exception("cannot read what is playing")
+            return {s.id: Match(None, None, "cannot read what is playing: %s" % _describe(e))
+                    for s in self.config.servers}
+        results: Dict[str, Match] = {}
+        retry: List[ServerConfig] = []
+        for server in self.config.servers:
+            if not server.enabled:
+                results[server.id] = Match(None, None, "server is disabled in the settings")
+                continue
+            match, refreshable = self._safe_match(server, parsed)
+            results[server.id] = match
+            if match.item_id is None and refreshable:
+                if wait > 0:
+                    retry.append(server)
+                else:
+                    self._start_refresh(server.id)  # for the next look; don't wait
+            else:
+                self._refresh_if_stale(server.id)
+        if retry:
+            threads = [(s, self._start_refresh(s.id)) for s in retry]
+            deadline = time.monotonic() + wait
+            for server, thread in threads:
+                if thread is None:
+                    continue
+                thread.join(max(0.0, deadline - time.monotonic()))
+                results[server.id] = self._safe_match(server, parsed)[0]
+        return results
+
+    def refresh(self, server_id: Optional[str] = None, *, wait: bool = True,
+                timeout: Optional[float] = None) -> Dict[str, Optional[str]]:
+        """Refresh the index of one or every enabled server now (ignores the interval).
+
+        Returns per server None when it refreshed, else the error (or "still running").
+        """
+        ids = [server_id] if server_id else [s.id for s in self.config.enabled_servers()]
+        threads = {sid: self._start_refresh(sid, force=True) for sid in ids}
+        out: Dict[str, Optional[str]] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for sid, thread in threads.items():
+            if thread is None:
+                out[sid] = "no connection to this server is configured"
+                continue
+            if wait:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                out[sid] = "still running"
+            else:
+                info = self.index.info(sid)
+                out[sid] = info.last_error
+        return out
+
+    def close(self, timeout: float = 3.0) -> bool:
+        """Stop refreshes (they keep the old rows); True if all stopped in time."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads.values())
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+    # -- refreshing ------------------------------------------------------------------
+
+    def _last_refresh_start(self, server_id: str) -> Optional[float]:
+        info = self.index.info(server_id)
+        times = [t for t in (self._last_start.get(server_id), info.refreshed_at, info.last_error_at) if t]
+        return max(times) if times else None
+
+    def _start_refresh(self, server_id: str, *, force: bool = False) -> Optional[threading.Thread]:
+        """The running refresh of a server, a new one, or None (no backend, or too soon)."""
+        if self._stopping.is_set():
+            return None
+        with self._lock:
+            thread = self._threads.get(server_id)
+            if thread is not None and thread.is_alive():
+                return thread
+            backend = self.backends.get(server_id)
+            if backend is None:
+                return None
+            last = self._last_refresh_start(server_id)
+            now = self._clock()
+            if not force and last is not None and now - last < self.min_refresh_interval:
+                return None
+            self._last_start[server_id] = now
+            thread = threading.Thread(target=self._run_refresh, args=(server_id, backend),
+                                      name="index-refresh-%s" % server_id, daemon=True)
+            self._threads[server_id] = thread
+            thread.start()
+            return thread
+
+    def _refresh_if_stale(self, server_id: str) -> None:
+        try:
+            info = self.index.info(server_id)
+            if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
+                self._start_refresh(server_id)
+        except Exception:
+            log.exception("cannot schedule an index refresh of %s", server_id)
+
+    def _run_refresh(self, server_id: str, backend) -> None:
+        stopping = self._stopping
+
+        class _Stoppable:  # lets close() end a long walk between items
+            def iter_items(self, page_size=200):
+                for item in backend.iter_items(page_size=page_size):
+                    if stopping.is_set():
+                        raise _Stopped("stopped")
+                    yield item
+
+        try:
+            self.index.refresh(server_id, _Stoppable(), page_size=self.page_size)
+        except _Stopped:
+            log.info("index refresh of %s stopped; old rows kept", server_id)
+        except Exception as e:
+            log.warning("index refresh of %s failed: %s", server_id, _describe(e))
+
+    # -- matching --------------------------------------------------------------------
+
+    def _parse(self, media: MediaRef) -> _Media:
+        path = media.path or ""
+        is_http = parse_origin(path) is not None
+        servers = [s for s in self.config.servers if s.enabled]
+        ids = []
+        for name, value in (media.provider_ids or {}).items():
+            pv = normalize_provider(name, value)
+            if pv:
+                ids.append(pv)
+        order = {p: i for i, p in enumerate(_PROVIDER_ORDER)}
+        ids.sort(key=lambda pv: (order.get(pv[0], len(order)), pv))
+        return _Media(media, is_http, owners(path, servers) if is_http else [], split_path(path), ids)
+
+    def _safe_match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
+        try:
+            return self._match(server, m)
+        except Exception as e:
+            log.exception("identification for %s failed", server.id)
+            return Match(None, None, "identification failed: %s" % _describe(e)), False
+
+    def _match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
+        """(match, whether a refresh could turn this miss into a match)."""
+        why: List[str] = []
+        if m.is_http:
+            found = self._by_url(server, m, why)
+            if found is not None:
+                return found, False
+        candidates: Set[str] = set()
+        refreshable = False
+        found, path_refreshable = self._by_path(server, m, why, candidates)
+        if found is not None:
+            return found, False
+        refreshable |= path_refreshable
+        if m.provider_ids:
+            found, ids_refreshable = self._by_provider_ids(server, m, why, candidates)
+            if found is not None:
+                return found, False
+            refreshable |= ids_refreshable
+        reason = "; ".join(why) or "nothing to identify it by"
+        if refreshable:
+            reason += " " + self._index_state(server.id)
+        return Match(None, None, reason), refreshable
+
+    def _by_url(self, server: ServerConfig, m: _Media, why: List[str]) -> Optional[Match]:
+        url = m.media.path
+        if server not in m.owners:
+            if m.owners:
+                why.append("played from the URL of another server (%s)" % ", ".join(s.id for s in m.owners))
+            else:
+                why.append("URL %s is not of this server (%s)" % (safe_url(url), safe_url(server.url)))
+            return None
+        rest, query = rest_after_base(url, server)
+        ref = item_ref(server.type, rest, query)
+        if ref is None:
+            why.append("URL %s of this server names no playable %s item" % (safe_url(url), server.type))
+            return None
+        if ref.kind == "item":
+            return Match(ref.id, URL_METHOD, "stream URL %s" % ref.route)
+        return self._plex_part(server, ref.id, why)
+
+    def _plex_part(self, server: ServerConfig, part_id: str, why: List[str]) -> Optional[Match]:
+        item_id = self.index.item_for_part(server.id, part_id)
+        if item_id:
+            return Match(item_id, URL_METHOD, "stream URL of media part %s (index)" % part_id)
+        backend = self.backends.get(server.id)
+        lookup = getattr(backend, "item_for_part", None)
+        if lookup is None:
+            why.append("media part %s is not in the index and cannot be looked up" % part_id)
+            return None
+        try:
+            found = lookup(part_id)
+        except Exception as e:
+            why.append("media part %s: lookup failed: %s" % (part_id, _describe(e)))
+            return None
+        item_id = getattr(found, "item_id", found)
+        if not item_id:
+            why.append("the server has no item with media part %s" % part_id)
+            return None
+        item_id = str(item_id)
+        self.index.remember_part(server.id, part_id, item_id)
+        return Match(item_id, URL_METHOD, "stream URL of media part %s" % part_id)
+
+    def _by_path(self, server: ServerConfig, m: _Media, why: List[str],
+                 candidates: Set[str]) -> Tuple[Optional[Match], bool]:
+        local = m.local
+        if local is None:
+            if not m.media.path:
+                why.append("no path or URL")
+            return None, False
+        # A stream URL maps only through a mapping written for it, never as-is.
+        mappings = server.path_mappings
+        if (m.is_http or local.style == URL) and not mappings:
+            return None, False
+        mapped = map_to_server(local, mappings)
+        if mapped is None:
+            if not m.is_http:
+                why.append("no path mapping covers %s" % local.display())
+            return None, False
+        shown = mapped.server_path.display()
+        via = "" if mapped.mapping is None else " (mapping %s → %s)" % (mapped.mapping.local, mapped.mapping.remote)
+        items = self.index.by_path_key(server.id, mapped.server_path.key())
+        if len(items) == 1:
+            return Match(items[0], PATH_METHOD, "path %s%s" % (shown, via)), False
+        if items:
+            candidates.update(items)
+            why.append("ambiguous: %d items have path %s (%s)" % (len(items), shown, ", ".join(items[:5])))
+            return None, False
+        why.append("%s%s not in server index" % (shown, via))
+        return None, True
+
+    def _by_provider_ids(self, server: ServerConfig, m: _Media, why: List[str],
+                         candidates: Set[str]) -> Tuple[Optional[Match], bool]:
+        hits: Dict[Tuple[str, str], List[str]] = {}
+        for provider, value in m.provider_ids:
+            items = self.index.by_provider(server.id, provider, value)
+            if len(items) > 1:
+                why.append("ambiguous: %d items share %s %s" % (len(items), provider, value))
+                return None, False
+            if items:
+                hits[(provider, value)] = items
+        if not hits:
+            why.append("no item with %s" % " or ".join("%s %s" % pv for pv in m.provider_ids))
+            return None, True
+        found = {items[0] for items in hits.values()}
+        if len(found) > 1:
+            why.append("provider ids disagree: %s" % ", ".join(
+                "%s %s is %s" % (p, v, items[0]) for (p, v), items in hits.items()))
+            return None, False
+        item_id = found.pop()
+        # The item's other ids must not contradict the ones the player gave.
+        known = self.index.provider_ids(server.id, item_id)
+        for provider, value in m.provider_ids:
+            if provider in known and value not in known[provider]:
+                why.append("provider ids disagree: item %s has %s %s, the player says %s"
+                           % (item_id, provider, "/".join(known[provider]), value))
+                return None, False
+        if candidates and item_id not in candidates:
+            why.append("item %s with the same provider ids is not one with that path" % item_id)
+            return None, False
+        return Match(item_id, PROVIDER_METHOD, ", ".join("%s %s" % pv for pv in hits)), False
+
+    def _index_state(self, server_id: str) -> str:
+        info = self.index.info(server_id)
+        now = self._clock()
+        with self._lock:
+            thread = self._threads.get(server_id)
+            running = thread is not None and thread.is_alive()
+        parts = []
+        if info.refreshed_at is None:
+            parts.append("index never refreshed")
+        else:
+            parts.append("refreshed %s ago" % _age(now - info.refreshed_at))
+        if info.last_error:
+            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)),
+                                                            info.last_error))
+        if running:
+            parts.append("a refresh is running")
+        if server_id not in self.backends:
+            parts.append("no connection to this server is configured")
+        return "(" + "; ".join(parts) + ")"

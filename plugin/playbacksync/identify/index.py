@@ -1,0 +1,334 @@
+"""A local SQLite index of each server's items: paths, provider ids, Plex parts.
+
+It is a cache (``index.sqlite`` in the data dir, separate from the queue):
+nothing in it is lost by rebuilding it, so an unreadable or outdated file is
+moved aside and started afresh. A refresh pages through
+``backend.iter_items`` into a staging table in short transactions, then swaps
+the server's rows in one transaction: readers see the old rows or the new,
+never half; a refresh that fails keeps the old rows and records the error.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional
+
+from ..backends.base import IndexedItem
+from .paths import path_key
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_BATCH = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    server_id TEXT NOT NULL, item_id TEXT NOT NULL, name TEXT, path TEXT, path_key TEXT,
+    duration_ms INTEGER, PRIMARY KEY (server_id, item_id));
+CREATE INDEX IF NOT EXISTS items_by_path ON items (server_id, path_key);
+CREATE TABLE IF NOT EXISTS ids (
+    server_id TEXT NOT NULL, provider TEXT NOT NULL, value TEXT NOT NULL, item_id TEXT NOT NULL,
+    PRIMARY KEY (server_id, provider, value, item_id));
+CREATE TABLE IF NOT EXISTS parts (
+    server_id TEXT NOT NULL, part_id TEXT NOT NULL, item_id TEXT NOT NULL,
+    PRIMARY KEY (server_id, part_id));
+CREATE TABLE IF NOT EXISTS meta (
+    server_id TEXT PRIMARY KEY, refreshed_at REAL, item_count INTEGER,
+    last_error TEXT, last_error_at REAL);
+CREATE TABLE IF NOT EXISTS staging_items (
+    refresh_id TEXT NOT NULL, item_id TEXT NOT NULL, name TEXT, path TEXT, path_key TEXT,
+    duration_ms INTEGER, created_at REAL);
+CREATE TABLE IF NOT EXISTS staging_ids (
+    refresh_id TEXT NOT NULL, provider TEXT NOT NULL, value TEXT NOT NULL, item_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staging_parts (
+    refresh_id TEXT NOT NULL, part_id TEXT NOT NULL, item_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS staging_items_by_refresh ON staging_items (refresh_id);
+CREATE INDEX IF NOT EXISTS staging_ids_by_refresh ON staging_ids (refresh_id);
+CREATE INDEX IF NOT EXISTS staging_parts_by_refresh ON staging_parts (refresh_id);
+"""
+_TABLES = ("items", "ids", "parts", "meta", "staging_items", "staging_ids", "staging_parts")
+
+
+class IndexStorageError(Exception):
+    """The index file cannot be created or opened (message names the file)."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    refreshed_at: Optional[float]  # epoch seconds of the last complete refresh; None: never
+    item_count: int
+    last_error: Optional[str]  # the last refresh's failure, if it failed after the last success
+    last_error_at: Optional[float]
+
+
+def normalize_provider(name: str, value: str) -> Optional[tuple]:
+    """(provider, value) compared the same way everywhere; None when empty."""
+    name = (name or "").strip().lower()
+    value = str(value if value is not None else "").strip()
+    if "://" in value:  # Plex-style guid: imdb://tt0133093
+        value = value.split("://", 1)[1]
+    value = value.strip().lower()
+    if not name or not value:
+        return None
+    return name, value
+
+
+def default_data_dir() -> str:
+    import platformdirs  # only when no data dir is given
+
+    return platformdirs.user_data_dir("playback-sync", appauthor=False)
+
+
+class ItemIndex:
+    """Per-server item index in ``<data_dir>/index.sqlite``. Safe to share across threads."""
+
+    def __init__(self, data_dir: Optional[str] = None, *, filename: str = "index.sqlite",
+                 clock=time.time, busy_timeout: float = 30.0):
+        self.data_dir = str(data_dir or default_data_dir())
+        self.path = os.path.join(self.data_dir, filename)
+        self._clock = clock
+        self._timeout = busy_timeout
+        self._local = threading.local()
+        self._conns: List[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+        except OSError as e:
+            raise IndexStorageError("cannot create the data folder %s for the item index: %s"
+                                    % (self.data_dir, e.strerror or e)) from None
+        self._open()
+
+    # -- storage -----------------------------------------------------------------
+
+    def _open(self) -> None:
+        try:
+            self._init_schema()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and not os.path.exists(self.path):
+                raise IndexStorageError("cannot create the item index %s: %s" % (self.path, e)) from None
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise IndexStorageError("the item index %s is locked by another program: %s"
+                                        % (self.path, e)) from None
+            # Unreadable (not a database, corrupt): it is only a cache, start afresh.
+            self._close_all()
+            aside = "%s.unreadable-%d" % (self.path, int(time.time()))
+            log.warning("item index %s is unreadable (%s); moved to %s and rebuilt", self.path, e, aside)
+            try:
+                os.replace(self.path, aside)
+                for suffix in ("-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.remove(self.path + suffix)
+                self._init_schema()
+            except (OSError, sqlite3.DatabaseError) as e2:
+                raise IndexStorageError("the item index %s is unusable: %s" % (self.path, e2)) from None
+
+    def _init_schema(self) -> None:
+        con = self._conn()
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            for t in _TABLES:  # an older layout: it is a cache, rebuild it
+                con.execute("DROP TABLE IF EXISTS %s" % t)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(_SCHEMA)  # idempotent
+        con.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+        with self._tx() as con:
+            # staging rows of refreshes that died over a day ago
+            con.execute("DELETE FROM staging_items WHERE created_at < ?", (self._clock() - 86400,))
+            live = "SELECT refresh_id FROM staging_items"
+            con.execute("DELETE FROM staging_ids WHERE refresh_id NOT IN (%s)" % live)
+            con.execute("DELETE FROM staging_parts WHERE refresh_id NOT IN (%s)" % live)
+
+    def _conn(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                      check_same_thread=False)
+            except sqlite3.Error as e:
+                raise IndexStorageError("cannot open the item index %s: %s" % (self.path, e)) from None
+            con.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last refresh costs a refresh
+            self._local.con = con
+            with self._conns_lock:
+                self._conns.append(con)
+        return con
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._conn()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _close_all(self) -> None:
+        with self._conns_lock:
+            for con in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    con.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self._close_all()
+
+    # -- writing -----------------------------------------------------------------
+
+    def replace(self, server_id: str, items: Iterable[IndexedItem]) -> int:
+        """Replace every row of a server with ``items``; atomic; returns the item count.
+
+        ``items`` may be a lazy iterator (e.g. ``backend.iter_items()``); if it
+        raises, nothing changes and the exception propagates.
+        """
+        refresh_id = uuid.uuid4().hex
+        try:
+            self._stage(refresh_id, items)
+            return self._swap(server_id, refresh_id)
+        finally:
+            with self._tx() as con:
+                for t in ("staging_items", "staging_ids", "staging_parts"):
+                    con.execute("DELETE FROM %s WHERE refresh_id = ?" % t, (refresh_id,))
+
+    def _stage(self, refresh_id: str, items: Iterable[IndexedItem]) -> None:
+        now = self._clock()
+        rows, ids, parts = [], [], []
+        for item in items:
+            item_id = str(item.item_id)
+            if not item_id:
+                continue
+            path = item.path or ""
+            rows.append((refresh_id, item_id, item.name or "", path, path_key(path) if path else None,
+                         item.duration_ms, now))
+            for name, value in (item.provider_ids or {}).items():
+                pv = normalize_provider(name, value)
+                if pv:
+                    ids.append((refresh_id, pv[0], pv[1], item_id))
+            # Plex items may carry the ids of their media parts (optional attribute).
+            for part in getattr(item, "part_ids", None) or ():
+                parts.append((refresh_id, str(part), item_id))
+            if len(rows) >= _BATCH:
+                self._write_stage(rows, ids, parts)
+                rows, ids, parts = [], [], []
+        self._write_stage(rows, ids, parts)
+
+    def _write_stage(self, rows, ids, parts) -> None:
+        if not (rows or ids or parts):
+            return
+        with self._tx() as con:
+            con.executemany("INSERT INTO staging_items VALUES (?,?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO staging_ids VALUES (?,?,?,?)", ids)
+            con.executemany("INSERT INTO staging_parts VALUES (?,?,?)", parts)
+
+    def _swap(self, server_id: str, refresh_id: str) -> int:
+        with self._tx() as con:
+            for t in ("items", "ids", "parts"):
+                con.execute("DELETE FROM %s WHERE server_id = ?" % t, (server_id,))
+            # a later copy of an item (pages shifted during the walk) wins
+            con.execute(
+                "INSERT OR REPLACE INTO items SELECT ?, item_id, name, path, path_key, duration_ms "
+                "FROM staging_items WHERE refresh_id = ? ORDER BY rowid", (server_id, refresh_id))
+            con.execute("INSERT OR IGNORE INTO ids SELECT ?, provider, value, item_id "
+                        "FROM staging_ids WHERE refresh_id = ?", (server_id, refresh_id))
+            con.execute("INSERT OR REPLACE INTO parts SELECT ?, part_id, item_id "
+                        "FROM staging_parts WHERE refresh_id = ? ORDER BY rowid", (server_id, refresh_id))
+            count = con.execute("SELECT COUNT(*) FROM items WHERE server_id = ?", (server_id,)).fetchone()[0]
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?, NULL, NULL)",
+                        (server_id, self._clock(), count))
+        return count
+
+    def refresh(self, server_id: str, backend, *, page_size: int = 200) -> int:
+        """Fetch every item of a server and replace its rows; returns the count.
+
+        On failure the old rows stay, the error is recorded (see ``info``) and re-raised.
+        """
+        started = time.monotonic()
+        try:
+            count = self.replace(server_id, backend.iter_items(page_size=page_size))
+        except Exception as e:
+            self.record_error(server_id, _describe(e))
+            raise
+        log.info("item index of %s refreshed: %d items in %.1f s", server_id, count,
+                 time.monotonic() - started)
+        return count
+
+    def record_error(self, server_id: str, message: str) -> None:
+        with self._tx() as con:
+            con.execute("INSERT OR IGNORE INTO meta (server_id, item_count) VALUES (?, 0)", (server_id,))
+            con.execute("UPDATE meta SET last_error = ?, last_error_at = ? WHERE server_id = ?",
+                        (message, self._clock(), server_id))
+
+    def remember_part(self, server_id: str, part_id: str, item_id: str) -> None:
+        """Cache a Plex part → item lookup until the next refresh."""
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO parts VALUES (?, ?, ?)", (server_id, str(part_id), str(item_id)))
+
+    def forget(self, server_id: str) -> None:
+        """Drop a server's rows (it was removed from the settings)."""
+        with self._tx() as con:
+            for t in ("items", "ids", "parts", "meta"):
+                con.execute("DELETE FROM %s WHERE server_id = ?" % t, (server_id,))
+
+    # -- reading -----------------------------------------------------------------
+
+    def info(self, server_id: str) -> IndexInfo:
+        row = self._conn().execute(
+            "SELECT refreshed_at, item_count, last_error, last_error_at FROM meta WHERE server_id = ?",
+            (server_id,)).fetchone()
+        if row is None:
+            return IndexInfo(None, 0, None, None)
+        return IndexInfo(row[0], row[1] or 0, row[2], row[3])
+
+    def by_path_key(self, server_id: str, key: str) -> List[str]:
+        rows = self._conn().execute(
+            "SELECT item_id FROM items WHERE server_id = ? AND path_key = ? ORDER BY item_id",
+            (server_id, key)).fetchall()
+        return [r[0] for r in rows]
+
+    def by_provider(self, server_id: str, provider: str, value: str) -> List[str]:
+        pv = normalize_provider(provider, value)
+        if pv is None:
+            return []
+        rows = self._conn().execute(
+            "SELECT DISTINCT item_id FROM ids WHERE server_id = ? AND provider = ? AND value = ? "
+            "ORDER BY item_id", (server_id, pv[0], pv[1])).fetchall()
+        return [r[0] for r in rows]
+
+    def provider_ids(self, server_id: str, item_id: str) -> Dict[str, List[str]]:
+        out: Dict[str, List[str]] = {}
+        for p, v in self._conn().execute(
+                "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id)):
+            out.setdefault(p, []).append(v)
+        return out
+
+    def item_for_part(self, server_id: str, part_id: str) -> Optional[str]:
+        row = self._conn().execute("SELECT item_id FROM parts WHERE server_id = ? AND part_id = ?",
+                                   (server_id, str(part_id))).fetchone()
+        return row[0] if row else None
+
+    def get(self, server_id: str, item_id: str) -> Optional[IndexedItem]:
+        con = self._conn()
+        row = con.execute("SELECT name, path, duration_ms FROM items WHERE server_id = ? AND item_id = ?",
+                          (server_id, item_id)).fetchone()
+        if row is None:
+            return None
+        ids = {p: v for p, v in con.execute(
+            "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id))}
+        return IndexedItem(item_id=item_id, name=row[0] or "", path=row[1] or "", provider_ids=ids,
+                           duration_ms=row[2])
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    try:
+        from ..backends.http import redact
+    except ImportError:  # the redaction helper is not there yet
+        return text
+    return redact(text)

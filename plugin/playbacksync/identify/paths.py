@@ -1,0 +1,178 @@
+"""File paths as components, and per-server path mappings.
+
+Paths are compared component by component, never as string prefixes, so
+``/media/movies`` does not cover ``/media/movies2/x``. Three styles:
+
+- POSIX ``/a/b``: case-sensitive; a backslash is an ordinary character.
+- Windows ``D:\\a\\b`` or ``D:/a/b`` and UNC ``\\\\nas\\share\\a``: either separator,
+  compared case-insensitively (the Windows file system is).
+- URLs ``smb://nas/share/a``, ``nfs://nas/export/a`` (any scheme): host
+  case-insensitive, credentials dropped; smb paths case-insensitive (SMB
+  shares are), other schemes case-sensitive. ``file://`` URLs are turned into
+  the local path they name.
+
+Names are Unicode-normalised (NFC) so a macOS (NFD) name equals the same
+name stored by a Linux server.
+"""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+from ..config import PathMapping
+
+_DRIVE = re.compile(r"^([A-Za-z]):(?:[\\/]|$)")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_FOLD_SCHEMES = ("smb",)
+
+POSIX, WINDOWS, URL = "posix", "windows", "url"
+
+
+@dataclass(frozen=True)
+class SplitPath:
+    """A path as root + components. ``fold``: compare case-insensitively."""
+
+    style: str
+    root: str  # "/", "d:", "//nas/share", "smb://nas"
+    parts: Tuple[str, ...]
+    fold: bool
+
+    def key(self) -> str:
+        """The comparison key: equal keys name the same file."""
+        text = self.root.rstrip("/") + "/" + "/".join(self.parts)
+        text = unicodedata.normalize("NFC", text)
+        return text.casefold() if self.fold else text
+
+    def _cmp(self, part: str) -> str:
+        part = unicodedata.normalize("NFC", part)
+        return part.casefold() if self.fold else part
+
+    def starts_with(self, prefix: "SplitPath") -> bool:
+        """Component-wise prefix test (case rule of the prefix's side)."""
+        fold = self.fold or prefix.fold
+        a = self.root.casefold() if fold else self.root
+        b = prefix.root.casefold() if fold else prefix.root
+        if a != b or len(prefix.parts) > len(self.parts):
+            return False
+        for mine, theirs in zip(self.parts, prefix.parts):
+            mine, theirs = unicodedata.normalize("NFC", mine), unicodedata.normalize("NFC", theirs)
+            if (mine.casefold() != theirs.casefold()) if fold else (mine != theirs):
+                return False
+        return True
+
+    def join(self, extra: Iterable[str]) -> "SplitPath":
+        return SplitPath(self.style, self.root, self.parts + tuple(extra), self.fold)
+
+    def display(self) -> str:
+        """The path written in its own style (for messages)."""
+        if self.style == WINDOWS:
+            root = self.root.upper() if len(self.root) == 2 else self.root.replace("/", "\\")
+            return root + "\\" + "\\".join(self.parts)
+        if self.style == URL:
+            return self.root + "/" + "/".join(self.parts)
+        return "/" + "/".join(self.parts)
+
+
+def _components(text: str, seps: str) -> Tuple[str, ...]:
+    """Split on separators, dropping empty and '.' parts and resolving '..'."""
+    out = []
+    for part in re.split("[" + re.escape(seps) + "]", text):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def split_path(path: str, *, cwd: Optional[str] = None) -> Optional[SplitPath]:
+    """Parse a local or server path; None when it is empty.
+
+    A relative path (the hosts resolve them, but be robust) is taken relative
+    to ``cwd`` (default: this process's working directory, which is mpv's
+    when it runs in-process).
+    """
+    if not path:
+        return None
+    m = _SCHEME.match(path)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme == "file":
+            return _from_file_url(path, cwd)
+        return _from_url(path, scheme)
+    d = _DRIVE.match(path)
+    if d:
+        return SplitPath(WINDOWS, d.group(1).lower() + ":", _components(path[2:], "\\/"), True)
+    if path.startswith("\\\\"):
+        parts = _components(path[2:], "\\/")
+        if len(parts) < 2:
+            return None  # a UNC path names at least \\server\share
+        root = "//" + parts[0].lower() + "/" + parts[1]
+        return SplitPath(WINDOWS, root, parts[2:], True)
+    if not path.startswith("/"):
+        path = os.path.join(cwd or os.getcwd(), path)
+        if not path.startswith("/"):  # a Windows cwd
+            return split_path(path)
+    return SplitPath(POSIX, "/", _components(path, "/"), False)
+
+
+def _from_url(url: str, scheme: str) -> Optional[SplitPath]:
+    # Kodi hands smb/nfs paths over unencoded, as servers store them: no unquoting.
+    rest = url[len(scheme) + 3:]
+    host, _, tail = rest.partition("/")
+    host = host.rpartition("@")[2].lower()  # drop user:password@
+    return SplitPath(URL, scheme + "://" + host, _components(tail, "/"), scheme in _FOLD_SCHEMES)
+
+
+def _from_file_url(url: str, cwd: Optional[str]) -> Optional[SplitPath]:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    host = (parts.hostname or "").lower()
+    if host and host != "localhost":
+        return split_path("\\\\" + host + path.replace("/", "\\"))
+    if re.match(r"^/[A-Za-z]:", path):  # file:///C:/x
+        return split_path(path[1:])
+    return split_path(path or "/", cwd=cwd)
+
+
+def path_key(path: str) -> Optional[str]:
+    """Comparison key of a path as a server stores it (None when empty)."""
+    sp = split_path(path, cwd="/")
+    return sp.key() if sp else None
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A local path translated to a server's view of it."""
+
+    server_path: SplitPath
+    mapping: Optional[PathMapping]  # None: no mappings configured, same path on both sides
+
+
+def map_to_server(local: SplitPath, mappings: Iterable[PathMapping]) -> Optional[Mapped]:
+    """The server's path for a local one, through the most specific covering mapping.
+
+    With no mappings at all the server is taken to see the same paths as this
+    machine. With mappings, a path none of them covers is None.
+    """
+    mappings = tuple(mappings)
+    if not mappings:
+        return Mapped(local, None)
+    best = None
+    for m in mappings:
+        lp = split_path(m.local, cwd="/")
+        rp = split_path(m.remote, cwd="/")
+        if lp is None or rp is None or not local.starts_with(lp):
+            continue
+        if best is None or len(lp.parts) > len(best[0].parts):
+            best = (lp, rp, m)
+    if best is None:
+        return None
+    lp, rp, m = best
+    return Mapped(rp.join(local.parts[len(lp.parts):]), m)
