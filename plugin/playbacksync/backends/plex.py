@@ -1,0 +1,294 @@
+"""Plex Media Server client, plus the plex.tv PIN sign-in helpers.
+
+Follows the 2025 PMS API description: progress through ``POST /:/timeline``,
+played/unplayed through ``PUT /:/scrobble`` and ``PUT /:/unscrobble``, state
+from ``/library/metadata/{ratingKey}``. The token travels only in the
+``X-Plex-Token`` header; Plex would also take it in the query string, where
+proxies and logs keep it.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import uuid
+from urllib.parse import quote
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+from .. import __version__
+from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
+from ..config import ServerConfig
+from . import http
+from .base import (
+    Backend,
+    IndexedItem,
+    ItemState,
+    PermanentError,
+    ServerInfo,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+PRODUCT = "Playback Sync"
+LIBRARY_ID = "com.plexapp.plugins.library"
+PLEX_TV = "https://plex.tv"
+LINK_URL = "https://plex.tv/link"  # where the viewer types the PIN code
+# Section type -> the mediaQuery type of its playable items (movie 1, episode 4).
+_LEAF_TYPE = {"movie": 1, "show": 4}
+_PROVIDERS = ("imdb", "tmdb", "tvdb")
+
+
+def client_identifier(server: ServerConfig) -> str:
+    """A stable X-Plex-Client-Identifier: the configured device id, else one derived from the server id."""
+    if server.device_id:
+        return server.device_id
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"playbacksync:{uuid.getnode()}:{server.id}"))
+
+
+def plex_headers(client_id: str, token: str = "") -> Dict[str, str]:
+    headers = {
+        "Accept": "application/json",
+        "X-Plex-Client-Identifier": client_id,
+        "X-Plex-Product": PRODUCT,
+        "X-Plex-Version": __version__,
+        "X-Plex-Device": platform.system() or "Unknown",
+        "X-Plex-Platform": platform.system() or "Unknown",
+        "X-Plex-Device-Name": f"{PRODUCT} ({platform.node() or 'host'})",
+    }
+    if token:
+        headers["X-Plex-Token"] = token
+    return headers
+
+
+def provider_ids(guids: Any) -> Dict[str, str]:
+    """``Guid[]`` entries such as ``imdb://tt0133093`` -> ``{"imdb": "tt0133093"}``."""
+    found: Dict[str, str] = {}
+    for guid in guids or ():
+        gid = str((guid or {}).get("id", "")) if isinstance(guid, dict) else ""
+        scheme, sep, value = gid.partition("://")
+        scheme = scheme.lower()
+        if sep and value and scheme in _PROVIDERS:
+            found.setdefault(scheme, value)
+    return found
+
+
+def _int(value: Any, default: Optional[int] = None) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class NotFoundError(PermanentError):
+    """404: Plex has no such item (or plex.tv no such PIN)."""
+
+
+class _PlexHttp(http.HttpClient):
+    """The shared client, with 404 told apart: a missing item is an answer, not a failure."""
+
+    def _result(self, what, resp, expect_json):
+        if resp.status_code == 404:
+            raise NotFoundError(f"{what}: HTTP 404 Not Found")
+        return super()._result(what, resp, expect_json)
+
+
+class PlexBackend(Backend):
+    """One Plex Media Server, as the user the token belongs to."""
+
+    def __init__(self, server: ServerConfig):
+        self.server = server
+        self.client_id = client_identifier(server)
+        self.http = _PlexHttp(server, headers=plex_headers(self.client_id, server.token))
+        self._part_items: Dict[int, str] = {}  # part id -> ratingKey, filled as items are seen
+
+    # --- transport -------------------------------------------------------
+    def _container(self, method: str, path: str, params: Optional[dict] = None,
+                   *, auth: bool = True) -> Dict[str, Any]:
+        # A None header value drops the session's token for this one request.
+        body = self.http.request(method, path, params=params,
+                                 headers=None if auth else {"X-Plex-Token": None})
+        container = body.get("MediaContainer") if isinstance(body, dict) else None
+        if not isinstance(container, dict):
+            raise TransientError(f"Plex answered {method} {path} without a MediaContainer")
+        return container
+
+    def _send(self, method: str, path: str, params: dict) -> None:
+        self.http.request(method, path, params=params, expect_json=False)
+
+    def _metadata(self, rating_key: str) -> Optional[Dict[str, Any]]:
+        try:
+            container = self._container("GET", f"/library/metadata/{_quote(rating_key)}")
+        except NotFoundError:
+            return None
+        items = container.get("Metadata") or []
+        return items[0] if items and isinstance(items[0], dict) else None
+
+    # --- Backend contract ---------------------------------------------------
+    def check(self) -> ServerInfo:
+        identity = self._container("GET", "/identity", auth=False)
+        # /identity answers anyone; the root needs a valid token, so a bad one is an AuthError here.
+        root = self._container("GET", "/")
+        machine_id = str(identity.get("machineIdentifier") or root.get("machineIdentifier") or "")
+        return ServerInfo(
+            name=str(root.get("friendlyName") or machine_id or self.server.id),
+            server_id=machine_id,
+            version=str(identity.get("version") or root.get("version") or ""),
+            product="Plex Media Server",
+        )
+
+    def apply(self, change: Change) -> None:
+        key = str(change.media_item_id)
+        if change.change_type == WATCHED:
+            self._send("PUT", "/:/scrobble", {"identifier": LIBRARY_ID, "key": key})
+        elif change.change_type == UNWATCHED:
+            self._send("PUT", "/:/unscrobble", {"identifier": LIBRARY_ID, "key": key})
+        elif change.change_type == PROGRESS:
+            self._report_progress(key, change)
+        else:  # Change validates its type; this guards against a future one.
+            raise PermanentError(f"Plex cannot apply {change.change_type!r}")
+
+    def _report_progress(self, key: str, change: Change) -> None:
+        if change.position_ms is None or change.position_ms < 0:
+            raise PermanentError("progress change without a position")
+        duration = change.duration_ms
+        if not duration:
+            item = self._metadata(key)
+            if item is None:
+                raise NotFoundError(f"Plex has no item {key}")
+            duration = _int(item.get("duration"))
+        params = {
+            "ratingKey": key,
+            "key": f"/library/metadata/{key}",
+            # "stopped": the change may be replayed long after playback, so no live session is opened.
+            "state": "stopped",
+            "time": int(change.position_ms),
+        }
+        if duration:
+            params["duration"] = int(duration)
+        self._send("POST", "/:/timeline", params)
+
+    def read_state(self, item_id: str) -> ItemState:
+        item = self._metadata(str(item_id))
+        if item is None:
+            raise NotFoundError(f"Plex has no item {item_id}")
+        view_count = _int(item.get("viewCount"), 0) or 0
+        last = _int(item.get("lastViewedAt"))
+        return ItemState(
+            position_ms=_int(item.get("viewOffset"), 0) or 0,
+            played=view_count > 0,
+            play_count=view_count,
+            last_played_at=float(last) if last else None,
+        )
+
+    def get_item(self, item_id: str) -> Optional[IndexedItem]:
+        item = self._metadata(str(item_id))
+        return self._indexed(item) if item is not None else None
+
+    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
+        page_size = max(1, int(page_size))
+        sections = self._container("GET", "/library/sections/all").get("Directory") or []
+        for section in sections:
+            leaf_type = _LEAF_TYPE.get(str(section.get("type")))
+            section_id = str(section.get("key") or "")
+            if leaf_type is None or not section_id:
+                continue  # music and photo libraries hold nothing a video player syncs
+            start = 0
+            while True:
+                container = self._container(
+                    "GET", f"/library/sections/{_quote(section_id)}/all",
+                    {"type": leaf_type, "includeGuids": 1,
+                     "X-Plex-Container-Start": start, "X-Plex-Container-Size": page_size})
+                page = [m for m in container.get("Metadata") or [] if isinstance(m, dict)]
+                for item in page:
+                    yield self._indexed(item)
+                start += len(page)
+                total = _int(container.get("totalSize"))
+                if not page or (total is not None and start >= total) or (total is None and len(page) < page_size):
+                    break
+
+    def item_for_part(self, part_id: Any) -> Optional[str]:
+        """The ratingKey owning media part ``part_id`` (from ``/library/parts/{id}/…`` stream URLs).
+
+        Plex has no lookup by part, so this answers from the parts seen so far and,
+        failing that, walks the libraries once.
+        """
+        pid = _int(part_id)
+        if pid is None:
+            return None
+        if pid not in self._part_items:
+            for _ in self.iter_items():
+                if pid in self._part_items:
+                    break
+        return self._part_items.get(pid)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- helpers ---------------------------------------------------------
+    def _indexed(self, item: Dict[str, Any]) -> IndexedItem:
+        rating_key = str(item.get("ratingKey") or "")
+        path = ""
+        for media in item.get("Media") or []:
+            for part in (media or {}).get("Part") or []:
+                pid = _int((part or {}).get("id"))
+                if pid is not None and rating_key:
+                    self._part_items[pid] = rating_key
+                if not path and part.get("file"):
+                    path = str(part["file"])
+        title = str(item.get("title") or "")
+        if item.get("grandparentTitle"):
+            title = f"{item['grandparentTitle']} - {title}"
+        return IndexedItem(
+            item_id=rating_key,
+            name=title,
+            path=path,
+            provider_ids=provider_ids(item.get("Guid")),
+            duration_ms=_int(item.get("duration")),
+        )
+
+
+def _quote(segment: str) -> str:
+    return quote(str(segment), safe="")
+
+
+# --- plex.tv PIN sign-in ---------------------------------------------------
+# The viewer asks for a PIN here, types its code at https://plex.tv/link, and
+# the token arrives on the next poll; no password ever passes through the plugin.
+
+def request_pin(client_id: str, *, base_url: str = PLEX_TV, timeout: float = 15.0) -> Tuple[int, str]:
+    """Ask plex.tv for a PIN. Returns ``(pin_id, code)``; the viewer enters ``code`` at LINK_URL.
+
+    Poll with the same ``client_id``: plex.tv ties the PIN to it.
+    """
+    body = _plex_tv("POST", "/api/v2/pins", client_id, base_url, timeout)
+    pin_id, code = _int(body.get("id")), body.get("code")
+    if pin_id is None or not code:
+        raise TransientError("plex.tv answered the PIN request without an id and code")
+    return pin_id, str(code)
+
+
+def poll_pin(pin_id: int, client_id: str, *, base_url: str = PLEX_TV,
+             timeout: float = 15.0) -> Optional[str]:
+    """The token once the viewer has linked the PIN, else None.
+
+    An expired or unknown PIN raises NotFoundError (ask for a new one).
+    """
+    body = _plex_tv("GET", f"/api/v2/pins/{int(pin_id)}", client_id, base_url, timeout)
+    token = body.get("authToken")
+    if token:
+        http.register_secret(str(token))
+        return str(token)
+    return None
+
+
+def _plex_tv(method: str, path: str, client_id: str, base_url: str, timeout: float) -> Dict[str, Any]:
+    account = ServerConfig(id="plex.tv", type="plex", url=base_url,
+                           connect_timeout=timeout, read_timeout=timeout)
+    client = _PlexHttp(account, headers=plex_headers(client_id))
+    try:
+        body = client.request(method, path)
+    finally:
+        client.close()
+    if not isinstance(body, dict):
+        raise TransientError(f"plex.tv answered {method} {path} with something other than a JSON object")
+    return body

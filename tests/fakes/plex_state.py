@@ -1,0 +1,181 @@
+"""What the fake Plex server knows: sections, items, parts, Guids, and per-user play state.
+
+Kept apart from the HTTP layer so the behaviour (how timeline, scrobble and
+unscrobble change the state) reads on its own.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+# The share of the duration past which Plex counts a timeline report as a finished view
+# (the server's default "video played threshold" is 90%).
+WATCHED_THRESHOLD = 0.9
+TYPE_NUMBERS = {"movie": 1, "show": 2, "season": 3, "episode": 4}
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    type: str  # movie | show
+    uuid: str
+    location: str
+
+
+@dataclass
+class Item:
+    rating_key: str
+    section: str
+    type: str  # movie | show | episode
+    title: str
+    duration: int = 0  # ms; 0 for shows
+    parts: List[Tuple[int, str]] = field(default_factory=list)  # (part id, file)
+    guids: List[str] = field(default_factory=list)
+    show_title: str = ""
+    added_at: int = 1_600_000_000
+
+
+@dataclass
+class UserState:
+    view_offset: int = 0
+    view_count: int = 0
+    last_viewed_at: Optional[int] = None
+
+
+class PlexLibrary:
+    """Seeded library plus per-token user state. Thread-safe: the server answers from threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 watched_threshold: float = WATCHED_THRESHOLD):
+        self.clock = clock
+        self.watched_threshold = watched_threshold
+        self.sections: Dict[str, Section] = {}
+        self.items: Dict[str, Item] = {}
+        self.users: Dict[str, str] = {}  # token -> user name
+        self._state: Dict[Tuple[str, str], UserState] = {}
+        self._lock = threading.RLock()
+
+    # --- seeding -------------------------------------------------------------
+    def add_user(self, token: str, name: str) -> None:
+        self.users[token] = name
+
+    def add_section(self, key: str, title: str, type_: str, location: str) -> Section:
+        section = Section(key, title, type_, f"00000000-0000-4000-8000-{int(key):012d}", location)
+        self.sections[key] = section
+        return section
+
+    def add_item(self, item: Item) -> Item:
+        self.items[item.rating_key] = item
+        return item
+
+    def seed(self, movies: int = 3, episodes: int = 4) -> None:
+        """A movie library and a TV library, with files and provider ids."""
+        self.add_section("1", "Movies", "movie", "/srv/media/Movies")
+        self.add_section("2", "TV Shows", "show", "/srv/media/TV")
+        part = 1000
+        for n in range(1, movies + 1):
+            part += 1
+            self.add_item(Item(
+                rating_key=str(100 + n), section="1", type="movie", title=f"Movie {n}",
+                duration=600_000 + n * 60_000,
+                parts=[(part, f"/srv/media/Movies/Movie {n} ({2000 + n})/Movie {n}.mkv")],
+                guids=[f"imdb://tt{1000000 + n:07d}", f"tmdb://{500 + n}"],
+            ))
+        self.add_item(Item(rating_key="200", section="2", type="show", title="Show",
+                           guids=["tvdb://70000"]))
+        for n in range(1, episodes + 1):
+            part += 1
+            self.add_item(Item(
+                rating_key=str(200 + n), section="2", type="episode", title=f"Episode {n}",
+                duration=1_200_000, show_title="Show",
+                parts=[(part, f"/srv/media/TV/Show/Season 01/Show - S01E{n:02d}.mkv")],
+                guids=[f"tvdb://{71000 + n}", f"imdb://tt{2000000 + n:07d}"],
+            ))
+
+    # --- per-user state ------------------------------------------------------
+    def state(self, token: str, rating_key: str) -> UserState:
+        with self._lock:
+            return self._state.setdefault((token, rating_key), UserState())
+
+    def scrobble(self, token: str, rating_key: str) -> None:
+        with self._lock:
+            st = self.state(token, rating_key)
+            st.view_count += 1
+            st.view_offset = 0
+            st.last_viewed_at = int(self.clock())
+
+    def unscrobble(self, token: str, rating_key: str) -> None:
+        with self._lock:
+            st = self.state(token, rating_key)
+            st.view_count = 0
+            st.view_offset = 0
+            st.last_viewed_at = None
+
+    def timeline(self, token: str, rating_key: str, state: str, time_ms: Optional[int],
+                 duration_ms: Optional[int]) -> None:
+        """Progress report: keeps the offset; past the threshold it counts a view, as Plex does."""
+        item = self.items[rating_key]
+        duration = duration_ms or item.duration
+        with self._lock:
+            st = self.state(token, rating_key)
+            if time_ms is None or state == "buffering":
+                return
+            if duration and time_ms >= duration * self.watched_threshold:
+                self.scrobble(token, rating_key)
+                return
+            st.view_offset = max(0, int(time_ms))
+            st.last_viewed_at = int(self.clock())
+
+    def set_state(self, token: str, rating_key: str, *, view_offset: int = 0, view_count: int = 0,
+                  last_viewed_at: Optional[int] = None) -> None:
+        """Test hook: what another client (say, a TV) did on the server."""
+        with self._lock:
+            self._state[(token, rating_key)] = UserState(view_offset, view_count, last_viewed_at)
+
+    def reset_state(self) -> None:
+        with self._lock:
+            self._state.clear()
+
+    # --- views as Plex's JSON --------------------------------------------------
+    def section_json(self, section: Section) -> dict:
+        return {
+            "key": section.key, "title": section.title, "type": section.type,
+            "uuid": section.uuid, "language": "en-US", "agent": "tv.plex.agents." + section.type,
+            "scanner": "Plex Movie" if section.type == "movie" else "Plex TV Series",
+            "allowSync": True, "filters": True, "refreshing": False,
+            "Location": [{"id": int(section.key), "path": section.location}],
+        }
+
+    def item_json(self, token: str, item: Item, *, guids: bool = True) -> dict:
+        data = {
+            "ratingKey": item.rating_key, "key": f"/library/metadata/{item.rating_key}",
+            "type": item.type, "title": item.title, "addedAt": item.added_at,
+            "librarySectionID": int(item.section),
+            "guid": f"plex://{item.type}/{int(item.rating_key):024x}",
+        }
+        if item.duration:
+            data["duration"] = item.duration
+        if item.show_title:
+            data["grandparentTitle"] = item.show_title
+            data["grandparentRatingKey"] = "200"
+        if guids and item.guids:
+            data["Guid"] = [{"id": g} for g in item.guids]
+        if item.parts:
+            data["Media"] = [{
+                "id": item.parts[0][0] + 5000, "duration": item.duration, "container": "mkv",
+                "Part": [{"id": pid, "key": f"/library/parts/{pid}/{item.added_at}/file.mkv",
+                          "file": path, "duration": item.duration, "container": "mkv"}
+                         for pid, path in item.parts],
+            }]
+        st = self.state(token, item.rating_key)
+        # Plex leaves out the attributes it has no value for.
+        if st.view_offset:
+            data["viewOffset"] = st.view_offset
+        if st.view_count:
+            data["viewCount"] = st.view_count
+        if st.last_viewed_at is not None:
+            data["lastViewedAt"] = st.last_viewed_at
+        return data
