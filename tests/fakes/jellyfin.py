@@ -1,0 +1,306 @@
+"""A fake Jellyfin server, one per published spec version.
+
+    fake = JellyfinFake(version="10.10.7")   # any of VERSIONS
+    fake.start()                              # or `with JellyfinFake(...) as fake:`
+    uid = fake.add_user("alice", "pass"); token = fake.issue_token(uid)
+    iid = fake.add_item("The Matrix", path="/m/matrix.mkv", provider_ids={"Imdb": "tt0133093"})
+    fake.user_data(uid, iid).position_ticks
+
+Seeding and reading state: see tests/fakes/mediabrowser.py. Misbehaviour and
+the request log: tests/fakes/base.py. Run alone:
+``python -m tests.fakes.jellyfin --port 8096 --version 10.10.7`` (seeds a user
+alice/pass and two items, and prints them).
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+from urllib.parse import parse_qsl, urlencode
+
+from .base import openapi_for, serve_forever_cli
+from .mediabrowser import MediaBrowserFake, body_json, json_response, parse_auth_fields, parse_iso
+
+SPEC_DIR = "/work/shared/specs/jellyfin"
+VERSIONS = ("10.8.13", "10.9.11", "10.10.7", "10.11.11", "12.0.0")
+
+# Query parameters the specs type as arrays (repeated keys); servers also take A,B.
+ARRAY_PARAMS = {"fields", "ids", "includeItemTypes", "excludeItemTypes", "sortBy", "sortOrder", "filters",
+                "mediaTypes", "enableImageTypes", "genres", "tags", "years", "personIds", "excludeItemIds"}
+
+_HEX32 = re.compile(r"(?<![0-9a-fA-F-])([0-9a-fA-F]{8})([0-9a-fA-F]{4})([0-9a-fA-F]{4})([0-9a-fA-F]{4})"
+                    r"([0-9a-fA-F]{12})(?![0-9a-fA-F-])")
+
+
+def spec_path(version: str) -> str:
+    return f"{SPEC_DIR}/jellyfin-openapi-{version}.json"
+
+
+def _vt(version: str):
+    return tuple(int(x) for x in version.split("."))
+
+
+def norm_id(s: Optional[str]) -> str:
+    return (s or "").replace("-", "").lower()
+
+
+class JellyfinFake(MediaBrowserFake):
+    product = "Jellyfin Server"
+
+    def __init__(self, version: str = "10.10.7", server_name: str = "Fake Jellyfin", **kw):
+        if version not in VERSIONS:
+            raise ValueError(f"no spec for Jellyfin {version}; have {VERSIONS}")
+        self.spec_path = spec_path(version)
+        self.version = version
+        super().__init__(server_name=server_name, **kw)
+        self.legacy_header_enabled = _vt(version) < (12,)  # X-Emby-Token & co. off by default from 12.0
+        self._legacy_api = openapi_for(spec_path("10.8.13"), "/")
+        r = self.route
+        r("GET", "/System/Info/Public", self.system_info_public)
+        r("GET", "/System/Info", self.system_info)
+        r("POST", "/Users/AuthenticateByName", self.authenticate)
+        r("POST", "/Sessions/Playing", self.session_playing)
+        r("POST", "/Sessions/Playing/Progress", self.session_progress)
+        r("POST", "/Sessions/Playing/Stopped", self.session_stopped)
+        r("GET", "/Items", self.list_items)
+        # 10.8 routes; newer servers still serve them though their specs hide them.
+        r("POST", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_played)
+        r("DELETE", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_unplayed)
+        r("GET", "/Users/{userId}/Items/{itemId}", self.legacy_get_item)
+        r("GET", "/Users/{userId}/Items", self.legacy_list_items)
+        if _vt(version) >= (10, 9):
+            r("POST", "/UserPlayedItems/{itemId}", self.played)
+            r("DELETE", "/UserPlayedItems/{itemId}", self.unplayed)
+            r("GET", "/UserItems/{itemId}/UserData", self.get_user_data)
+            r("POST", "/UserItems/{itemId}/UserData", self.post_user_data)
+            r("GET", "/Items/{itemId}", self.get_item)
+
+    # -- validation: the leniencies real servers have ----------------------
+    def validator_for(self, method, path):
+        # The 10.8 routes above are hidden from the 10.9+ specs but still served
+        # (see the specs README): validate them against the 10.8 document, where
+        # they are described.
+        if _vt(self.version) >= (10, 9) and re.match(r"^/Users/[^/]+/(PlayedItems|Items)(/[^/]+)?$", path):
+            return self._legacy_api
+        return self._openapi
+
+    def validation_environ(self, environ):
+        env = dict(environ)
+        # Jellyfin hands out ids as 32 hex digits and takes them back so, but the
+        # specs type them format: uuid (dashed): dash them for the validator only.
+        dash = lambda m: "-".join(m.groups())  # noqa: E731
+        env["PATH_INFO"] = _HEX32.sub(dash, env.get("PATH_INFO", ""))
+        pairs = []
+        for k, v in parse_qsl(env.get("QUERY_STRING", ""), keep_blank_values=True):
+            # The servers take comma-separated lists too; the specs say repeated keys.
+            vals = v.split(",") if k in ARRAY_PARAMS else [v]
+            pairs += [(k, _HEX32.sub(dash, x)) for x in vals]
+        env["QUERY_STRING"] = urlencode(pairs)
+        return env
+
+    def validation_body(self, body):
+        # Same id leniency for ids inside JSON bodies (ItemId of a session report).
+        return _HEX32.sub(lambda m: "-".join(m.groups()), body.decode("utf-8", "replace")).encode() if body else body
+
+    # -- auth -----------------------------------------------------------
+    def token_of(self, req) -> Optional[str]:
+        auth = req.headers.get("Authorization", "")
+        if auth.split(" ", 1)[0] in ("MediaBrowser", "Emby"):
+            tok = parse_auth_fields(auth).get("Token")
+            if tok:
+                return tok
+        if self.legacy_header_enabled:
+            for h in ("X-Emby-Token", "X-MediaBrowser-Token"):
+                if req.headers.get(h):
+                    return req.headers[h]
+            legacy = req.headers.get("X-Emby-Authorization", "")
+            if legacy:
+                return parse_auth_fields(legacy).get("Token")
+        return None
+
+    def user_of(self, req) -> Optional[str]:
+        tok = self.token_of(req)
+        with self.lock:
+            return self.tokens.get(tok) if tok else None
+
+    def _uid_for(self, req, asked: Optional[str]):
+        """(user id, error response): the token's user, who may only touch their own data."""
+        uid = self.user_of(req)
+        if uid is None:
+            return None, self.unauthorized()
+        if asked and norm_id(asked) != uid:
+            return None, json_response({"message": "Forbidden"}, 403)
+        return uid, None
+
+    def _item(self, iid: str):
+        with self.lock:
+            return self.items.get(norm_id(iid))
+
+    # -- routes ---------------------------------------------------------
+    def _info(self):
+        return {"LocalAddress": self.url, "ServerName": self.server_name, "Version": self.version,
+                "ProductName": self.product, "OperatingSystem": "Linux", "Id": self.server_id,
+                "StartupWizardCompleted": True}
+
+    def system_info_public(self, req):
+        return self._info()
+
+    def system_info(self, req):
+        if self.user_of(req) is None:
+            return self.unauthorized()
+        return {**self._info(), "OperatingSystemDisplayName": "Linux", "HasPendingRestart": False,
+                "IsShuttingDown": False, "SupportsLibraryMonitor": True, "CanSelfRestart": False}
+
+    def authenticate(self, req):
+        fields = parse_auth_fields(req.headers.get("Authorization", ""))
+        if not all(fields.get(k) for k in ("Client", "Device", "DeviceId", "Version")):
+            # The server needs the client's identity to open a session.
+            return self.bad_request("Authorization header must name Client, Device, DeviceId and Version")
+        body = body_json(req)
+        with self.lock:
+            user = next((u for u in self.users.values() if u.name.lower() == str(body.get("Username", "")).lower()),
+                        None)
+        if user is None or user.password != body.get("Pw"):
+            return json_response({"message": "Invalid username or password entered."}, 401)
+        token = self.issue_token(user.id)
+        return {"User": {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True},
+                "SessionInfo": {"UserId": user.id, "Client": fields["Client"], "DeviceId": fields["DeviceId"]},
+                "AccessToken": token, "ServerId": self.server_id}
+
+    def _session(self, req, kind):
+        uid = self.user_of(req)
+        if uid is None:
+            return None, None, self.unauthorized()
+        body = body_json(req)
+        item = self._item(body.get("ItemId"))
+        if item is None:
+            return None, None, self.not_found()
+        with self.lock:
+            self.sessions.append({"kind": kind, "user": uid, **body})
+        return uid, item, None
+
+    def session_playing(self, req):
+        uid, item, err = self._session(req, "start")
+        return err
+
+    def session_progress(self, req):
+        uid, item, err = self._session(req, "progress")
+        return err
+
+    def session_stopped(self, req):
+        uid, item, err = self._session(req, "stopped")
+        if err is not None:
+            return err
+        self.playback_stopped(uid, item.id, body_json(req).get("PositionTicks"))
+        return None
+
+    def _played(self, req, uid_asked, item_id, played: bool):
+        uid, err = self._uid_for(req, uid_asked)
+        if err is not None:
+            return err
+        item = self._item(item_id)
+        if item is None:
+            return self.not_found()
+        if played:
+            self.mark_played(uid, item.id, parse_iso(req.args.get("datePlayed")))
+        else:
+            self.mark_unplayed(uid, item.id)
+        return self.user_data_json(uid, item.id)
+
+    def played(self, req, itemId):
+        return self._played(req, req.args.get("userId"), itemId, True)
+
+    def unplayed(self, req, itemId):
+        return self._played(req, req.args.get("userId"), itemId, False)
+
+    def legacy_played(self, req, userId, itemId):
+        return self._played(req, userId, itemId, True)
+
+    def legacy_unplayed(self, req, userId, itemId):
+        return self._played(req, userId, itemId, False)
+
+    def get_user_data(self, req, itemId):
+        uid, err = self._uid_for(req, req.args.get("userId"))
+        if err is not None:
+            return err
+        item = self._item(itemId)
+        return self.not_found() if item is None else self.user_data_json(uid, item.id)
+
+    def post_user_data(self, req, itemId):
+        uid, err = self._uid_for(req, req.args.get("userId"))
+        if err is not None:
+            return err
+        item = self._item(itemId)
+        if item is None:
+            return self.not_found()
+        body = body_json(req)
+        changes = {}
+        if body.get("PlaybackPositionTicks") is not None:
+            changes["position_ticks"] = int(body["PlaybackPositionTicks"])
+        if body.get("Played") is not None:
+            changes["played"] = bool(body["Played"])
+        if body.get("PlayCount") is not None:
+            changes["play_count"] = int(body["PlayCount"])
+        if body.get("LastPlayedDate") is not None:
+            changes["last_played"] = parse_iso(body["LastPlayedDate"])
+        self.set_user_data(uid, item.id, **changes)
+        return self.user_data_json(uid, item.id)
+
+    def _one_item(self, req, uid_asked, itemId):
+        uid, err = self._uid_for(req, uid_asked)
+        if err is not None:
+            return err
+        item = self._item(itemId)
+        return self.not_found() if item is None else self.item_json(uid, item)
+
+    def get_item(self, req, itemId):
+        return self._one_item(req, req.args.get("userId"), itemId)
+
+    def legacy_get_item(self, req, userId, itemId):
+        return self._one_item(req, userId, itemId)
+
+    def _list(self, req, uid_asked):
+        uid, err = self._uid_for(req, uid_asked)
+        if err is not None:
+            return err
+        a = req.args
+
+        def many(name):
+            return [x for v in a.getlist(name) for x in v.split(",") if x]
+
+        items = self.sorted_items()
+        ids = [norm_id(x) for x in many("ids")]
+        if ids:
+            items = [i for i in items if i.id in ids]
+        elif a.get("recursive", "false").lower() != "true":
+            # Without recursive the server lists the user's libraries, not their contents.
+            items = []
+        types = many("includeItemTypes")
+        if types:
+            items = [i for i in items if i.type in types]
+        start = int(a.get("startIndex") or 0)
+        limit = int(a["limit"]) if a.get("limit") else None
+        return self.page(uid, items, start, limit, set(many("fields")))
+
+    def list_items(self, req):
+        return self._list(req, req.args.get("userId"))
+
+    def legacy_list_items(self, req, userId):
+        return self._list(req, userId)
+
+
+def _seed_demo(fake: JellyfinFake) -> None:
+    uid = fake.add_user("alice", "pass")
+    fake.add_item("The Matrix", path="/media/movies/The Matrix (1999).mkv",
+                  provider_ids={"Imdb": "tt0133093", "Tmdb": "603"}, runtime_s=8160)
+    fake.add_item("Big Buck Bunny", path="/media/movies/Big Buck Bunny.mkv", provider_ids={"Tmdb": "10378"},
+                  runtime_s=596)
+    print(f"user alice/pass id={uid}; items: " + ", ".join(f"{i.name}={i.id}" for i in fake.items.values()))
+
+
+if __name__ == "__main__":
+    def make(args):
+        fake = JellyfinFake(version=args.version, host=args.host, port=args.port)
+        _seed_demo(fake)
+        return fake
+
+    serve_forever_cli(make, lambda ap: ap.add_argument("--version", default="10.10.7", choices=VERSIONS))
