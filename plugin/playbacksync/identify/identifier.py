@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 URL_METHOD, PATH_METHOD, PROVIDER_METHOD = "url", "path", "provider_id"
 METHODS = (URL_METHOD, PATH_METHOD, PROVIDER_METHOD)
 _PROVIDER_ORDER = ("imdb", "tmdb", "tvdb")
+_MISS = "\x00miss"  # marks a reason a refresh could change
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ class Identifier:
             if match.item_id is None and refreshable:
                 if wait > 0:
                     retry.append(server)
-                else:
-                    self._start_refresh(server.id)  # for the next look; don't wait
+                elif self._start_refresh(server.id) is not None:  # for the next look; don't wait
+                    results[server.id] = self._safe_match(server, parsed)[0]  # says it runs
             else:
                 self._refresh_if_stale(server.id)
         if retry:
@@ -259,10 +260,11 @@ class Identifier:
             if found is not None:
                 return found, False
             refreshable |= ids_refreshable
-        reason = "; ".join(why) or "nothing to identify it by"
-        if refreshable:
-            reason += " " + self._index_state(server.id)
-        return Match(None, None, reason), refreshable
+        marked = [i for i, text in enumerate(why) if text.endswith(_MISS)]
+        if marked:  # say how old the index is, once, after the last "not in the index"
+            why = [t[: -len(_MISS)] if t.endswith(_MISS) else t for t in why]
+            why[marked[-1]] += " " + self._index_state(server.id)
+        return Match(None, None, "; ".join(why) or "nothing to identify it by"), refreshable
 
     def _by_url(self, server: ServerConfig, m: _Media, why: List[str]) -> Optional[Match]:
         url = m.media.path
@@ -328,7 +330,7 @@ class Identifier:
             candidates.update(items)
             why.append("ambiguous: %d items have path %s (%s)" % (len(items), shown, ", ".join(items[:5])))
             return None, False
-        why.append("%s%s not in server index" % (shown, via))
+        why.append("%s%s not in server index%s" % (shown, via, _MISS))
         return None, True
 
     def _by_provider_ids(self, server: ServerConfig, m: _Media, why: List[str],
@@ -342,7 +344,7 @@ class Identifier:
             if items:
                 hits[(provider, value)] = items
         if not hits:
-            why.append("no item with %s" % " or ".join("%s %s" % pv for pv in m.provider_ids))
+            why.append("no item with %s%s" % (" or ".join("%s %s" % pv for pv in m.provider_ids), _MISS))
             return None, True
         found = {items[0] for items in hits.values()}
         if len(found) > 1:
