@@ -198,3 +198,27 @@ def test_timeline_past_the_watched_threshold_counts_a_view(fake):
     b.apply(change(PROGRESS, position_ms=650_000, duration_ms=660_000))
     state = b.read_state("101")
     assert state.played and state.play_count == 1 and state.position_ms == 0
+
+
+def test_fake_answers_match_the_spec(fake):
+    """The fake's own answers follow the published response schemas, so the client is
+    tested against what a real server is documented to send."""
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+    from tests.fakes.base import openapi_for
+    from tests.fakes.plex import SPEC
+
+    api = openapi_for(SPEC, "/")
+    fake.library.set_state(fake.token, "101", view_offset=5000, view_count=2, last_viewed_at=1_700_000_000)
+    h = {"X-Plex-Token": fake.token, "X-Plex-Client-Identifier": "x", "Accept": "application/json"}
+    checked = 0
+    for path, params in [("/identity", {}), ("/", {}), ("/library/sections/all", {}),
+                         ("/library/sections/1/all", {"type": 1, "includeGuids": 1,
+                                                      "X-Plex-Container-Start": 0, "X-Plex-Container-Size": 2}),
+                         ("/library/sections/2/all", {"type": 4}), ("/library/metadata/101", {}),
+                         ("/library/metadata/203", {})]:
+        resp = requests.get(fake.url + path, params=params, headers=h, timeout=5)
+        assert resp.status_code == 200, path
+        api.validate_response(RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp))
+        checked += 1
+    assert checked == 7
