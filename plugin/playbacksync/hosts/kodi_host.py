@@ -1,0 +1,532 @@
+"""Kodi host: the service add-on's loop and the settings dialog's actions.
+
+The only module that imports xbmc*. It turns ``xbmc.Player`` callbacks, a
+1 s position poll (Kodi has no position event) and library play-count
+changes into host-neutral PlaybackEvents for ``SyncService.handle``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from typing import Dict, Optional
+
+import xbmc
+import xbmcaddon
+import xbmcgui
+import xbmcvfs
+
+from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED,
+                              SEEKED, STARTED, MediaRef, PlaybackEvent)
+
+ADDON_ID = "service.playbacksync"
+PROFILE = "special://profile/addon_data/" + ADDON_ID
+POLL_SECONDS = 1.0
+RUNNING_PROPERTY = "playbacksync.running"  # on the home window: the script asks if the service runs
+MIN_PYTHON = (3, 11)  # SQLAlchemy 2.1 and platformdirs 4.14 need it
+
+_SERVER_TYPES = ("plex", "jellyfin", "emby")
+_NOTIFY_ERRORS = {"failed", "auth_required", "offline", "not_identified"}
+_NOTIFY_ALL = _NOTIFY_ERRORS | {"completed", "online", "superseded"}  # not "progress": every 10 s is noise
+
+
+def _redact(text) -> str:
+    try:
+        from ..backends.http import redact
+        return redact(text)
+    except Exception:  # redaction must never stop a log line; a missing helper means no secrets known
+        return str(text)
+
+
+def log(message, level=xbmc.LOGINFO) -> None:
+    xbmc.log(f"[{ADDON_ID}] {_redact(message)}", level)
+
+
+class _KodiLogHandler(logging.Handler):
+    """Routes the library's ``logging`` records to Kodi's log, redacted."""
+
+    _LEVELS = ((logging.ERROR, xbmc.LOGERROR), (logging.WARNING, xbmc.LOGWARNING),
+               (logging.INFO, xbmc.LOGINFO))
+
+    def emit(self, record):
+        level = next((k for p, k in self._LEVELS if record.levelno >= p), xbmc.LOGDEBUG)
+        try:
+            log(f"{record.name}: {self.format(record)}", level)
+        except Exception:
+            pass
+
+
+def _install_logging() -> None:
+    root = logging.getLogger("playbacksync")
+    if not any(isinstance(h, _KodiLogHandler) for h in root.handlers):
+        root.addHandler(_KodiLogHandler())
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+# -- settings --------------------------------------------------------------
+def _setting_ids(addon) -> list:
+    """Every non-action setting id declared in the add-on's settings.xml."""
+    path = os.path.join(xbmcvfs.translatePath(addon.getAddonInfo("path")), "resources", "settings.xml")
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        log(f"cannot read {path}: {exc}", xbmc.LOGERROR)
+        return []
+    return [s.get("id") for s in root.iter("setting") if s.get("id") and s.get("type") != "action"]
+
+
+def read_flat_settings(addon=None) -> Dict[str, str]:
+    addon = addon or xbmcaddon.Addon(ADDON_ID)
+    return {sid: addon.getSetting(sid) for sid in _setting_ids(addon)}
+
+
+def config_from_settings(flat: Dict[str, str]):
+    """Kodi's flat settings → Config (the settings helper's parser when present)."""
+    try:
+        from ..settings import config_from_flat
+    except ImportError:
+        config_from_flat = _fallback_config_from_flat
+    return config_from_flat(flat)
+
+
+def _fallback_config_from_flat(flat: Dict[str, str]):
+    # Used only until playbacksync.settings.config_from_flat exists.
+    from ..config import Config, PathMapping, ServerConfig, SyncOptions
+
+    def flag(key, default=False):
+        value = flat.get(key, "")
+        return default if value == "" else value.lower() == "true"
+
+    def number(key, default):
+        try:
+            return float(flat.get(key) or default)
+        except ValueError:
+            return default
+
+    servers = []
+    for t in _SERVER_TYPES:
+        if not flat.get(f"{t}_url"):
+            continue
+        pairs = [p.split("=>", 1) for p in flat.get(f"{t}_path_mappings", "").split(" | ") if "=>" in p]
+        servers.append(ServerConfig(
+            id=t, type=t, url=flat[f"{t}_url"], token=flat.get(f"{t}_token", ""),
+            user_id=flat.get(f"{t}_user_id", ""), username=flat.get(f"{t}_username", ""),
+            enabled=flag(f"{t}_enabled"), verify_tls=flag(f"{t}_verify_tls", True),
+            ca_bundle=flat.get(f"{t}_ca_bundle", ""),
+            path_mappings=tuple(PathMapping(a.strip(), b.strip()) for a, b in pairs)))
+    sync = SyncOptions(progress_interval=number("progress_interval", 10.0),
+                       watched_percent=number("watched_percent", 90.0),
+                       notifications=flat.get("notifications") or "errors")
+    return Config(servers=tuple(servers), sync=sync)
+
+
+def _register_tokens(config) -> None:
+    try:
+        from ..backends.http import register_secret
+    except ImportError:
+        return
+    for server in config.servers:
+        register_secret(server.token)
+
+
+def profile_dir() -> str:
+    path = xbmcvfs.translatePath(PROFILE)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _notify(message: str, error: bool = False) -> None:
+    icon = xbmcgui.NOTIFICATION_ERROR if error else xbmcgui.NOTIFICATION_INFO
+    xbmcgui.Dialog().notification("Playback Sync", _redact(message), icon, 5000 if error else 3000)
+
+
+# -- what is playing -------------------------------------------------------
+def media_of(player: xbmc.Player, serial: int) -> Optional[MediaRef]:
+    try:
+        path = player.getPlayingFile()
+    except RuntimeError:  # nothing playing any more
+        return None
+    title, ids = "", {}
+    try:
+        tag = player.getVideoInfoTag()
+        title = tag.getTitle() or ""
+        for provider in ("imdb", "tmdb", "tvdb"):
+            value = tag.getUniqueID(provider)
+            if value:
+                ids[provider] = value
+        key = f"{tag.getMediaType() or 'file'}:{tag.getDbId()}:{serial}"
+    except RuntimeError:
+        key = f"file::{serial}"
+    return MediaRef(path=path, title=title, provider_ids=ids, entry_key=key)
+
+
+def _library_media(kind: str, dbid: int) -> Optional[MediaRef]:
+    """A library item's file and unique ids, asked of Kodi's own JSON-RPC."""
+    method, param, field = {
+        "movie": ("VideoLibrary.GetMovieDetails", "movieid", "moviedetails"),
+        "episode": ("VideoLibrary.GetEpisodeDetails", "episodeid", "episodedetails"),
+    }.get(kind, (None, None, None))
+    if method is None:
+        return None
+    request = {"jsonrpc": "2.0", "id": 1, "method": method,
+               "params": {param: dbid, "properties": ["file", "uniqueid", "title"]}}
+    answer = json.loads(xbmc.executeJSONRPC(json.dumps(request)))
+    details = answer.get("result", {}).get(field)
+    if not details:
+        return None
+    ids = {k: str(v) for k, v in (details.get("uniqueid") or {}).items()
+           if k in ("imdb", "tmdb", "tvdb") and v}
+    return MediaRef(path=details.get("file", ""), title=details.get("title", ""), provider_ids=ids,
+                    entry_key=f"{kind}:{dbid}:library")
+
+
+class _Player(xbmc.Player):
+    """Player callbacks → events. Holds the current session (media, last position)."""
+
+    def __init__(self, host: "KodiHost"):
+        super().__init__()
+        self.host = host
+        self.lock = threading.RLock()
+        self.media: Optional[MediaRef] = None
+        self.position: Optional[float] = None
+        self.duration: Optional[float] = None
+        self.paused = False
+        self.serial = 0
+        self.last_end: Dict[str, float] = {}  # dbid key -> when a session of it ended (playcount echo)
+
+    # Kodi calls these on the add-on's thread.
+    def onAVStarted(self):
+        with self.lock:
+            if self.media is not None:  # next playlist item without a stop in between
+                self._end("stop")
+            self.serial += 1
+            media = media_of(self, self.serial)
+            if media is None:
+                return
+            self.media, self.paused = media, False
+            self._sample()
+            self.host.emit(STARTED, media, self.position, self.duration)
+            log(f"playing {media.title or media.path} ids={media.provider_ids}")
+
+    def onPlayBackPaused(self):
+        with self.lock:
+            if self.media is not None:
+                self._sample()
+                self.paused = True
+                self.host.emit(PAUSED, self.media, self.position, self.duration)
+
+    def onPlayBackResumed(self):
+        with self.lock:
+            if self.media is not None:
+                self._sample()
+                self.paused = False
+                self.host.emit(RESUMED, self.media, self.position, self.duration)
+
+    def onPlayBackSeek(self, time_ms, offset_ms):
+        with self.lock:
+            if self.media is not None:
+                self.position = max(0.0, time_ms / 1000.0)
+                self.host.emit(SEEKED, self.media, self.position, self.duration)
+
+    def onPlayBackStopped(self):
+        self.end("stop")
+
+    def onPlayBackEnded(self):
+        self.end("eof")
+
+    def onPlayBackError(self):
+        self.end("error")
+
+    def end(self, reason: str) -> None:
+        with self.lock:
+            if self.media is not None:
+                self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        # The last polled position: getTime() is gone once playback stopped.
+        self.host.emit(ENDED, self.media, self.position, self.duration, reason=reason)
+        kind, dbid = self.media.entry_key.split(":")[:2]
+        self.last_end[f"{kind}:{dbid}"] = time.monotonic()
+        log(f"ended ({reason}) at {self.position}")
+        self.media, self.paused = None, False
+
+    def _sample(self) -> None:
+        try:
+            if self.isPlayingVideo() or self.isPlaying():
+                self.position = max(0.0, self.getTime())
+                total = self.getTotalTime()
+                self.duration = total if total > 0 else self.duration
+        except RuntimeError:
+            pass
+
+    def poll(self) -> None:
+        with self.lock:
+            if self.media is not None and not self.paused:
+                self._sample()
+                self.host.emit(POSITION, self.media, self.position, self.duration)
+
+    def just_played(self, kind: str, dbid: int, within: float = 10.0) -> bool:
+        with self.lock:
+            if self.media is not None and self.media.entry_key.startswith(f"{kind}:{dbid}:"):
+                return True
+            ended = self.last_end.get(f"{kind}:{dbid}")
+            return ended is not None and time.monotonic() - ended < within
+
+
+class _Monitor(xbmc.Monitor):
+    def __init__(self, host: "KodiHost"):
+        super().__init__()
+        self.host = host
+
+    def onSettingsChanged(self):
+        self.host.reload_requested = True
+
+    def onNotification(self, sender, method, data):
+        try:
+            self.host.on_notification(sender, method, data)
+        except Exception as exc:  # a bad notification must not end the service
+            log(f"notification {method} not handled: {exc}", xbmc.LOGWARNING)
+
+
+class KodiHost:
+    def __init__(self):
+        self.addon = xbmcaddon.Addon(ADDON_ID)
+        self.monitor = _Monitor(self)
+        self.player = _Player(self)
+        self.service = None
+        self.notifications = "errors"
+        self.reload_requested = False
+        self._unsubscribe = None
+
+    # -- service lifecycle ----------------------------------------------
+    def start_service(self) -> None:
+        from ..app import SyncService
+
+        try:
+            config = config_from_settings(read_flat_settings(xbmcaddon.Addon(ADDON_ID)))
+        except Exception as exc:  # bad settings: say which, keep running so a fix reloads
+            log(f"settings not usable: {exc}", xbmc.LOGERROR)
+            _notify(f"Settings: {exc}", error=True)
+            return
+        self.notifications = config.sync.notifications
+        _register_tokens(config)
+        servers = ", ".join(f"{s.id} ({s.type}) {s.url}" for s in config.enabled_servers()) or "none"
+        log(f"starting sync; servers: {servers}; queue in {profile_dir()}")
+        self.service = SyncService(config, profile_dir())
+        self._unsubscribe = self.service.subscribe(self._on_sync_event)
+        self.service.start()
+
+    def stop_service(self) -> None:
+        if self.service is None:
+            return
+        service, self.service = self.service, None
+        clean = service.stop(timeout=3.0)
+        if self._unsubscribe:
+            self._unsubscribe()
+        log("sync stopped" + ("" if clean else " (the worker had not finished; the queue keeps what is left)"))
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        log("settings changed: reloading")
+        with self.player.lock:
+            self.stop_service()
+            self.start_service()
+            if self.player.media is not None:  # the new tracker needs the current item
+                self.emit(STARTED, self.player.media, self.player.position, self.player.duration)
+
+    def emit(self, kind, media, position=None, duration=None, reason=None) -> None:
+        if self.service is not None:
+            self.service.handle(PlaybackEvent(kind=kind, media=media, position=position,
+                                              duration=duration, reason=reason, at=time.monotonic()))
+
+    def _on_sync_event(self, event) -> None:
+        kind, message = getattr(event, "kind", ""), getattr(event, "message", "")
+        level = xbmc.LOGWARNING if kind in _NOTIFY_ERRORS else xbmc.LOGINFO
+        log(f"sync {kind} {getattr(event, 'source_id', None)}: {message}", level)
+        wanted = {"all": _NOTIFY_ALL, "errors": _NOTIFY_ERRORS}.get(self.notifications, set())
+        if kind in wanted:
+            _notify(message, error=kind in _NOTIFY_ERRORS)
+
+    # -- Kodi notifications ----------------------------------------------
+    def on_notification(self, sender, method, data) -> None:
+        if method == "VideoLibrary.OnUpdate":
+            self._library_update(json.loads(data or "{}"))
+        elif method == "Player.OnStop":
+            # On quit Kodi sends this but not onPlayBackStopped; end() is idempotent.
+            pass
+        elif sender == ADDON_ID and method.endswith("retry"):
+            self.retry_failed()
+        elif sender == ADDON_ID and method.endswith("status"):
+            threading.Thread(target=self.show_status, daemon=True).start()
+
+    def _library_update(self, payload: dict) -> None:
+        if "playcount" not in payload or payload.get("added") or payload.get("transaction"):
+            return
+        item = payload.get("item") or {}
+        kind, dbid = item.get("type"), item.get("id")
+        if kind not in ("movie", "episode") or dbid is None:
+            return
+        if self.player.just_played(kind, dbid):
+            return  # Kodi's own count after playback: the end event already said watched
+        media = _library_media(kind, int(dbid))
+        if media is None:
+            log(f"library {kind} {dbid} changed but is not found", xbmc.LOGWARNING)
+            return
+        watched = int(payload["playcount"]) > 0
+        log(f"library {kind} {dbid} marked {'watched' if watched else 'unwatched'}")
+        self.emit(MARKED_WATCHED if watched else MARKED_UNWATCHED, media)
+
+    def retry_failed(self) -> None:
+        worker = getattr(self.service, "worker", None)
+        if worker is None:
+            _notify("Sync is not running", error=True)
+            return
+        worker.retry_failed()
+        _notify("Retrying failed changes")
+
+    def show_status(self) -> None:
+        lines = []
+        service = self.service
+        worker, queue = getattr(service, "worker", None), getattr(service, "queue", None)
+        states = worker.server_states() if worker is not None else {}
+        counts = queue.counts() if queue is not None else {}
+        for source in sorted(set(states) | set(counts)):
+            c = counts.get(source, {})
+            lines.append(f"{source}: {states.get(source, 'unknown')} — pending {c.get('pending', 0)}, "
+                         f"syncing {c.get('syncing', 0)}, failed {c.get('failed', 0)}, "
+                         f"synced {c.get('synced', 0)}")
+        xbmcgui.Dialog().textviewer("Playback Sync: queue", "\n".join(lines) or "No server is configured.")
+
+    # -- main loop --------------------------------------------------------
+    def run(self) -> None:
+        home = xbmcgui.Window(10000)
+        home.setProperty(RUNNING_PROPERTY, "1")
+        try:
+            self.start_service()
+            while not self.monitor.waitForAbort(POLL_SECONDS):
+                if self.reload_requested:
+                    self.reload()
+                self.player.poll()
+        finally:
+            # Quit during playback: no onPlayBackStopped comes, so the last position is flushed here.
+            self.player.end("quit")
+            self.stop_service()
+            home.clearProperty(RUNNING_PROPERTY)
+            log("service stopped")
+
+
+def _python_ok() -> bool:
+    if sys.version_info >= MIN_PYTHON:
+        return True
+    message = (f"needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later (Kodi 21+); this Kodi has "
+               f"{sys.version_info[0]}.{sys.version_info[1]}")
+    log(message, xbmc.LOGERROR)
+    _notify(message, error=True)
+    return False
+
+
+def run_service() -> None:
+    import requests
+
+    _install_logging()
+    from .. import __version__
+    log(f"version {__version__} starting; Python {sys.version.split()[0]}; "
+        f"requests {requests.__version__} from {os.path.dirname(requests.__file__)}")
+    if _python_ok():
+        KodiHost().run()
+
+
+# -- settings dialog actions (RunScript(service.playbacksync,ACTION[,TYPE])) -------------
+def run_action(argv) -> None:
+    _install_logging()
+    args = [a for a in argv[1:] if a]
+    action = args[0] if args else ""
+    server_type = args[1] if len(args) > 1 else ""
+    if not _python_ok():
+        return
+    try:
+        if action in ("retry", "status"):
+            if not xbmcgui.Window(10000).getProperty(RUNNING_PROPERTY):
+                xbmcgui.Dialog().ok("Playback Sync", "The Playback Sync service is not running.")
+                return
+            xbmc.executebuiltin(f"NotifyAll({ADDON_ID},{action})")
+        elif action == "test" and server_type in _SERVER_TYPES:
+            _test_connection(server_type)
+        elif action == "signin" and server_type in _SERVER_TYPES:
+            _sign_in(server_type)
+        else:
+            log(f"unknown action {args}", xbmc.LOGERROR)
+    except Exception as exc:
+        log(f"{action} {server_type} failed: {exc}", xbmc.LOGERROR)
+        xbmcgui.Dialog().ok("Playback Sync", _redact(f"{action} {server_type}: {exc}"))
+
+
+def _server(server_type: str):
+    config = config_from_settings(read_flat_settings())
+    _register_tokens(config)
+    server = next((s for s in config.servers if s.type == server_type), None)
+    if server is None:
+        raise ValueError(f"set the {server_type} server URL first")
+    return server
+
+
+def _test_connection(server_type: str) -> None:
+    from ..backends import make_backend
+
+    backend = make_backend(_server(server_type))
+    try:
+        info = backend.check()
+    finally:
+        getattr(backend, "close", lambda: None)()
+    xbmcgui.Dialog().ok("Playback Sync", _redact(f"{server_type}: connected. {info}"))
+
+
+def _sign_in(server_type: str) -> None:
+    addon = xbmcaddon.Addon(ADDON_ID)
+    url = addon.getSetting(f"{server_type}_url")
+    if not url:
+        raise ValueError(f"set the {server_type} server URL first")
+    if server_type == "plex":
+        _plex_sign_in(addon)
+        return
+    import importlib
+    module = importlib.import_module(f"..backends.{server_type}", __package__)
+    dialog = xbmcgui.Dialog()
+    username = dialog.input("User name", addon.getSetting(f"{server_type}_username"))
+    if not username:
+        return
+    password = dialog.input("Password", option=xbmcgui.ALPHANUM_HIDE_INPUT)
+    server = _server(server_type)
+    token, user_id = module.sign_in(url, username, password, verify_tls=server.verify_tls,
+                                    ca_bundle=server.ca_bundle)
+    addon.setSetting(f"{server_type}_username", username)
+    addon.setSetting(f"{server_type}_user_id", user_id)
+    addon.setSetting(f"{server_type}_token", token)
+    dialog.ok("Playback Sync", f"Signed in to {server_type} as {username}.")
+
+
+def _plex_sign_in(addon) -> None:
+    from ..backends import plex
+
+    server = _server("plex")
+    client_id = plex.client_identifier(server)
+    pin_id, code = plex.request_pin(client_id)
+    progress = xbmcgui.DialogProgress()
+    progress.create("Playback Sync", f"Go to plex.tv/link and enter the code {code}")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not progress.iscanceled():
+            token = plex.poll_pin(pin_id, client_id)
+            if token:
+                addon.setSetting("plex_token", token)
+                progress.close()
+                xbmcgui.Dialog().ok("Playback Sync", "Signed in to Plex.")
+                return
+            xbmc.sleep(2000)
+    finally:
+        progress.close()
