@@ -1,0 +1,147 @@
+"""Identification against the real backends over HTTP, talking to the spec-validating fakes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from playbacksync.backends.plex import PlexBackend
+from playbacksync.config import Config, PathMapping, ServerConfig
+from playbacksync.identify import Identifier, ItemIndex, identify_json, identify_report
+from playbacksync.tracker.events import MediaRef
+from tests.fakes.base import fail_on_spec_violations  # noqa: F401
+from tests.fakes.plex import FakePlex
+from tests.fakes.plex_state import Item
+
+
+class Clock:
+    def __init__(self, t=1_800_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def plex():
+    with FakePlex() as fake:
+        yield fake
+
+
+def plex_setup(fake, tmp_path, mappings=(PathMapping("/mnt/nas", "/srv/media"),), **kw):
+    server = ServerConfig(id="plex", type="plex", url=fake.url, token=fake.token, device_id="dev-1",
+                          path_mappings=tuple(mappings), connect_timeout=2.0, read_timeout=3.0)
+    backend = PlexBackend(server)
+    clock = Clock()
+    index = ItemIndex(tmp_path, clock=clock)
+    kw.setdefault("miss_wait", 10.0)
+    ident = Identifier(Config(servers=(server,)), {"plex": backend}, index, clock=clock, page_size=2, **kw)
+    return ident, index, clock, backend
+
+
+def listings(fake):
+    return [r for r in fake.requests if r.path.startswith("/library/sections/") and r.path.endswith("/all")]
+
+
+def test_plex_path_through_mapping_after_one_paged_refresh(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 1 (2001)/Movie 1.mkv"))
+    assert (r["plex"].item_id, r["plex"].method) == ("101", "path")
+    assert index.info("plex").item_count == 7  # 3 movies + 4 episodes; the show itself is not playable
+    assert len(listings(plex)) >= 4  # paged two at a time
+    assert all(r.headers.get("X-Plex-Token") == plex.token for r in listings(plex))
+    # the next file is answered from the index, no more requests
+    plex.clear_log()
+    r = ident.identify(MediaRef(path="/mnt/nas/TV/Show/Season 01/Show - S01E03.mkv"))
+    assert (r["plex"].item_id, r["plex"].method) == ("203", "path") and plex.requests == []
+    backend.close()
+
+
+def test_plex_part_url_and_metadata_url(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    url = plex.url + "/library/parts/1002/1600000000/file.mkv?X-Plex-Token=" + plex.token
+    r = ident.identify(MediaRef(path=url))
+    assert (r["plex"].item_id, r["plex"].method) == ("102", "url")
+    assert index.item_for_part("plex", "1002") == "102"  # cached for next time
+    text = identify_report(r) + json.dumps(identify_json(r))
+    assert plex.token not in text
+    r = ident.identify(MediaRef(path=plex.url + "/library/metadata/203"))
+    assert (r["plex"].item_id, r["plex"].method) == ("203", "url")
+    r = ident.identify(MediaRef(path=plex.url + "/library/parts/999999/1/file.mkv"))
+    assert r["plex"].item_id is None and "no item with media part 999999" in r["plex"].reason
+    backend.close()
+
+
+def test_plex_url_of_another_plex_never_matches(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    with FakePlex() as other:
+        r = ident.identify(MediaRef(path=other.url + "/library/metadata/101"))
+        assert r["plex"].item_id is None and "is not of this server" in r["plex"].reason
+        assert other.requests == []
+    backend.close()
+
+
+def test_plex_provider_ids(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    # no mapping covers the path; the ids miss the empty index, so one refresh runs first
+    r = ident.identify(MediaRef(path="/home/me/Downloads/m.mkv", provider_ids={"imdb": "tt2000003"}))
+    assert (r["plex"].item_id, r["plex"].method) == ("203", "provider_id")
+    assert listings(plex)
+    # the show's own tvdb id: shows are not playable, so not in the index
+    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"tvdb": "70000"}))
+    assert r["plex"].item_id is None and "no item with tvdb 70000" in r["plex"].reason
+    # a duplicate on the server makes the id ambiguous
+    plex.library.add_item(Item(rating_key="150", section="1", type="movie", title="Movie 1 (copy)",
+                               duration=660_000, parts=[(1500, "/srv/media/Movies/copy.mkv")],
+                               guids=["imdb://tt1000001"]))
+    ident.refresh()
+    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"imdb": "tt1000001"}))
+    assert r["plex"].item_id is None and "ambiguous: 2 items share imdb tt1000001" in r["plex"].reason
+    backend.close()
+
+
+def test_plex_new_file_is_found_by_one_refresh_on_miss(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    ident.refresh()
+    plex.library.add_item(Item(rating_key="160", section="1", type="movie", title="New",
+                               duration=600_000, parts=[(1600, "/srv/media/Movies/New/New.mkv")]))
+    clock.t += 120  # past min_refresh_interval
+    plex.clear_log()
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/New/New.mkv"))
+    assert (r["plex"].item_id, r["plex"].method) == ("160", "path")
+    assert listings(plex)
+    # a file the server does not have: one refresh at most per interval, then the reason
+    plex.clear_log()
+    clock.t += 10
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Nope.mkv"))
+    assert r["plex"].item_id is None and listings(plex) == []
+    assert r["plex"].reason == ("/srv/media/Movies/Nope.mkv (mapping /mnt/nas → /srv/media) not in server index "
+                                "(refreshed 10 s ago)")
+    backend.close()
+
+
+def test_plex_down_keeps_the_index_and_says_so(plex, tmp_path):
+    ident, index, clock, backend = plex_setup(plex, tmp_path)
+    ident.refresh()
+    plex.go_down()
+    clock.t += 3600  # stale: a refresh is tried (and fails) in the background
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
+    assert r["plex"].item_id == "102"
+    assert ident.close(timeout=10)
+    err = index.info("plex").last_error
+    assert err and plex.token not in err
+    clock.t += 120
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Gone.mkv"), wait=5)
+    assert r["plex"].item_id is None and "last refresh failed" in r["plex"].reason
+    plex.come_back()
+    backend.close()
+
+
+def test_plex_windows_server_paths(plex, tmp_path):
+    plex.library.add_section("3", "Win", "movie", r"D:\Media\Films")
+    plex.library.add_item(Item(rating_key="170", section="3", type="movie", title="Win",
+                               duration=600_000, parts=[(1700, r"D:\Media\Films\Ünïcode Film\Film.MKV")]))
+    ident, index, clock, backend = plex_setup(plex, tmp_path, mappings=(PathMapping("/mnt/d", "D:\\Media"),))
+    r = ident.identify(MediaRef(path="/mnt/d/films/ünïcode film/film.mkv"))
+    assert (r["plex"].item_id, r["plex"].method) == ("170", "path")
+    backend.close()
