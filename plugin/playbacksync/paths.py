@@ -1,0 +1,48 @@
+"""Where Playback Sync keeps its files (platformdirs, app name "playback-sync").
+
+Data (the queue, the item index) goes to the user data folder unless
+``PLAYBACK_SYNC_DATA_DIR`` names another; an explicit argument beats both.
+Folders we create are private (mode 0700): the queue says what the user watched.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+APP_NAME = "playback-sync"
+DATA_DIR_ENV = "PLAYBACK_SYNC_DATA_DIR"
+
+
+def _ensure(path: str) -> str:
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        # makedirs' mode is filtered by the umask; a private folder must stay private.
+        os.chmod(path, 0o700)
+    return path
+
+
+def data_dir(override: Optional[str] = None) -> str:
+    """The data folder: ``override``, else $PLAYBACK_SYNC_DATA_DIR, else the platform's."""
+    if override:
+        return _ensure(os.fspath(override))
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return _ensure(env)
+    import platformdirs
+
+    return _ensure(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def config_dir() -> str:
+    """The folder for the settings file."""
+    import platformdirs
+
+    return _ensure(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def state_dir() -> str:
+    """The folder for logs and other state that is not data."""
+    import platformdirs
+
+    return _ensure(platformdirs.user_state_dir(APP_NAME, appauthor=False))
