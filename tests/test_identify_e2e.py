@@ -145,3 +145,75 @@ def test_plex_windows_server_paths(plex, tmp_path):
     r = ident.identify(MediaRef(path="/mnt/d/films/ünïcode film/film.mkv"))
     assert (r["plex"].item_id, r["plex"].method) == ("170", "path")
     backend.close()
+
+
+# -- Jellyfin and Emby -------------------------------------------------------------
+
+def mb_setup(fake, backend_cls, server_type, tmp_path, url=None, mappings=()):
+    uid = fake.add_user("alice", "pass")
+    token = fake.issue_token(uid)
+    server = ServerConfig(id=server_type, type=server_type, url=url or fake.url, token=token, user_id=uid,
+                          device_id="dev-1", path_mappings=tuple(mappings), connect_timeout=2.0, read_timeout=3.0)
+    backend = backend_cls(server)
+    clock = Clock()
+    index = ItemIndex(tmp_path, clock=clock)
+    ident = Identifier(Config(servers=(server,)), {server.id: backend}, index, clock=clock, page_size=2,
+                       miss_wait=10.0)
+    return ident, index, backend, token
+
+
+@pytest.mark.parametrize("version", ["10.8.13", "10.11.11"])
+def test_jellyfin_url_path_and_ids(tmp_path, version):
+    from playbacksync.backends.jellyfin import JellyfinBackend
+    from tests.fakes.jellyfin import JellyfinFake
+
+    with JellyfinFake(version=version) as fake:
+        matrix = fake.add_item("The Matrix", path=r"D:\Media\Movies\The Matrix (1999)\The Matrix.mkv",
+                               provider_ids={"Imdb": "tt0133093", "Tmdb": "603"})
+        bunny = fake.add_item("Bunny", path=r"D:\Media\Movies\Bunny.mkv", provider_ids={"Tmdb": "10378"})
+        ep = fake.add_item("Pilot", path=r"\\NAS\tv\Show\S01E01.mkv", provider_ids={"Tvdb": "71001"},
+                           type="Episode")
+        fake.add_item("Show", provider_ids={"Tvdb": "70000"}, type="Series")
+        ident, index, backend, token = mb_setup(
+            fake, JellyfinBackend, "jellyfin", tmp_path,
+            mappings=(PathMapping("/mnt/media", "D:\\Media"), PathMapping("smb://nas/tv", r"\\NAS\tv")))
+        # the server's own stream URL: exact, no request needed (ids written the canonical way)
+        dashed = "%s-%s-%s-%s-%s" % (matrix[:8], matrix[8:12], matrix[12:16], matrix[16:20], matrix[20:])
+        url = fake.url + "/Videos/%s/stream.mkv?Static=true&api_key=%s" % (dashed.upper(), token)
+        r = ident.identify(MediaRef(path=url), wait=0)
+        assert (r["jellyfin"].item_id, r["jellyfin"].method) == (matrix, "url")
+        # a Linux path through the mapping to the Windows server's path (case and separators differ)
+        r = ident.identify(MediaRef(path="/mnt/media/movies/the matrix (1999)/The Matrix.mkv"))
+        assert (r["jellyfin"].item_id, r["jellyfin"].method) == (matrix, "path")
+        assert index.info("jellyfin").item_count == 3  # the series is not a playable item
+        # Kodi playing from the share directly
+        r = ident.identify(MediaRef(path="smb://nas/tv/Show/S01E01.mkv"))
+        assert (r["jellyfin"].item_id, r["jellyfin"].method) == (ep, "path")
+        r = ident.identify(MediaRef(path="/elsewhere/b.mkv", provider_ids={"tmdb": "10378"}))
+        assert (r["jellyfin"].item_id, r["jellyfin"].method) == (bunny, "provider_id")
+        r = ident.identify(MediaRef(path="/mnt/media2/Movies/Bunny.mkv"))
+        assert r["jellyfin"].reason == "no path mapping covers /mnt/media2/Movies/Bunny.mkv"
+        assert token not in identify_report(r)
+        backend.close()
+
+
+def test_emby_stream_url_and_path(tmp_path):
+    from playbacksync.backends.emby import EmbyBackend
+    from tests.fakes.emby import EmbyFake
+
+    with EmbyFake() as fake:
+        film = fake.add_item("Film", path="/volume1/video/Film.mkv", provider_ids={"Imdb": "tt0000001"})
+        dup1 = fake.add_item("Dup", path="/volume1/video/Dup 1.mkv", provider_ids={"Imdb": "tt0000002"})
+        fake.add_item("Dup", path="/volume1/video/Dup 2.mkv", provider_ids={"Imdb": "tt0000002"})
+        ident, index, backend, token = mb_setup(
+            fake, EmbyBackend, "emby", tmp_path, url=fake.url + "/emby",
+            mappings=(PathMapping("/home/me/nas video", "/volume1/video"),))
+        for url in (fake.url + "/emby/Videos/%s/stream.mkv?Static=true&api_key=%s" % (film, token),
+                    fake.url + "/Videos/%s/original.mkv" % film, fake.url + "/emby/Items/%s/Download" % film):
+            r = ident.identify(MediaRef(path=url), wait=0)
+            assert (r["emby"].item_id, r["emby"].method) == (film, "url"), url
+        r = ident.identify(MediaRef(path="/home/me/nas video/Dup 1.mkv", provider_ids={"imdb": "tt0000002"}))
+        assert (r["emby"].item_id, r["emby"].method) == (dup1, "path")
+        r = ident.identify(MediaRef(path="/home/me/other/x.mkv", provider_ids={"imdb": "tt0000002"}))
+        assert r["emby"].item_id is None and "ambiguous: 2 items share imdb tt0000002" in r["emby"].reason
+        backend.close()

@@ -84,6 +84,15 @@ def test_longest_base_path_owns_the_url():
     assert [s.id for s in owners("http://h:8096/Videos/1/stream", (root, twice))] == ["root", "jf-2"]
 
 
+@pytest.mark.parametrize("configured", ["http://h:8096", "http://h:8096/emby", "http://h:8096/EMBY/"])
+@pytest.mark.parametrize("played", ["http://h:8096/emby/Videos/42/stream.mkv", "http://h:8096/Videos/42/stream"])
+def test_emby_with_or_without_its_emby_prefix(configured, played):
+    emby = ServerConfig(id="e", type="emby", url=configured)
+    assert owners(played, (emby,)) == [emby]
+    rest, query = rest_after_base(played, emby)
+    assert item_ref("emby", rest, query).id == "42"
+
+
 def test_safe_url_drops_credentials_and_query():
     text = safe_url("http://bob:hunter2@Host:8096/Videos/x/stream?api_key=SECRET&X-Plex-Token=T")
     assert text == "http://host:8096/Videos/x/stream"

@@ -376,8 +376,8 @@ class Identifier:
         else:
             parts.append("refreshed %s ago" % _age(now - info.refreshed_at))
         if info.last_error:
-            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)),
-                                                            info.last_error))
+            error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
+            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
         if running:
             parts.append("a refresh is running")
         if server_id not in self.backends:

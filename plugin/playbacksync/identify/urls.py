@@ -72,6 +72,15 @@ def safe_url(url: str) -> str:
     return origin.text()
 
 
+def server_origin(server: ServerConfig) -> Optional[Origin]:
+    """Where a server lives. Emby serves its API under /emby and streams with or
+    without it, so a configured ``…/emby`` is taken off the base path."""
+    o = parse_origin(server.url)
+    if o is not None and server.type == "emby" and o.base[-1:] and o.base[-1].lower() == "emby":
+        o = Origin(o.scheme, o.host, o.port, o.base[:-1])
+    return o
+
+
 def owners(url: str, servers: Iterable[ServerConfig]) -> List[ServerConfig]:
     """The configured servers a URL belongs to (several only if configured twice)."""
     o = parse_origin(url)
@@ -79,7 +88,7 @@ def owners(url: str, servers: Iterable[ServerConfig]) -> List[ServerConfig]:
         return []
     found = []
     for s in servers:
-        so = parse_origin(s.url)
+        so = server_origin(s)
         if so is None or (so.scheme, so.host, so.port) != (o.scheme, o.host, o.port):
             continue
         if [b.lower() for b in o.base[: len(so.base)]] == [b.lower() for b in so.base]:
@@ -93,7 +102,7 @@ def owners(url: str, servers: Iterable[ServerConfig]) -> List[ServerConfig]:
 def rest_after_base(url: str, server: ServerConfig) -> Tuple[Tuple[str, ...], str]:
     """Path components after the server's base path, and the raw query."""
     o = parse_origin(url)
-    so = parse_origin(server.url)
+    so = server_origin(server)
     assert o is not None and so is not None
     return o.base[len(so.base):], urlsplit(url).query
 
