@@ -1,0 +1,13 @@
+-- Playback Sync helper, loaded by the python-mpv host (hosts/mpv_host.py).
+-- python-mpv has no hook API and time-pos is already gone at end-file, so this
+-- reports the exact position of an entry just before mpv unloads it.
+-- Nothing runs per frame.
+mp.add_hook("on_unload", 50, function()
+    local index = mp.get_property_number("playlist-playing-pos")
+    local id = index and index >= 0 and mp.get_property_number("playlist/" .. index .. "/id")
+    local pos = mp.get_property_number("time-pos")
+    if id then
+        mp.commandv("script-message", "playback-sync-unload", tostring(id), pos and string.format("%.3f", pos) or "")
+    end
+end)
+mp.commandv("script-message", "playback-sync-hello")
