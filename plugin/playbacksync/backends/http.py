@@ -23,6 +23,12 @@ USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version_
 TOKEN_HEADERS = ("Authorization", "X-Emby-Authorization", "X-Emby-Token", "X-MediaBrowser-Token",
                  "X-Plex-Token", "Proxy-Authorization")
 
+
+
+class NotFoundError(PermanentError):
+    """404: the item (or route) is not on the server."""
+
+
 _known_secrets: "set[str]" = set()
 _secrets_lock = threading.Lock()
 
@@ -38,7 +44,7 @@ _PATTERNS = (
 
 def register_secret(value: str) -> None:
     """Remember a token so ``redact`` removes it wherever it appears."""
-    if value and len(value) >= 4:
+    if value and len(value) >= 6:  # shorter strings would mangle ordinary words
         with _secrets_lock:
             _known_secrets.add(value)
 
@@ -146,6 +152,8 @@ class HttpClient:
         if code in (401, 403):
             raise AuthError(f"{what}: HTTP {code}: the server refused the credentials; sign in again"
                             + _detail(resp))
+        if code == 404:
+            raise NotFoundError(f"{what}: HTTP 404 {resp.reason or ''}".rstrip() + _detail(resp))
         if code >= 300:
             raise PermanentError(f"{what}: HTTP {code} {resp.reason or ''}".rstrip() + _detail(resp))
         if not expect_json or code == 204 or not resp.content:

@@ -1,0 +1,138 @@
+"""Emby Server 4.8 (API under /emby, token in X-Emby-Token).
+
+Unlike Jellyfin, Emby can filter items server-side by provider id
+(``AnyProviderIdEquals=imdb.tt0133093``) and by path: ``find_items``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
+from ..config import ServerConfig
+from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .http import HttpClient, NotFoundError
+from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
+                           ms_to_ticks, need_json_dict, sign_in_request)
+
+
+def api_url(url: str) -> str:
+    """The server's API root: the URL with /emby appended unless it already ends so."""
+    url = url.rstrip("/")
+    return url if urlsplit(url).path.lower().endswith("/emby") else url + "/emby"
+
+
+def _identity(device_id: str) -> str:
+    return "Emby " + client_fields(device_id)
+
+
+def sign_in(url: str, username: str, password: str, *, device_id: str = "", verify_tls: bool = True,
+            ca_bundle: str = "", connect_timeout: float = 5.0, read_timeout: float = 15.0) -> Tuple[str, str]:
+    """Sign in with a user name and password: returns (token, user id)."""
+    server = ServerConfig(id="sign-in", type="emby", url=api_url(url), verify_tls=verify_tls, ca_bundle=ca_bundle,
+                          device_id=device_id, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    headers = {"X-Emby-Authorization": _identity(device_id_for(server))}
+    return sign_in_request(server, "/Users/AuthenticateByName", headers, username, password)
+
+
+def _emby_date(epoch: float) -> str:
+    # Emby's DatePlayed is yyyyMMddHHmmss (UTC), not ISO.
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+
+
+class EmbyBackend(Backend):
+    def __init__(self, server: ServerConfig):
+        self.server = server
+        cfg = replace(server, url=api_url(server.url))
+        headers = {"X-Emby-Token": server.token, "X-Emby-Authorization": _identity(device_id_for(server))}
+        self.http = HttpClient(cfg, headers=headers)
+        self._user_id = server.user_id
+
+    def _uid(self) -> str:
+        if not self._user_id:
+            raise PermanentError("Emby needs the user id; sign in again to store it")
+        return self._user_id
+
+    def check(self) -> ServerInfo:
+        d = need_json_dict(self.http.request("GET", "/System/Info"), "GET /System/Info")
+        return ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
+                          version=str(d.get("Version") or ""), product="Emby Server")
+
+    def _user_data(self, item_id: str) -> dict:
+        d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")
+        u = d.get("UserData")
+        return u if isinstance(u, dict) else {}
+
+    def apply(self, change: Change) -> None:
+        uid, iid = self._uid(), change.media_item_id
+        when = change.created_at or None
+        if change.change_type == PROGRESS:
+            # The whole record is posted back with only the position (and date)
+            # changed, so the played flag, count and favourite are kept.
+            cur = self._user_data(iid)
+            body = {k: cur[k] for k in ("Played", "PlayCount", "IsFavorite", "Rating", "LastPlayedDate")
+                    if cur.get(k) is not None}
+            body["PlaybackPositionTicks"] = ms_to_ticks(change.position_ms)
+            if when:
+                body["LastPlayedDate"] = iso_utc(when)
+            self.http.request("POST", f"/Users/{uid}/Items/{iid}/UserData", json=body, expect_json=False)
+        elif change.change_type == WATCHED:
+            params = {"DatePlayed": _emby_date(when)} if when else None
+            self.http.request("POST", f"/Users/{uid}/PlayedItems/{iid}", params=params)
+        elif change.change_type == UNWATCHED:
+            self.http.request("DELETE", f"/Users/{uid}/PlayedItems/{iid}")
+        else:
+            raise PermanentError(f"unknown change type {change.change_type!r}")
+
+    def read_state(self, item_id: str) -> ItemState:
+        return item_state(self._user_data(item_id))
+
+    def get_item(self, item_id: str) -> Optional[IndexedItem]:
+        try:
+            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")
+        except NotFoundError:
+            return None
+        return indexed_item(d)
+
+    def _query(self, extra: Dict[str, object], page_size: int) -> Iterator[IndexedItem]:
+        start = 0
+        while True:
+            params = {"Recursive": "true", "Fields": "ProviderIds,Path", "IncludeItemTypes": ",".join(PLAYABLE_TYPES),
+                      "SortBy": "SortName", "StartIndex": start, "Limit": page_size, "EnableUserData": "false", **extra}
+            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
+            items = d.get("Items") or []
+            for raw in items:
+                if isinstance(raw, dict) and raw.get("Id"):
+                    yield indexed_item(raw)
+            start += len(items)
+            total = d.get("TotalRecordCount")
+            if not items or (isinstance(total, int) and start >= total):
+                return
+
+    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
+        return self._query({}, page_size)
+
+    def find_items(self, *, provider_ids: Optional[Dict[str, str]] = None, path: Optional[str] = None,
+                   limit: int = 50) -> List[IndexedItem]:
+        """Items matching any of ``provider_ids`` ({"imdb": "tt…"}) and/or exactly ``path``, filtered by the server."""
+        extra: Dict[str, object] = {}
+        if provider_ids:
+            extra["AnyProviderIdEquals"] = ",".join(f"{k.lower()}.{v}" for k, v in provider_ids.items() if v)
+        if path:
+            extra["Path"] = path
+        if not extra:
+            raise ValueError("find_items needs provider_ids or path")
+        out: List[IndexedItem] = []
+        for item in self._query(extra, limit):
+            out.append(item)
+            if len(out) >= limit:
+                break
+        return out
+
+    def close(self) -> None:
+        self.http.close()
+
+
+__all__ = ["EmbyBackend", "sign_in", "api_url"]

@@ -1,0 +1,131 @@
+"""Jellyfin 10.8 to 12.0.
+
+10.9 and later take a resume position directly (POST /UserItems/{id}/UserData)
+and mark played under /UserPlayedItems; 10.8 has neither: there a position is
+set by reporting a playback session that stops at it, and played state lives
+under /Users/{userId}/PlayedItems. The version comes from /System/Info.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Iterator, Optional, Tuple
+
+from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
+from ..config import ServerConfig
+from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .http import HttpClient, NotFoundError
+from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
+                           ms_to_ticks, need_json_dict, sign_in_request, version_tuple)
+
+
+def auth_header(device_id: str, token: str = "") -> str:
+    return "MediaBrowser " + client_fields(device_id, token)
+
+
+def sign_in(url: str, username: str, password: str, *, device_id: str = "", verify_tls: bool = True,
+            ca_bundle: str = "", connect_timeout: float = 5.0, read_timeout: float = 15.0) -> Tuple[str, str]:
+    """Sign in with a user name and password: returns (token, user id)."""
+    server = ServerConfig(id="sign-in", type="jellyfin", url=url, verify_tls=verify_tls, ca_bundle=ca_bundle,
+                          device_id=device_id, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    headers = {"Authorization": auth_header(device_id_for(server))}
+    return sign_in_request(server, "/Users/AuthenticateByName", headers, username, password)
+
+
+class JellyfinBackend(Backend):
+    def __init__(self, server: ServerConfig):
+        self.server = server
+        self.http = HttpClient(server, headers={"Authorization": auth_header(device_id_for(server), server.token)})
+        self._version: Optional[tuple] = None
+        self._user_id = server.user_id
+        self._lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------
+    def _modern(self) -> bool:
+        """True from 10.9 on (UserData and UserPlayedItems routes)."""
+        if self._version is None:
+            self.check()
+        return not self._version or self._version >= (10, 9)
+
+    def _uid(self) -> str:
+        if not self._user_id:
+            me = need_json_dict(self.http.request("GET", "/Users/Me"), "GET /Users/Me")
+            if not me.get("Id"):
+                raise PermanentError("GET /Users/Me: the server didn't say who this token belongs to")
+            self._user_id = str(me["Id"])
+        return self._user_id
+
+    # -- contract -------------------------------------------------------------
+    def check(self) -> ServerInfo:
+        d = need_json_dict(self.http.request("GET", "/System/Info"), "GET /System/Info")
+        info = ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
+                          version=str(d.get("Version") or ""), product=str(d.get("ProductName") or "Jellyfin"))
+        self._version = version_tuple(info.version)
+        return info
+
+    def apply(self, change: Change) -> None:
+        uid, iid = self._uid(), change.media_item_id
+        when = change.created_at or None
+        if change.change_type == PROGRESS:
+            ticks = ms_to_ticks(change.position_ms)
+            if self._modern():
+                body = {"PlaybackPositionTicks": ticks}
+                if when:
+                    body["LastPlayedDate"] = iso_utc(when)
+                self.http.request("POST", f"/UserItems/{iid}/UserData", params={"userId": uid}, json=body)
+            else:
+                # 10.8: a session that starts and stops at the position; the server
+                # stores it as the resume point (its resume rules apply).
+                start = {"ItemId": iid, "PositionTicks": ticks, "CanSeek": True, "IsPaused": True,
+                         "PlayMethod": "DirectPlay"}
+                self.http.request("POST", "/Sessions/Playing", json=start, expect_json=False)
+                self.http.request("POST", "/Sessions/Playing/Stopped", json={"ItemId": iid, "PositionTicks": ticks},
+                                  expect_json=False)
+        elif change.change_type in (WATCHED, UNWATCHED):
+            method = "POST" if change.change_type == WATCHED else "DELETE"
+            params = {"datePlayed": iso_utc(when)} if (when and method == "POST") else {}
+            if self._modern():
+                self.http.request(method, f"/UserPlayedItems/{iid}", params={"userId": uid, **params})
+            else:
+                self.http.request(method, f"/Users/{uid}/PlayedItems/{iid}", params=params or None)
+        else:  # Change validates its type; kept for safety
+            raise PermanentError(f"unknown change type {change.change_type!r}")
+
+    def read_state(self, item_id: str) -> ItemState:
+        uid = self._uid()
+        if self._modern():
+            data = self.http.request("GET", f"/UserItems/{item_id}/UserData", params={"userId": uid})
+            return item_state(need_json_dict(data, "GET UserData"))
+        d = need_json_dict(self.http.request("GET", f"/Users/{uid}/Items/{item_id}"), "GET item")
+        return item_state(d.get("UserData"))
+
+    def get_item(self, item_id: str) -> Optional[IndexedItem]:
+        uid = self._uid()
+        path = f"/Items/{item_id}" if self._modern() else f"/Users/{uid}/Items/{item_id}"
+        params = {"userId": uid} if self._modern() else None
+        try:
+            d = need_json_dict(self.http.request("GET", path, params=params), "GET item")
+        except NotFoundError:
+            return None
+        return indexed_item(d)
+
+    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
+        uid, start = self._uid(), 0
+        while True:
+            params = {"userId": uid, "recursive": "true", "fields": ["ProviderIds", "Path"],
+                      "includeItemTypes": list(PLAYABLE_TYPES), "sortBy": ["SortName"],
+                      "startIndex": start, "limit": page_size, "enableUserData": "false"}
+            d = need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
+            items = d.get("Items") or []
+            for raw in items:
+                if isinstance(raw, dict) and raw.get("Id"):
+                    yield indexed_item(raw)
+            start += len(items)
+            total = d.get("TotalRecordCount")
+            if not items or (isinstance(total, int) and start >= total):
+                return
+
+    def close(self) -> None:
+        self.http.close()
+
+
+__all__ = ["JellyfinBackend", "sign_in", "auth_header"]

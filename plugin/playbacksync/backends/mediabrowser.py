@@ -1,0 +1,129 @@
+"""What Jellyfin and Emby share (both descend from MediaBrowser): ticks, dates,
+the client identity header, the item and user-data shapes, sign-in.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import socket
+from typing import Any, Dict, Optional, Tuple
+
+from .. import __version__
+from ..config import ServerConfig
+from .base import IndexedItem, ItemState, PermanentError, TransientError
+from .http import HttpClient, register_secret
+
+TICKS_PER_MS = 10_000  # 10,000,000 ticks per second
+CLIENT_NAME = "Playback Sync"
+PLAYABLE_TYPES = ("Movie", "Episode", "Video", "MusicVideo")
+
+
+def ms_to_ticks(ms: Optional[int]) -> int:
+    return max(0, int(ms or 0)) * TICKS_PER_MS
+
+
+def ticks_to_ms(ticks: Any) -> int:
+    try:
+        return max(0, int(ticks or 0)) // TICKS_PER_MS
+    except (TypeError, ValueError):
+        return 0
+
+
+def iso_utc(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DATE = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_date(value: Any) -> Optional[float]:
+    """A server date (``2024-01-02T03:04:05.1234567Z``, 7 fraction digits) as epoch seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    m = _DATE.match(value.strip())
+    if not m:
+        return None
+    base = dt.datetime.strptime(f"{m.group(1)}T{m.group(2)}", "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    frac = float("0." + m.group(3)) if m.group(3) else 0.0
+    tz = m.group(4)
+    off = 0
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        off = sign * (int(tz[1:3]) * 3600 + int(tz[-2:]) * 60)
+    t = base.timestamp() + frac - off
+    # The servers send 0001-01-01 for "never".
+    return None if t <= 0 else t
+
+
+def provider_ids(raw: Any) -> Dict[str, str]:
+    """Provider ids with lower-case keys (imdb, tmdb, tvdb, …), empty values dropped."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k).lower(): str(v) for k, v in raw.items() if v not in (None, "")}
+
+
+def indexed_item(d: dict) -> IndexedItem:
+    rt = d.get("RunTimeTicks")
+    return IndexedItem(item_id=str(d.get("Id", "")), name=str(d.get("Name") or ""), path=str(d.get("Path") or ""),
+                       provider_ids=provider_ids(d.get("ProviderIds")),
+                       duration_ms=ticks_to_ms(rt) if rt else None)
+
+
+def item_state(user_data: Any) -> ItemState:
+    u = user_data if isinstance(user_data, dict) else {}
+    try:
+        count = int(u.get("PlayCount") or 0)
+    except (TypeError, ValueError):
+        count = 0
+    return ItemState(position_ms=ticks_to_ms(u.get("PlaybackPositionTicks")), played=bool(u.get("Played")),
+                     play_count=count, last_played_at=parse_date(u.get("LastPlayedDate")))
+
+
+def device_id_for(server: ServerConfig) -> str:
+    """The configured device id, or a stable one derived from this machine and server."""
+    if server.device_id:
+        return server.device_id
+    return hashlib.sha256(f"playbacksync|{socket.gethostname()}|{server.id}".encode()).hexdigest()[:32]
+
+
+def _q(s: str) -> str:
+    return str(s).replace('"', "'").replace("\r", " ").replace("\n", " ")
+
+
+def client_fields(device_id: str, token: str = "") -> str:
+    """``Client="…", Device="…", DeviceId="…", Version="…"[, Token="…"]``."""
+    parts = [f'Client="{CLIENT_NAME}"', f'Device="{_q(socket.gethostname() or "device")}"',
+             f'DeviceId="{_q(device_id)}"', f'Version="{__version__}"']
+    if token:
+        parts.append(f'Token="{_q(token)}"')
+    return ", ".join(parts)
+
+
+def need_json_dict(data: Any, what: str) -> dict:
+    if not isinstance(data, dict):
+        # A 200 with the wrong shape: a proxy or an unexpected server in the way.
+        raise TransientError(f"{what}: unexpected answer from the server")
+    return data
+
+
+def sign_in_request(server: ServerConfig, path: str, headers: Dict[str, str], username: str,
+                    password: str) -> Tuple[str, str]:
+    register_secret(password)
+    client = HttpClient(server, headers=headers, secrets=[password])
+    try:
+        data = need_json_dict(client.request("POST", path, json={"Username": username, "Pw": password}),
+                              f"POST {path}")
+    finally:
+        client.close()
+    token = data.get("AccessToken")
+    user_id = (data.get("User") or {}).get("Id") if isinstance(data.get("User"), dict) else None
+    if not token or not user_id:
+        raise PermanentError(f"POST {path}: the server's answer has no token or user id")
+    register_secret(token)
+    return str(token), str(user_id)
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    nums = re.findall(r"\d+", version or "")
+    return tuple(int(n) for n in nums[:3]) if nums else ()
