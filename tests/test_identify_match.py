@@ -196,6 +196,26 @@ def test_odd_inputs_never_raise(env):
         assert all(m.item_id is None or m.method for m in r.values())
 
 
+def test_undecodable_file_names(env, tmp_path):
+    ident, index, _ = env
+    odd = "/srv/media/caf\udce9.mkv"  # a Latin-1 name as Python reads it from a UTF-8 system
+    index.replace("jf", [IndexedItem("odd", "caf\udce9", odd), IndexedItem("cafe", "café", "/srv/media/café.mkv")])
+    r = ident.identify(MediaRef(path="/mnt/media/caf\udce9.mkv"))
+    assert r["jf"].item_id == "odd"
+    assert ident.identify(MediaRef(path="/mnt/media/café.mkv"))["jf"].item_id == "cafe"
+    r = ident.identify(MediaRef(path="/mnt/media2/caf\udce9.mkv"))
+    identify_report(r).encode("utf-8")  # printable
+    json.dumps(identify_json(r)).encode("utf-8")
+
+
+def test_tokens_in_any_url_stay_out_of_reasons(env):
+    ident, index, _ = env
+    r = ident.identify(MediaRef(path="rtmp://user:pw@cdn.example/live/x?token=SECRETTOKEN&api_key=SECRET2"))
+    r2 = ident.identify(MediaRef(path="/tmp/x.mkv?api_key=SECRET3"))
+    text = identify_report(r) + identify_report(r2)
+    assert "SECRETTOKEN" not in text and "SECRET2" not in text and "SECRET3" not in text and "pw@" not in text
+
+
 def test_report_one_line_per_server_and_json(env):
     r = ident_of(env, "/mnt/media/Movies/Film (1999)/Film.mkv")
     lines = identify_report(r).splitlines()

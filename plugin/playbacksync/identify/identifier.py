@@ -131,7 +131,7 @@ class Identifier:
                     continue
                 thread.join(max(0.0, deadline - time.monotonic()))
                 results[server.id] = self._safe_match(server, parsed)[0]
-        return results
+        return {sid: Match(m.item_id, m.method, _describe(m.reason)) for sid, m in results.items()}
 
     def refresh(self, server_id: Optional[str] = None, *, wait: bool = True,
                 timeout: Optional[float] = None) -> Dict[str, Optional[str]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional
 
 from ..backends.base import IndexedItem
-from .paths import path_key
+from .paths import path_key, storable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def normalize_provider(name: str, value: str) -> Optional[tuple]:
     value = str(value if value is not None else "").strip()
     if "://" in value:  # Plex-style guid: imdb://tt0133093
         value = value.split("://", 1)[1]
-    value = value.strip().lower()
+    name, value = storable(name), storable(value.strip().lower())
     if not name or not value:
         return None
     return name, value
@@ -201,11 +201,12 @@ class ItemIndex:
         now = self._clock()
         rows, ids, parts = [], [], []
         for item in items:
-            item_id = str(item.item_id)
+            item_id = storable(str(item.item_id))
             if not item_id:
                 continue
             path = item.path or ""
-            rows.append((refresh_id, item_id, item.name or "", path, path_key(path) if path else None,
+            rows.append((refresh_id, item_id, storable(item.name or ""), storable(path),
+                         path_key(path) if path else None,
                          item.duration_ms, now))
             for name, value in (item.provider_ids or {}).items():
                 pv = normalize_provider(name, value)
@@ -325,10 +326,11 @@ class ItemIndex:
                            duration_ms=row[2])
 
 
-def _describe(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
+def _describe(e) -> str:
+    """An error (or message) fit to show: no tokens, valid Unicode."""
+    text = storable(str(e) or type(e).__name__)
     try:
         from ..backends.http import redact
-    except ImportError:  # the redaction helper is not there yet
+    except ImportError:  # backends not installed: nothing registered to redact
         return text
     return redact(text)

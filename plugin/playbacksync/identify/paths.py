@@ -44,7 +44,7 @@ class SplitPath:
     def key(self) -> str:
         """The comparison key: equal keys name the same file."""
         text = self.root.rstrip("/") + "/" + "/".join(self.parts)
-        text = unicodedata.normalize("NFC", text)
+        text = unicodedata.normalize("NFC", storable(text))
         return text.casefold() if self.fold else text
 
     def _cmp(self, part: str) -> str:
@@ -75,6 +75,16 @@ class SplitPath:
         if self.style == URL:
             return self.root + "/" + "/".join(self.parts)
         return "/" + "/".join(self.parts)
+
+
+def storable(text: str) -> str:
+    """``text`` as valid Unicode: undecodable bytes of a file name (lone surrogates,
+    as Python reads them) are written as \\xNN escapes, the same way every time."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
 
 
 def _components(text: str, seps: str) -> Tuple[str, ...]:
@@ -124,7 +134,7 @@ def split_path(path: str, *, cwd: Optional[str] = None) -> Optional[SplitPath]:
 
 def _from_url(url: str, scheme: str) -> Optional[SplitPath]:
     # Kodi hands smb/nfs paths over unencoded, as servers store them: no unquoting.
-    rest = url[len(scheme) + 3:]
+    rest = url[len(scheme) + 3:].split("?", 1)[0]  # a query is no part of a file's name (tokens ride there)
     host, _, tail = rest.partition("/")
     host = host.rpartition("@")[2].lower()  # drop user:password@
     return SplitPath(URL, scheme + "://" + host, _components(tail, "/"), scheme in _FOLD_SCHEMES)
