@@ -23,7 +23,7 @@ from typing import Dict, Optional
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.base import FakeServer, json_response, openapi_for, serve_forever_cli
-from tests.fakes.plex_state import TYPE_NUMBERS, PlexLibrary
+from tests.fakes.plex_state import TYPE_NUMBERS, Item, PlexLibrary
 
 SPEC = "/work/shared/specs/plex/plex-api-spec.dedup.yaml"
 OLD_SPEC = "/work/shared/specs/plex/plex-api-spec-pre-overhaul-dereferenced.yaml"
@@ -258,6 +258,86 @@ class FakePlexTV(FakeServer):
     def expire(self, pin_id: int) -> None:
         with self._pins_lock:
             self.pins.pop(pin_id, None)
+
+
+class PlexHarness:
+    """The backend matrix's harness for Plex (tests/backend_matrix.py documents the contract).
+
+    Duck-typed rather than a subclass of backend_matrix.Harness, which imports the fakes.
+    """
+
+    kind = "plex"
+    token_headers = ("X-Plex-Token",)
+    user_credentials = ("alice", "pass-w0rd")  # unused: Plex signs in by PIN, not password
+
+    def __init__(self, version: str = "", token: str = "tok3nSECRETzq81d7c4e0b9a2f6"):
+        self.version = version or VERSION
+        self.token = token
+        self.user_id = ""
+        self.fake: Optional[FakePlex] = None
+        self._next_key = 5000
+
+    def start(self) -> "PlexHarness":
+        self.fake = FakePlex(token=self.token).start()
+        return self
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+    def server_config(self, **over):
+        from playbacksync.config import ServerConfig
+
+        cfg = dict(id="plex-test", type="plex", url=self.fake.url, token=self.token, device_id="test-device",
+                   connect_timeout=2.0, read_timeout=5.0)
+        cfg.update(over)
+        return ServerConfig(**cfg)
+
+    def backend(self, **over):
+        from playbacksync.backends import make_backend
+
+        return make_backend(self.server_config(**over))
+
+    def add_item(self, name: str, path: str = "", provider_ids: Optional[Dict[str, str]] = None,
+                 runtime_s: float = 3600.0) -> str:
+        with self.fake.lock:
+            self._next_key += 1
+            key = str(self._next_key)
+        self.fake.library.add_item(Item(
+            rating_key=key, section="1", type="movie", title=name, duration=int(runtime_s * 1000),
+            parts=[(int(key) * 10, path or f"/srv/media/Movies/{name}.mkv")],
+            guids=[f"{k}://{v}" for k, v in (provider_ids or {}).items()]))
+        return key
+
+    def missing_item_id(self) -> str:
+        return "987654321"
+
+    def state(self, item_id: str):
+        from playbacksync.backends.base import ItemState
+
+        st = self.fake.library.state(self.token, item_id)
+        return ItemState(position_ms=st.view_offset, played=st.view_count > 0, play_count=st.view_count,
+                         last_played_at=float(st.last_viewed_at) if st.last_viewed_at is not None else None)
+
+    def seed_state(self, item_id: str, position_ms: int = 0, played: bool = False, play_count: int = 0,
+                   last_played_at: Optional[float] = None) -> None:
+        # Plex keeps no separate played flag: played means a view count above zero.
+        count = max(play_count, 1) if played else play_count
+        self.fake.library.set_state(self.token, item_id, view_offset=position_ms, view_count=count,
+                                    last_viewed_at=int(last_played_at) if last_played_at is not None else None)
+
+    def expected_info(self):
+        return self.fake.friendly_name, MACHINE_ID, VERSION
+
+    def list_requests(self) -> int:
+        return sum(1 for r in self.fake.requests
+                   if r.method == "GET" and re.fullmatch(r"/library/sections/[^/]+/all", r.path)
+                   and r.path != "/library/sections/all")
+
+    def sign_in_supported(self) -> bool:
+        return False  # PIN sign-in: tests/test_plex_signin.py
+
+    def sign_in(self, username, password):
+        raise NotImplementedError("Plex signs in with a plex.tv PIN")
 
 
 def _main():
