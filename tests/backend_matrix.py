@@ -39,6 +39,7 @@ from tests.fakes.emby import EmbyFake
 from tests.fakes.jellyfin import VERSIONS as JELLYFIN_VERSIONS
 from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
+from tests.fakes.plex import PlexHarness
 
 # A token that is easy to find in any text it leaks into.
 DISTINCTIVE_TOKEN = "tok3nSECRETzq81d7c4e0b9a2f6"
@@ -149,6 +150,5 @@ class Case:
 CASES: List[Case] = [
     *(Case(f"jellyfin-{v}", "jellyfin", (lambda v=v: JellyfinHarness(v))) for v in JELLYFIN_VERSIONS),
     Case("emby-4.8.11", "emby", EmbyHarness),
-    # The Plex helper appends its case here, e.g.:
-    # Case("plex", "plex", PlexHarness),
+    Case("plex", "plex", PlexHarness),
 ]
