@@ -79,17 +79,7 @@ def _int(value: Any, default: Optional[int] = None) -> Optional[int]:
         return default
 
 
-class NotFoundError(PermanentError):
-    """404: Plex has no such item (or plex.tv no such PIN)."""
-
-
-class _PlexHttp(http.HttpClient):
-    """The shared client, with 404 told apart: a missing item is an answer, not a failure."""
-
-    def _result(self, what, resp, expect_json):
-        if resp.status_code == 404:
-            raise NotFoundError(f"{what}: HTTP 404 Not Found")
-        return super()._result(what, resp, expect_json)
+NotFoundError = http.NotFoundError  # 404: a missing item is an answer, not a failure
 
 
 class PlexBackend(Backend):
@@ -98,7 +88,7 @@ class PlexBackend(Backend):
     def __init__(self, server: ServerConfig):
         self.server = server
         self.client_id = client_identifier(server)
-        self.http = _PlexHttp(server, headers=plex_headers(self.client_id, server.token))
+        self.http = http.HttpClient(server, headers=plex_headers(self.client_id, server.token))
         self._part_items: Dict[int, str] = {}  # part id -> ratingKey, filled as items are seen
 
     # --- transport -------------------------------------------------------
@@ -284,7 +274,7 @@ def poll_pin(pin_id: int, client_id: str, *, base_url: str = PLEX_TV,
 def _plex_tv(method: str, path: str, client_id: str, base_url: str, timeout: float) -> Dict[str, Any]:
     account = ServerConfig(id="plex.tv", type="plex", url=base_url,
                            connect_timeout=timeout, read_timeout=timeout)
-    client = _PlexHttp(account, headers=plex_headers(client_id))
+    client = http.HttpClient(account, headers=plex_headers(client_id))
     try:
         body = client.request(method, path)
     finally:
