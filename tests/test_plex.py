@@ -5,11 +5,12 @@ import pytest
 import requests
 
 from playbacksync.backends.base import AuthError, PermanentError
-from playbacksync.backends.plex import PlexBackend, provider_ids
+from playbacksync.backends.plex import PART_WALK_INTERVAL, PlexBackend, provider_ids
 from playbacksync.changes import PROGRESS, UNWATCHED, WATCHED, Change
 from playbacksync.config import ServerConfig
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
 from tests.fakes.plex import FakePlex
+from tests.fakes.plex_state import Item
 
 
 @pytest.fixture
@@ -143,8 +144,26 @@ def test_item_for_part(fake):
     walked = len(fake.requests)
     assert b.item_for_part("1001") == "101"  # answered from what the walk saw
     assert len(fake.requests) == walked
-    assert b.item_for_part(424242) is None
+    assert b.item_for_part(424242) is None  # a full walk, finding nothing
+    walked = len(fake.requests)
+    assert b.item_for_part(424242) is None  # that walk was recent: no second one
+    assert len(fake.requests) == walked
     assert b.item_for_part("not-a-number") is None
+
+
+def test_item_for_part_walks_again_after_the_interval(fake):
+    now = [1000.0]
+    b = PlexBackend(ServerConfig(id="plex", type="plex", url=fake.url, token=fake.token, device_id="d"),
+                    clock=lambda: now[0])
+    assert b.item_for_part(777777) is None
+    walked = len(fake.requests)
+    assert b.item_for_part(777777) is None
+    assert len(fake.requests) == walked
+    fake.library.add_item(Item(rating_key="150", section="1", type="movie", title="New",
+                               duration=1000, parts=[(777777, "/srv/new.mkv")]))
+    now[0] += PART_WALK_INTERVAL
+    assert b.item_for_part(777777) == "150"
+    assert len(fake.requests) > walked
 
 
 def test_provider_ids_parsing():

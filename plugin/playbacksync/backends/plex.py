@@ -8,11 +8,11 @@ proxies and logs keep it.
 """
 from __future__ import annotations
 
-import logging
 import platform
+import time
 import uuid
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import quote
-from typing import Any, Dict, Iterator, Optional, Tuple
 
 from .. import __version__
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
@@ -27,8 +27,6 @@ from .base import (
     TransientError,
 )
 
-log = logging.getLogger(__name__)
-
 PRODUCT = "Playback Sync"
 LIBRARY_ID = "com.plexapp.plugins.library"
 PLEX_TV = "https://plex.tv"
@@ -36,6 +34,7 @@ LINK_URL = "https://plex.tv/link"  # where the viewer types the PIN code
 # Section type -> the mediaQuery type of its playable items (movie 1, episode 4).
 _LEAF_TYPE = {"movie": 1, "show": 4}
 _PROVIDERS = ("imdb", "tmdb", "tvdb")
+PART_WALK_INTERVAL = 300.0  # seconds between library walks for unknown part ids
 
 
 def client_identifier(server: ServerConfig) -> str:
@@ -85,8 +84,10 @@ NotFoundError = http.NotFoundError  # 404: a missing item is an answer, not a fa
 class PlexBackend(Backend):
     """One Plex Media Server, as the user the token belongs to."""
 
-    def __init__(self, server: ServerConfig):
+    def __init__(self, server: ServerConfig, *, clock: Callable[[], float] = time.monotonic):
         self.server = server
+        self._clock = clock
+        self._walked_at = float("-inf")
         self.client_id = client_identifier(server)
         self.http = http.HttpClient(server, headers=plex_headers(self.client_id, server.token))
         self._part_items: Dict[int, str] = {}  # part id -> ratingKey, filled as items are seen
@@ -205,10 +206,14 @@ class PlexBackend(Backend):
         pid = _int(part_id)
         if pid is None:
             return None
-        if pid not in self._part_items:
+        # A part that is not on this server must not cost a full listing on every
+        # call: after a fruitless full walk, misses wait PART_WALK_INTERVAL.
+        if pid not in self._part_items and self._clock() - self._walked_at >= PART_WALK_INTERVAL:
             for _ in self.iter_items():
                 if pid in self._part_items:
                     break
+            else:
+                self._walked_at = self._clock()
         return self._part_items.get(pid)
 
     def close(self) -> None:
