@@ -177,3 +177,20 @@ def test_unusable_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(IndexStorageError) as e:
         ItemIndex(blocker / "sub")
     assert str(blocker / "sub") in str(e.value)
+
+
+def test_lookups_use_an_index_not_a_scan(tmp_path):
+    # without statistics SQLite once chose a full scan for these (ORDER BY, covering keys)
+    idx = ItemIndex(tmp_path)
+    idx.replace("s", items(50))
+    seen = []
+    idx._conn().set_trace_callback(seen.append)  # the statements the lookups really run
+    idx.by_path_key("s", path_key("/srv/media/m1.mkv"))
+    idx.by_provider("s", "imdb", "tt0000001")
+    idx.provider_ids("s", "i1")
+    idx._conn().set_trace_callback(None)
+    con = sqlite3.connect(idx.path)
+    assert len(seen) == 3
+    for statement in seen:
+        plan = " ".join(str(r) for r in con.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN" not in plan and ("path_key=?" in plan or "value=?" in plan or "item_id=?" in plan), plan

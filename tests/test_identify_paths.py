@@ -68,6 +68,8 @@ KODI_SMB = (M("smb://nas/media", "/srv/media"),)
     (KODI_SMB, "smb://nas/media2/x.mkv", None),
     ((M("/mnt/media/", "/srv/media/"),), "/mnt/media/x.mkv", "/srv/media/x.mkv"),  # trailing separators
     ((), "/srv/media/x.mkv", "/srv/media/x.mkv"),  # no mappings: same paths on both sides
+    ((M("Z:\\Videos", "/data/videos"),), r"z:\videos\Sub\X.mkv", "/data/videos/Sub/X.mkv"),  # Windows player
+    ((M("Z:\\Videos", "/data/videos"),), r"Z:\Videos2\X.mkv", None),
 ])
 def test_map_to_server(mappings, local, expected):
     mapped = map_to_server(split_path(local), mappings)

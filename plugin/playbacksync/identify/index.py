@@ -35,6 +35,7 @@ CREATE INDEX IF NOT EXISTS items_by_path ON items (server_id, path_key);
 CREATE TABLE IF NOT EXISTS ids (
     server_id TEXT NOT NULL, provider TEXT NOT NULL, value TEXT NOT NULL, item_id TEXT NOT NULL,
     PRIMARY KEY (server_id, provider, value, item_id));
+CREATE INDEX IF NOT EXISTS ids_by_item ON ids (server_id, item_id, provider, value);
 CREATE TABLE IF NOT EXISTS parts (
     server_id TEXT NOT NULL, part_id TEXT NOT NULL, item_id TEXT NOT NULL,
     PRIMARY KEY (server_id, part_id));
@@ -288,19 +289,19 @@ class ItemIndex:
         return IndexInfo(row[0], row[1] or 0, row[2], row[3])
 
     def by_path_key(self, server_id: str, key: str) -> List[str]:
+        # sorted here: ORDER BY would steer SQLite onto the primary key and a full scan
         rows = self._conn().execute(
-            "SELECT item_id FROM items WHERE server_id = ? AND path_key = ? ORDER BY item_id",
-            (server_id, key)).fetchall()
-        return [r[0] for r in rows]
+            "SELECT item_id FROM items WHERE server_id = ? AND path_key = ?", (server_id, key)).fetchall()
+        return sorted(r[0] for r in rows)
 
     def by_provider(self, server_id: str, provider: str, value: str) -> List[str]:
         pv = normalize_provider(provider, value)
         if pv is None:
             return []
         rows = self._conn().execute(
-            "SELECT DISTINCT item_id FROM ids WHERE server_id = ? AND provider = ? AND value = ? "
-            "ORDER BY item_id", (server_id, pv[0], pv[1])).fetchall()
-        return [r[0] for r in rows]
+            "SELECT DISTINCT item_id FROM ids WHERE server_id = ? AND provider = ? AND value = ?",
+            (server_id, pv[0], pv[1])).fetchall()
+        return sorted(r[0] for r in rows)
 
     def provider_ids(self, server_id: str, item_id: str) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {}
