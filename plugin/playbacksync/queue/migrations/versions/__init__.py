@@ -1,0 +1,1 @@
+"""Queue schema revisions (a package so the files ship in the wheel)."""

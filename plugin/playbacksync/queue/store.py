@@ -1,0 +1,601 @@
+"""The durable sync queue: one SQLite file, rows pending → syncing → synced | failed.
+
+Where: ``<data dir>/queue.sqlite``; the data dir is the constructor's
+``data_dir``, else ``$PLAYBACK_SYNC_DATA_DIR``, else the platform's user data
+folder (see :mod:`playbacksync.paths`). Opened through ``dataset``; the schema
+is kept by alembic migrations run at open.
+
+Durability
+    WAL journal, ``synchronous=NORMAL``, busy timeout 5 s. A change is in the
+    WAL file (written, not just buffered) when ``enqueue_change`` returns, so it
+    survives the player or the whole process being killed. NORMAL skips the
+    fsync per commit (FULL costs several hundred µs on the player's path): after
+    a power cut or OS crash the last commits before it may roll back, but the
+    file stays consistent. Pass ``synchronous="FULL"`` to fsync every commit.
+    Writers wait up to the busy timeout for another process (a second mpv
+    window) to finish; past it the caller gets a :class:`QueueError` and
+    nothing already acknowledged is touched.
+
+Transactions
+    Every write is one short ``BEGIN IMMEDIATE`` transaction: the write lock is
+    taken before anything is read, so the read-then-write of coalescing and
+    recovery cannot interleave with another thread or process. Claims are a
+    single ``UPDATE … RETURNING`` inside such a transaction.
+
+Coalescing (per key = server, item, user; only rows not yet sent are touched)
+    * A new ``progress_update`` updates in place the key's latest pending row if
+      that row is a progress_update (position, duration, created_at,
+      updated_at); otherwise it is added after the key's rows. Older pending
+      or failed progress rows of the key are closed as superseded.
+    * A new ``mark_watched``/``mark_unwatched`` closes as superseded every
+      pending and failed row of the key (progress or the opposite state): the
+      new state replaces the server's whole state. A pending row of the same
+      kind after anything in flight absorbs it (the server is told once).
+    * A row in ``syncing`` is in flight and never touched: a change made
+      meanwhile becomes a new pending row, applied after it.
+    * So a key holds at most ``[watched|unwatched] [progress]`` pending: a
+      rewatch's progress is applied after the watched mark; a later unwatched
+      cancels a pending watched and the reverse.
+    * When a row goes back to pending (retry, release, crash recovery,
+      retry_failed) and a later row of its key already overrides it, it is
+      closed as superseded instead of being sent out of order.
+    Superseded rows are closed (status ``synced``, resolution ``superseded``,
+    ``error_message`` says why), never sent, and pruned like synced rows.
+
+Claims and recovery
+    ``claim`` takes due pending rows of one server, oldest first, at most one
+    per key and only the key's oldest pending row, skipping keys with a row in
+    flight: per item the server sees changes in the order they were made.
+    Each claim records an owner (host:pid:token) and a lease. Rows left in
+    ``syncing`` go back to pending (at open and in ``recover_stale``) when the
+    owner is a dead process on this host or the lease has expired; a live
+    process's claims within their lease are left alone.
+
+Retention
+    Synced rows (applied or superseded) are deleted ``retention_days`` after
+    they were closed (``prune``, also run at open). Failed rows stay until
+    ``retry_failed`` or ``clear_failed``.
+
+Damaged files
+    A file SQLite reports as corrupt or not a database is renamed
+    ``queue.sqlite.corrupt-<UTC time>`` (with its -wal/-shm), logged, and a
+    fresh queue started. A locked file, a read-only folder or a full disk
+    raise :class:`QueueError`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Dict, Iterable, List, Optional
+
+from ..changes import (APPLIED, CHANGE_TYPES, FAILED, PENDING, PROGRESS, STATUSES, SUPERSEDED,
+                       SYNCED, SYNCING, Change, QueuedChange)
+from .rules import KeyRow, plan_enqueue, superseded_by_later
+
+log = logging.getLogger(__name__)
+
+TABLE = "playback_sync_queue"
+DAY = 86400.0
+
+# SQLite primary result codes we tell apart.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 5, 6, 8, 10, 11, 13, 14, 26, 3
+
+_COLUMNS = ("id, media_item_id, source_id, user_id, change_type, position_ms, duration_ms, completed, "
+            "created_at, status, attempt_count, last_attempt_at, next_attempt_at, updated_at, "
+            "error_message, resolution, claim_owner, lease_expires_at")
+
+
+class QueueError(Exception):
+    """The queue's storage cannot be used; the message says which file and why."""
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _sqlite_error(exc: BaseException):
+    """(primary code or None, message) of a sqlite3 error, possibly wrapped by SQLAlchemy."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    return (code & 0xFF if isinstance(code, int) else None), str(orig)
+
+
+def _is_damaged(exc: BaseException) -> bool:
+    code, msg = _sqlite_error(exc)
+    if code is not None:
+        return code in (_CORRUPT, _NOTADB)
+    msg = msg.lower()
+    return "malformed" in msg or "not a database" in msg
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def _to_change(row) -> QueuedChange:
+    return QueuedChange(
+        media_item_id=row["media_item_id"], source_id=row["source_id"], user_id=row["user_id"],
+        change_type=row["change_type"], position_ms=row["position_ms"],
+        duration_ms=row["duration_ms"], completed=bool(row["completed"]),
+        created_at=row["created_at"], id=row["id"], status=row["status"],
+        attempt_count=row["attempt_count"], last_attempt_at=row["last_attempt_at"],
+        next_attempt_at=row["next_attempt_at"], updated_at=row["updated_at"],
+        error_message=row["error_message"], resolution=row["resolution"])
+
+
+def _check_change(change: Change) -> None:
+    if not isinstance(change, Change):
+        raise TypeError(f"enqueue_change needs a Change, not {type(change).__name__}")
+    for name in ("media_item_id", "source_id"):
+        value = getattr(change, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"change.{name} must be a non-empty string, got {value!r}")
+    if not isinstance(change.user_id, str):
+        raise ValueError(f"change.user_id must be a string, got {change.user_id!r}")
+    if change.change_type not in CHANGE_TYPES:
+        raise ValueError(f"unknown change type {change.change_type!r}")
+    for name in ("position_ms", "duration_ms"):
+        value = getattr(change, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"change.{name} must be a whole number of ms >= 0 or None, got {value!r}")
+    if change.change_type == PROGRESS and change.position_ms is None:
+        raise ValueError("a progress_update needs position_ms")
+
+
+class SyncQueue:
+    """The durable queue of changes waiting for a server (see the module docstring)."""
+
+    def __init__(self, data_dir: Optional[str] = None, *, clock=time.time, lease_seconds: float = 120.0,
+                 retention_days: float = 7.0, filename: str = "queue.sqlite",
+                 busy_timeout: float = 5.0, synchronous: str = "NORMAL"):
+        from .. import paths
+
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+        try:
+            folder = paths.data_dir(data_dir)
+        except OSError as exc:
+            where = data_dir or os.environ.get(paths.DATA_DIR_ENV) or "the user data folder"
+            raise QueueError(f"cannot create the queue folder {where}: {exc.strerror or exc}") from None
+        self.path = os.path.join(folder, filename)
+        self.folder = folder
+        self.clock = clock
+        self.lease_seconds = float(lease_seconds)
+        self.retention_days = float(retention_days)
+        self.busy_timeout = float(busy_timeout)
+        self._synchronous = synchronous.upper()
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._tls = threading.local()
+        self._db = None
+        self._stmts: Dict[str, object] = {}
+        self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
+        self._open()
+
+    # -- opening ---------------------------------------------------------
+    def _connect(self):
+        import dataset
+        from sqlalchemy import event
+
+        db = dataset.connect(
+            "sqlite:///" + self.path,
+            engine_kwargs={"connect_args": {"timeout": self.busy_timeout, "check_same_thread": False}},
+            on_connect_statements=[f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}",
+                                   f"PRAGMA synchronous={self._synchronous}"],
+            sqlite_wal_mode=True,
+        )
+
+        def on_connect(dbapi_con, _record):
+            # pysqlite's own implicit BEGIN is deferred and skips SELECTs; we begin ourselves.
+            dbapi_con.isolation_level = None
+
+        def on_begin(conn):
+            conn.exec_driver_sql(getattr(self._tls, "begin", "BEGIN IMMEDIATE"))
+
+        event.listen(db.engine, "connect", on_connect)
+        event.listen(db.engine, "begin", on_begin)
+        return db
+
+    def _open(self) -> None:
+        try:
+            self._open_once()
+        except _Damaged as damaged:
+            self._close_db()
+            moved = self._move_aside()
+            log.error("the queue database %s was damaged (%s); moved it to %s and started an empty queue",
+                      self.path, damaged, moved)
+            self.moved_aside = moved
+            self._open_once()
+        self.recover_stale()
+        self.prune()
+
+    def _open_once(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        from . import migrations
+
+        try:
+            self._db = self._connect()
+            with self._db.engine.connect() as conn:
+                self._tls.begin = "BEGIN IMMEDIATE"
+                with conn.begin():
+                    # quick_check reads every page: a truncated or scribbled file shows here.
+                    problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+                    if problems != ["ok"]:
+                        raise _Damaged("; ".join(problems[:3]))
+                    migrations.upgrade(conn)
+        except _Damaged:
+            raise
+        except DBAPIError as exc:
+            if _is_damaged(exc):
+                raise _Damaged(_sqlite_error(exc)[1]) from None
+            self._close_db()
+            raise self._error(exc, "open") from None
+        except Exception:
+            self._close_db()
+            raise
+
+    def _move_aside(self) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"{self.path}.corrupt-{stamp}"
+        n = 1
+        while os.path.exists(target):
+            n += 1
+            target = f"{self.path}.corrupt-{stamp}-{n}"
+        try:
+            os.replace(self.path, target)
+            for suffix in ("-wal", "-shm", "-journal"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, target + suffix)
+        except OSError as exc:
+            raise QueueError(f"the queue database {self.path} is damaged and could not be moved "
+                             f"aside: {exc.strerror or exc}") from None
+        return target
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # closing a broken engine must not hide the real error
+                log.debug("closing the queue database failed", exc_info=True)
+            self._db = None
+
+    # -- plumbing --------------------------------------------------------
+    def _error(self, exc: BaseException, action: str) -> QueueError:
+        code, msg = _sqlite_error(exc)
+        low = msg.lower()
+        if code in (_BUSY, _LOCKED) or "locked" in low or "busy" in low:
+            text = (f"the queue database {self.path} stayed locked by another program for more than "
+                    f"{self.busy_timeout:g} s ({action}); nothing already queued was lost, try again")
+        elif code == _READONLY or "readonly" in low or "read-only" in low:
+            text = (f"the queue database {self.path} is read-only ({action}): check that "
+                    f"{self.folder} and the file are writable")
+        elif code in (_CANTOPEN, _PERM) or "unable to open" in low:
+            text = f"cannot open the queue database {self.path}: check that {self.folder} exists and is writable"
+        elif code == _FULL or "full" in low:
+            text = f"the disk holding the queue database {self.path} is full ({action})"
+        elif code in (_CORRUPT, _NOTADB):
+            text = f"the queue database {self.path} is damaged ({msg}); restart to move it aside"
+        else:
+            text = f"queue database error while trying to {action} on {self.path}: {msg}"
+        return QueueError(text)
+
+    def _stmt(self, sql: str):
+        stmt = self._stmts.get(sql)
+        if stmt is None:
+            from sqlalchemy import bindparam, text
+
+            stmt = text(sql)
+            if ":ids" in sql:
+                stmt = stmt.bindparams(bindparam("ids", expanding=True))
+            self._stmts[sql] = stmt
+        return stmt
+
+    @contextmanager
+    def _tx(self, action: str, write: bool = True):
+        """One transaction on this thread's dataset connection; errors become QueueError."""
+        from sqlalchemy.exc import DBAPIError
+
+        db = self._db
+        if db is None:
+            raise QueueError(f"the queue {self.path} is closed")
+        self._tls.begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+        try:
+            try:
+                db.begin()
+            except BaseException:
+                # The BEGIN itself failed (busy): drop the half-made transaction state.
+                db.local.tx = []
+                db._release_connection()
+                raise
+            try:
+                yield lambda sql, **params: db.executable.execute(self._stmt(sql), params)
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+        except DBAPIError as exc:
+            raise self._error(exc, action) from None
+
+    # -- writing changes -------------------------------------------------
+    def enqueue_change(self, change: Change) -> int:
+        """Store ``change`` (coalescing, see module docstring); durable when it returns. Returns the row id."""
+        _check_change(change)
+        now = self.clock()
+        created = change.created_at or now
+        completed = bool(change.completed) if change.change_type == PROGRESS else change.change_type == "mark_watched"
+        with self._tx("queue a change") as q:
+            rows = [KeyRow(r.id, r.change_type, r.status, r.resolution) for r in q(
+                f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
+                "AND media_item_id = :m AND user_id = :u AND status IN ('pending', 'syncing', 'failed') "
+                "ORDER BY id", s=change.source_id, m=change.media_item_id, u=change.user_id)]
+            plan = plan_enqueue(rows, change.change_type)
+            for row_id, why in plan.close:
+                self._close_superseded(q, row_id, why, now)
+            values = dict(p=change.position_ms, d=change.duration_ms, c=completed, ca=created, now=now)
+            if plan.update_id is not None:
+                q(f"UPDATE {TABLE} SET position_ms = :p, duration_ms = :d, completed = :c, created_at = :ca, "
+                  "updated_at = :now WHERE id = :id", id=plan.update_id, **values)
+                return plan.update_id
+            return q(f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, "
+                     "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
+                     "VALUES (:m, :s, :u, :t, :p, :d, :c, :ca, :now, 'pending', 0, 0) RETURNING id",
+                     m=change.media_item_id, s=change.source_id, u=change.user_id,
+                     t=change.change_type, **values).scalar_one()
+
+    @staticmethod
+    def _close_superseded(q, row_id: int, why: str, now: float) -> None:
+        q(f"UPDATE {TABLE} SET status = 'synced', resolution = 'superseded', error_message = :why, "
+          "updated_at = :now, claim_owner = NULL, lease_expires_at = NULL WHERE id = :id",
+          id=row_id, why=why, now=now)
+
+    def _settle(self, q, row_ids: Iterable[int], now: float) -> int:
+        """Close rows just returned to pending that a later row of their key overrides."""
+        closed = 0
+        for row_id in row_ids:
+            me = q(f"SELECT id, change_type, status, resolution, source_id, media_item_id, user_id "
+                   f"FROM {TABLE} WHERE id = :id", id=row_id).mappings().first()
+            if me is None or me["status"] != PENDING:
+                continue
+            later = [KeyRow(r.id, r.change_type, r.status, r.resolution) for r in q(
+                f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
+                "AND media_item_id = :m AND user_id = :u AND id > :id",
+                s=me["source_id"], m=me["media_item_id"], u=me["user_id"], id=row_id)]
+            row = KeyRow(me["id"], me["change_type"], me["status"], me["resolution"])
+            if superseded_by_later(row, later):
+                newer = max(r.id for r in later)
+                self._close_superseded(q, row_id, f"superseded by a later change (row {newer}) "
+                                       "before it could be sent", now)
+                closed += 1
+        return closed
+
+    # -- reading ---------------------------------------------------------
+    def get_pending(self, source_id: Optional[str] = None, *, due_only: bool = True,
+                    limit: Optional[int] = None) -> List[QueuedChange]:
+        """Pending rows (due now unless ``due_only=False``), ordered by id."""
+        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'pending'"
+        params = {}
+        if source_id is not None:
+            sql += " AND source_id = :s"
+            params["s"] = source_id
+        if due_only:
+            sql += " AND next_attempt_at <= :now"
+            params["now"] = self.clock()
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT :lim"
+            params["lim"] = int(limit)
+        with self._tx("read pending changes", write=False) as q:
+            return [_to_change(r) for r in q(sql, **params).mappings()]
+
+    def get(self, row_id: int) -> Optional[QueuedChange]:
+        """One row by id, whatever its status."""
+        with self._tx("read a change", write=False) as q:
+            row = q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = :id", id=row_id).mappings().first()
+        return _to_change(row) if row is not None else None
+
+    def rows(self, source_id: Optional[str] = None, statuses: Optional[Iterable[str]] = None) -> List[QueuedChange]:
+        """All rows (optionally of one server / some statuses), ordered by id; for status views."""
+        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE 1 = 1"
+        params: dict = {}
+        if source_id is not None:
+            sql += " AND source_id = :s"
+            params["s"] = source_id
+        if statuses is not None:
+            sql += " AND status IN :ids"
+            params["ids"] = list(statuses)
+        with self._tx("read changes", write=False) as q:
+            return [_to_change(r) for r in q(sql + " ORDER BY id", **params).mappings()]
+
+    def get_failed_retryable(self, source_id: Optional[str] = None) -> List[QueuedChange]:
+        """Failed rows (kept for the viewer to retry), ordered by id."""
+        return self.rows(source_id, (FAILED,))
+
+    def counts(self) -> Dict[str, Dict[str, int]]:
+        """{source_id: {status: n}} with every status present."""
+        out: Dict[str, Dict[str, int]] = {}
+        with self._tx("count changes", write=False) as q:
+            for source, status, n in q(f"SELECT source_id, status, COUNT(*) FROM {TABLE} "
+                                       "GROUP BY source_id, status"):
+                out.setdefault(source, {s: 0 for s in STATUSES})[status] = n
+        return out
+
+    # -- claiming --------------------------------------------------------
+    def claim(self, source_id: str, *, limit: int = 100) -> List[QueuedChange]:
+        """Atomically move due pending rows of one server to syncing; ordered by id.
+
+        Per key only its oldest pending row, and none while the key has a row in flight.
+        """
+        now = self.clock()
+        with self._tx("claim changes") as q:
+            rows = q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
+                     "last_attempt_at = :now, updated_at = :now WHERE id IN ("
+                     f" SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending'"
+                     " AND c.next_attempt_at <= :now AND NOT EXISTS ("
+                     f"  SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id"
+                     "   AND o.media_item_id = c.media_item_id AND o.user_id = c.user_id"
+                     "   AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"
+                     f" ORDER BY c.id LIMIT :lim) RETURNING {_COLUMNS}",
+                     s=source_id, owner=self.owner, lease=now + self.lease_seconds, now=now,
+                     lim=int(limit)).mappings().all()
+        return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
+
+    def mark_syncing(self, ids: Iterable[int]) -> List[QueuedChange]:
+        """Atomically claim those of ``ids`` that are still pending; ordered by id."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        now = self.clock()
+        with self._tx("claim changes") as q:
+            rows = q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
+                     "last_attempt_at = :now, updated_at = :now WHERE id IN :ids AND status = 'pending' "
+                     f"RETURNING {_COLUMNS}", ids=ids, owner=self.owner,
+                     lease=now + self.lease_seconds, now=now).mappings().all()
+        return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
+
+    def extend_lease(self, ids: Iterable[int]) -> int:
+        """Renew this queue's claim on rows it still holds (a long send)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        now = self.clock()
+        with self._tx("extend a claim") as q:
+            return q(f"UPDATE {TABLE} SET lease_expires_at = :lease WHERE id IN :ids AND status = 'syncing' "
+                     "AND claim_owner = :owner", ids=ids, owner=self.owner,
+                     lease=now + self.lease_seconds).rowcount
+
+    # -- outcomes --------------------------------------------------------
+    def mark_synced(self, row_id: int, *, resolution: str = APPLIED, note: Optional[str] = None) -> bool:
+        """Close a row: sent (``applied``) or not needed (``superseded``, ``note`` says why).
+
+        From syncing (our claim) or, to close it unsent, from pending or failed.
+        Returns False if the row was not in such a state (e.g. another process holds it now).
+        """
+        now = self.clock()
+        with self._tx("record a synced change") as q:
+            n = q(f"UPDATE {TABLE} SET attempt_count = attempt_count + (status = 'syncing'), "
+                  "status = 'synced', resolution = :res, error_message = :note, updated_at = :now, "
+                  "claim_owner = NULL, lease_expires_at = NULL WHERE id = :id AND ("
+                  "(status = 'syncing' AND claim_owner = :owner) OR status IN ('pending', 'failed'))",
+                  id=row_id, res=resolution, note=note, now=now, owner=self.owner).rowcount
+        if not n:
+            log.warning("queue row %s was not ours to close as %s", row_id, resolution)
+        return bool(n)
+
+    def mark_retry(self, row_id: int, error: str, next_attempt_at: float, *, count_attempt: bool = True) -> bool:
+        """syncing → pending, not to be sent before ``next_attempt_at``; False if not our claim."""
+        now = self.clock()
+        with self._tx("schedule a retry") as q:
+            n = q(f"UPDATE {TABLE} SET status = 'pending', error_message = :err, next_attempt_at = :at, "
+                  "attempt_count = attempt_count + :inc, updated_at = :now, claim_owner = NULL, "
+                  "lease_expires_at = NULL WHERE id = :id AND status = 'syncing' AND claim_owner = :owner",
+                  id=row_id, err=error, at=float(next_attempt_at), inc=1 if count_attempt else 0,
+                  now=now, owner=self.owner).rowcount
+            if n:
+                self._settle(q, [row_id], now)
+        return bool(n)
+
+    def mark_failed(self, row_id: int, error: str) -> bool:
+        """syncing (our claim) or pending → failed: kept, visible, retryable."""
+        now = self.clock()
+        with self._tx("record a failed change") as q:
+            n = q(f"UPDATE {TABLE} SET attempt_count = attempt_count + (status = 'syncing'), "
+                  "status = 'failed', error_message = :err, updated_at = :now, claim_owner = NULL, "
+                  "lease_expires_at = NULL WHERE id = :id AND ((status = 'syncing' AND claim_owner = :owner) "
+                  "OR status = 'pending')", id=row_id, err=error, now=now, owner=self.owner).rowcount
+        return bool(n)
+
+    def release(self, ids: Iterable[int]) -> int:
+        """Our syncing rows → pending, due now, without counting an attempt (e.g. shutdown)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        now = self.clock()
+        with self._tx("release claimed changes") as q:
+            back = [r[0] for r in q(
+                f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
+                "lease_expires_at = NULL WHERE id IN :ids AND status = 'syncing' AND claim_owner = :owner "
+                "RETURNING id", ids=ids, now=now, owner=self.owner)]
+            self._settle(q, sorted(back), now)
+        return len(back)
+
+    def retry_failed(self, source_id: Optional[str] = None) -> int:
+        """failed → pending, attempts reset, due now. Returns how many went back to pending."""
+        now = self.clock()
+        sql = (f"UPDATE {TABLE} SET status = 'pending', attempt_count = 0, next_attempt_at = 0, "
+               "updated_at = :now WHERE status = 'failed'")
+        params = {"now": now}
+        if source_id is not None:
+            sql += " AND source_id = :s"
+            params["s"] = source_id
+        with self._tx("retry failed changes") as q:
+            back = sorted(r[0] for r in q(sql + " RETURNING id", **params))
+            closed = self._settle(q, back, now)
+        return len(back) - closed
+
+    def clear_failed(self, source_id: Optional[str] = None) -> int:
+        """Delete failed rows (the viewer gave up on them). Returns how many."""
+        sql = f"DELETE FROM {TABLE} WHERE status = 'failed'"
+        params = {}
+        if source_id is not None:
+            sql += " AND source_id = :s"
+            params["s"] = source_id
+        with self._tx("clear failed changes") as q:
+            return q(sql, **params).rowcount
+
+    # -- housekeeping ----------------------------------------------------
+    def _stale(self, owner: Optional[str], lease: Optional[float], now: float) -> bool:
+        if not owner or lease is None or lease <= now:
+            return True
+        host, _, rest = owner.partition(":")
+        pid, _, _token = rest.partition(":")
+        if host == self.host and pid.isdigit():
+            return not _pid_alive(int(pid))
+        return False
+
+    def recover_stale(self) -> int:
+        """Rows in syncing whose owner died (this host) or whose lease expired → pending."""
+        now = self.clock()
+        with self._tx("recover interrupted changes") as q:
+            stale = [r.id for r in q(f"SELECT id, claim_owner, lease_expires_at FROM {TABLE} "
+                                     "WHERE status = 'syncing' ORDER BY id")
+                     if self._stale(r.claim_owner, r.lease_expires_at, now)]
+            if not stale:
+                return 0
+            q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
+              "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
+            self._settle(q, stale, now)
+        log.info("queue: %d interrupted change(s) back to pending", len(stale))
+        return len(stale)
+
+    def prune(self, now: Optional[float] = None) -> int:
+        """Delete synced rows closed more than ``retention_days`` ago."""
+        now = self.clock() if now is None else now
+        with self._tx("prune synced changes") as q:
+            return q(f"DELETE FROM {TABLE} WHERE status = 'synced' AND updated_at < :cut",
+                     cut=now - self.retention_days * DAY).rowcount
+
+    def close(self) -> None:
+        self._close_db()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"SyncQueue({self.path!r})"
