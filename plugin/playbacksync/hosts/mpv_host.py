@@ -75,7 +75,7 @@ def redact_text(text: str) -> str:
 
 
 def resolve_path(path: str, working_directory: Optional[str]) -> str:
-    """A played path made absolute against mpv's working directory; URLs as they are."""
+    """A played path made absolute against ``working_directory``; URLs as they are."""
     if not path or _SCHEME.match(path) or path == "-":
         return path
     if not os.path.isabs(path) and working_directory:
@@ -291,7 +291,7 @@ class MpvHost:
             except Exception:
                 log.exception("could not subscribe to sync messages")
         for target in targets:
-            player.loadfile(target, "append-play")
+            player.loadfile(resolve_path(target, os.getcwd()), "append-play")
         self._sampler = threading.Thread(target=self._sample_loop, name="playback-sync-sampler", daemon=True)
         self._sampler.start()
 
@@ -412,8 +412,9 @@ class MpvHost:
                 return
             if self._playing_entry_id() != entry.id:
                 return  # already gone: its end-file follows
-            path = resolve_path(_fs(self._get("path", mpv.lazy_decoder)),
-                                _fs(self._get("working-directory", mpv.lazy_decoder)))
+            # mpv opens relative paths from the process's directory (its working-directory
+            # property can be stale), so resolve against that.
+            path = resolve_path(_fs(self._get("path", mpv.lazy_decoder)), os.getcwd())
             title = _text(self._get("media-title", mpv.lazy_decoder) or "")
             if _SCHEME.match(path):
                 title = redact_url(title) if _SCHEME.match(title) else title.split("?", 1)[0]
@@ -495,12 +496,13 @@ class MpvHost:
 
     @_guarded
     def _on_unload_message(self, entry_id=None, position=None, *_):
-        try:
-            key = int(_text(entry_id))
-        except (TypeError, ValueError):
-            return
         with self._lock:
-            self._unload_positions[key] = _number(_text(position)) if position else None
+            try:
+                key = int(_text(entry_id))
+            except (TypeError, ValueError):  # no id (after `stop`): the entry being unloaded is ours
+                key = self._entry.id if self._entry is not None else None
+            if key is not None:
+                self._unload_positions[key] = _number(_text(position)) if position else None
 
     @_guarded
     def _on_hello(self, *_):

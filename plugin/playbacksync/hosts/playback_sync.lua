@@ -6,8 +6,8 @@ mp.add_hook("on_unload", 50, function()
     local index = mp.get_property_number("playlist-playing-pos")
     local id = index and index >= 0 and mp.get_property_number("playlist/" .. index .. "/id")
     local pos = mp.get_property_number("time-pos")
-    if id then
-        mp.commandv("script-message", "playback-sync-unload", tostring(id), pos and string.format("%.3f", pos) or "")
-    end
+    -- After `stop` the playlist is already empty: no id, the host takes the entry it is playing.
+    mp.commandv("script-message", "playback-sync-unload", id and tostring(id) or "",
+                pos and string.format("%.3f", pos) or "")
 end)
 mp.commandv("script-message", "playback-sync-hello")
