@@ -39,8 +39,10 @@ BUNDLED = {
     "typing_extensions": "typing_extensions",
     "platformdirs": "platformdirs",
 }
-_SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".c", ".pyx", ".pxd", ".orig")
-_SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db"}
+# Compiled or typing-only files; Kodi's checker also flags .pyi and py.typed.
+_SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".c", ".pyx", ".pxd", ".orig", ".pyi")
+_SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db", "py.typed"}
+_LIB_SKIP_DIRS = ("alembic/templates/",)  # only for `alembic init`, never used at run time
 _PACKAGE_SKIP = {"hosts/mpv_host.py"}  # imports mpv, which Kodi does not have
 # Repo resources that are not part of the add-on (the README's screenshot ships as an asset).
 _RESOURCE_SKIP = {"lib"}
@@ -91,7 +93,10 @@ def _library_files() -> List[Tuple[Path, str]]:
         origin = Path(module.__file__)
         if origin.name == "__init__.py":
             base = origin.parent
-            files += [(p, f"{module_name}/{p.relative_to(base).as_posix()}") for p in _walk(base)]
+            for p in _walk(base):
+                name = f"{module_name}/{p.relative_to(base).as_posix()}"
+                if not name.startswith(_LIB_SKIP_DIRS):
+                    files.append((p, name))
         else:
             files.append((origin, origin.name))
         try:

@@ -86,43 +86,10 @@ def read_flat_settings(addon=None) -> Dict[str, str]:
 
 
 def config_from_settings(flat: Dict[str, str]):
-    """Kodi's flat settings → Config (the settings helper's parser when present)."""
-    try:
-        from ..settings import config_from_flat
-    except ImportError:
-        config_from_flat = _fallback_config_from_flat
+    """Kodi's flat settings → Config (raises ConfigError naming the setting and the fix)."""
+    from ..settings import config_from_flat
+
     return config_from_flat(flat)
-
-
-def _fallback_config_from_flat(flat: Dict[str, str]):
-    # Used only until playbacksync.settings.config_from_flat exists.
-    from ..config import Config, PathMapping, ServerConfig, SyncOptions
-
-    def flag(key, default=False):
-        value = flat.get(key, "")
-        return default if value == "" else value.lower() == "true"
-
-    def number(key, default):
-        try:
-            return float(flat.get(key) or default)
-        except ValueError:
-            return default
-
-    servers = []
-    for t in _SERVER_TYPES:
-        if not flat.get(f"{t}_url"):
-            continue
-        pairs = [p.split("=>", 1) for p in flat.get(f"{t}_path_mappings", "").split(" | ") if "=>" in p]
-        servers.append(ServerConfig(
-            id=t, type=t, url=flat[f"{t}_url"], token=flat.get(f"{t}_token", ""),
-            user_id=flat.get(f"{t}_user_id", ""), username=flat.get(f"{t}_username", ""),
-            enabled=flag(f"{t}_enabled"), verify_tls=flag(f"{t}_verify_tls", True),
-            ca_bundle=flat.get(f"{t}_ca_bundle", ""),
-            path_mappings=tuple(PathMapping(a.strip(), b.strip()) for a, b in pairs)))
-    sync = SyncOptions(progress_interval=number("progress_interval", 10.0),
-                       watched_percent=number("watched_percent", 90.0),
-                       notifications=flat.get("notifications") or "errors")
-    return Config(servers=tuple(servers), sync=sync)
 
 
 def _register_tokens(config) -> None:
@@ -198,6 +165,7 @@ class _Player(xbmc.Player):
         self.paused = False
         self.serial = 0
         self.last_end: Dict[str, float] = {}  # dbid key -> when a session of it ended (playcount echo)
+        self.echo_seen = False  # Kodi already raised the count during this session
 
     # Kodi calls these on the add-on's thread.
     def onAVStarted(self):
@@ -251,9 +219,11 @@ class _Player(xbmc.Player):
         # The last polled position: getTime() is gone once playback stopped.
         self.host.emit(ENDED, self.media, self.position, self.duration, reason=reason)
         kind, dbid = self.media.entry_key.split(":")[:2]
-        self.last_end[f"{kind}:{dbid}"] = time.monotonic()
+        near_end = bool(self.position and self.duration and self.position >= 0.85 * self.duration)
+        if (reason == "eof" or near_end) and not self.echo_seen:  # Kodi may now raise the count itself
+            self.last_end[f"{kind}:{dbid}"] = time.monotonic()
         log(f"ended ({reason}) at {self.position}")
-        self.media, self.paused = None, False
+        self.media, self.paused, self.echo_seen = None, False, False
 
     def _sample(self) -> None:
         try:
@@ -270,11 +240,17 @@ class _Player(xbmc.Player):
                 self._sample()
                 self.host.emit(POSITION, self.media, self.position, self.duration)
 
-    def just_played(self, kind: str, dbid: int, within: float = 10.0) -> bool:
+    def own_count(self, kind: str, dbid: int, within: float = 15.0) -> bool:
+        """Is a play count rise for this item Kodi's own, after playing it to the end?
+
+        Kodi bumps the count itself when playback passes its watched mark; the end
+        event already said so, so that echo is dropped (once).
+        """
         with self.lock:
             if self.media is not None and self.media.entry_key.startswith(f"{kind}:{dbid}:"):
+                self.echo_seen = True
                 return True
-            ended = self.last_end.get(f"{kind}:{dbid}")
+            ended = self.last_end.pop(f"{kind}:{dbid}", None)
             return ended is not None and time.monotonic() - ended < within
 
 
@@ -371,13 +347,14 @@ class KodiHost:
         kind, dbid = item.get("type"), item.get("id")
         if kind not in ("movie", "episode") or dbid is None:
             return
-        if self.player.just_played(kind, dbid):
-            return  # Kodi's own count after playback: the end event already said watched
+        watched = int(payload["playcount"]) > 0
+        if watched and self.player.own_count(kind, dbid):
+            log(f"library {kind} {dbid}: play count from playback, already tracked")
+            return
         media = _library_media(kind, int(dbid))
         if media is None:
             log(f"library {kind} {dbid} changed but is not found", xbmc.LOGWARNING)
             return
-        watched = int(payload["playcount"]) > 0
         log(f"library {kind} {dbid} marked {'watched' if watched else 'unwatched'}")
         self.emit(MARKED_WATCHED if watched else MARKED_UNWATCHED, media)
 
@@ -435,8 +412,11 @@ def run_service() -> None:
 
     _install_logging()
     from .. import __version__
+    import importlib.util
+    libs = {name: os.path.dirname(importlib.util.find_spec(name).origin or "?")
+            for name in ("playbacksync", "dataset", "sqlalchemy")}  # found, not imported: stays cheap
     log(f"version {__version__} starting; Python {sys.version.split()[0]}; "
-        f"requests {requests.__version__} from {os.path.dirname(requests.__file__)}")
+        f"requests {requests.__version__} from {os.path.dirname(requests.__file__)}; libraries: {libs}")
     if _python_ok():
         KodiHost().run()
 
@@ -455,6 +435,8 @@ def run_action(argv) -> None:
                 xbmcgui.Dialog().ok("Playback Sync", "The Playback Sync service is not running.")
                 return
             xbmc.executebuiltin(f"NotifyAll({ADDON_ID},{action})")
+        elif action == "settings":
+            xbmcaddon.Addon(ADDON_ID).openSettings()
         elif action == "test" and server_type in _SERVER_TYPES:
             _test_connection(server_type)
         elif action == "signin" and server_type in _SERVER_TYPES:
@@ -467,61 +449,52 @@ def run_action(argv) -> None:
 
 
 def _server(server_type: str):
-    config = config_from_settings(read_flat_settings())
+    flat = read_flat_settings()
+    flat[f"{server_type}_enabled"] = "true"  # test or sign in before enabling it
+    config = config_from_settings(flat)
     _register_tokens(config)
     server = next((s for s in config.servers if s.type == server_type), None)
-    if server is None:
+    if server is None or not server.url:
         raise ValueError(f"set the {server_type} server URL first")
     return server
 
 
 def _test_connection(server_type: str) -> None:
-    from ..backends import make_backend
+    from ..settings.actions import test_connection
 
-    backend = make_backend(_server(server_type))
-    try:
-        info = backend.check()
-    finally:
-        getattr(backend, "close", lambda: None)()
-    xbmcgui.Dialog().ok("Playback Sync", _redact(f"{server_type}: connected. {info}"))
+    xbmcgui.Dialog().ok("Playback Sync", _redact(test_connection(_server(server_type))))
 
 
 def _sign_in(server_type: str) -> None:
+    from ..settings import actions
+
     addon = xbmcaddon.Addon(ADDON_ID)
-    url = addon.getSetting(f"{server_type}_url")
-    if not url:
-        raise ValueError(f"set the {server_type} server URL first")
-    if server_type == "plex":
-        _plex_sign_in(addon)
-        return
-    import importlib
-    module = importlib.import_module(f"..backends.{server_type}", __package__)
+    server = _server(server_type)
     dialog = xbmcgui.Dialog()
-    username = dialog.input("User name", addon.getSetting(f"{server_type}_username"))
+    if server_type == "plex":
+        _plex_sign_in(addon, server)
+        return
+    username = dialog.input("User name", server.username)
     if not username:
         return
     password = dialog.input("Password", option=xbmcgui.ALPHANUM_HIDE_INPUT)
-    server = _server(server_type)
-    token, user_id = module.sign_in(url, username, password, verify_tls=server.verify_tls,
-                                    ca_bundle=server.ca_bundle)
+    signed = actions.sign_in_password(server, username, password)
     addon.setSetting(f"{server_type}_username", username)
-    addon.setSetting(f"{server_type}_user_id", user_id)
-    addon.setSetting(f"{server_type}_token", token)
+    addon.setSetting(f"{server_type}_user_id", signed.user_id)
+    addon.setSetting(f"{server_type}_token", signed.token)
     dialog.ok("Playback Sync", f"Signed in to {server_type} as {username}.")
 
 
-def _plex_sign_in(addon) -> None:
-    from ..backends import plex
+def _plex_sign_in(addon, server) -> None:
+    from ..settings import actions
 
-    server = _server("plex")
-    client_id = plex.client_identifier(server)
-    pin_id, code = plex.request_pin(client_id)
+    pin_id, code = actions.plex_request_pin(server)
     progress = xbmcgui.DialogProgress()
-    progress.create("Playback Sync", f"Go to plex.tv/link and enter the code {code}")
+    progress.create("Playback Sync", f"Go to plex.tv/link and enter the code [B]{code}[/B]")
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not progress.iscanceled():
-            token = plex.poll_pin(pin_id, client_id)
+            token = actions.plex_poll_pin(server, pin_id)
             if token:
                 addon.setSetting("plex_token", token)
                 progress.close()
