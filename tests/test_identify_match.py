@@ -349,3 +349,18 @@ def test_close_stops_a_long_walk_and_keeps_old_rows(tmp_path):
     assert ident.refresh(wait=True, timeout=0.3) == {"jf": "still running"}
     assert ident.close(timeout=5)
     assert index.by_path_key("jf", "/srv/k.mkv") == ["keep"]
+
+
+def test_broken_index_never_raises(tmp_path):
+    import sqlite3
+
+    backend = ListBackend([IndexedItem("n1", "N", "/srv/a.mkv")])
+    ident, index, clock = make(tmp_path, backend, miss_wait=1)
+    con = sqlite3.connect(index.path)
+    for table in ("items", "meta"):
+        con.execute("DROP TABLE %s" % table)
+    con.commit()
+    r = ident.identify(MediaRef(path="/mnt/a.mkv", provider_ids={"imdb": "tt1"}))
+    assert r["jf"].item_id is None and r["jf"].reason.startswith("identification failed: ")
+    assert "no such table" in r["jf"].reason
+    assert ident.close(timeout=5)

@@ -119,12 +119,12 @@ class Identifier:
             if match.item_id is None and refreshable:
                 if wait > 0:
                     retry.append(server)
-                elif self._start_refresh(server.id) is not None:  # for the next look; don't wait
+                elif self._safe_start(server.id) is not None:  # for the next look; don't wait
                     results[server.id] = self._safe_match(server, parsed)[0]  # says it runs
             else:
                 self._refresh_if_stale(server.id)
         if retry:
-            threads = [(s, self._start_refresh(s.id)) for s in retry]
+            threads = [(s, self._safe_start(s.id)) for s in retry]
             deadline = time.monotonic() + wait
             for server, thread in threads:
                 if thread is None:
@@ -195,13 +195,21 @@ class Identifier:
             thread.start()
             return thread
 
+    def _safe_start(self, server_id: str) -> Optional[threading.Thread]:
+        try:
+            return self._start_refresh(server_id)
+        except Exception:  # the index file went bad under us: answer without refreshing
+            log.exception("cannot start an index refresh of %s", server_id)
+            return None
+
     def _refresh_if_stale(self, server_id: str) -> None:
         try:
             info = self.index.info(server_id)
-            if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
-                self._start_refresh(server_id)
         except Exception:
-            log.exception("cannot schedule an index refresh of %s", server_id)
+            log.exception("cannot read the index of %s", server_id)
+            return
+        if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
+            self._safe_start(server_id)
 
     def _run_refresh(self, server_id: str, backend) -> None:
         stopping = self._stopping
