@@ -26,7 +26,7 @@ class ServerConfig:
     id: str
     type: str  # one of SERVER_TYPES
     url: str
-    token: str = ""
+    token: str = field(default="", repr=False)  # never in a repr that might be logged
     user_id: str = ""  # Jellyfin/Emby user id; Plex: empty (the token names the user)
     username: str = ""
     enabled: bool = True
