@@ -1,0 +1,334 @@
+"""One server's lane: its connection state and the thread that drains its changes.
+
+Everything about one server lives here so that one server's outage, slow
+answers or revoked token never touch another's lane.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
+
+from ..backends.base import AuthError, Backend, PermanentError, TransientError
+from ..backends.http import redact
+from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
+from . import events as ev
+from .backoff import backoff_delay, retry_delay
+from .plan import ItemKey, conflict, plan_batch, waited
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .worker import SyncWorker
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE, UNKNOWN = "online", "offline", "unknown"
+_WAITING = "waiting for an earlier change of this item"
+
+
+class Lane:
+    def __init__(self, worker: "SyncWorker", source_id: str, backend: Backend):
+        self.w = worker
+        self.source_id = source_id
+        self.backend = backend
+        self.generation = 0          # bumped by set_backend: late answers of the old backend are ignored
+        self.lock = threading.RLock()  # guards queue writes against stop()'s abandon
+        self.probe_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.state = UNKNOWN
+        self.auth_required = False
+        self.paused = False
+        self.force = False
+        self.online_since: Optional[float] = None
+        self.probe_attempts = 0
+        self.next_probe_at = 0.0
+        self.not_before = 0.0        # the server's Retry-After, for the whole server
+        self.own_writes: Dict[ItemKey, float] = {}  # item -> when this worker last wrote it
+        self.inflight: Set[int] = set()             # claimed row ids not yet closed or released
+        self.abandoned = False
+        self.thread: Optional[threading.Thread] = None
+
+    # -- status ------------------------------------------------------------
+    def status(self) -> str:
+        if self.auth_required:
+            return "auth_required"
+        if self.paused:
+            return "paused"
+        return self.state
+
+    def halted(self) -> bool:
+        """Stop sending (the rest of a batch goes back to pending)."""
+        return (self.w._stopping.is_set() or self.paused or self.auth_required or self.state == OFFLINE
+                or self.w.clock() < self.not_before)
+
+    # -- thread ------------------------------------------------------------
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=f"playback-sync-worker:{self.source_id}",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        stopping = self.w._stopping
+        while not stopping.is_set():
+            self.wake.wait(self._timeout())
+            self.wake.clear()
+            if stopping.is_set():
+                break
+            try:
+                more = self.step()
+            except Exception:
+                log.exception("server %s: sync step failed", self.source_id)
+                self._release_all()
+                more = False
+                stopping.wait(1.0)  # don't spin on a persistent bug
+            if more:
+                self.wake.set()
+
+    def _timeout(self) -> float:
+        now = self.w.clock()
+        waits = [self.w.poll_interval]
+        if self.state != ONLINE and not self.auth_required:
+            waits.append(self.next_probe_at - now)
+        if self.not_before > now:
+            waits.append(self.not_before - now)
+        return min(self.w.poll_interval, max(0.005, min(waits)))
+
+    # -- one pass ------------------------------------------------------------
+    def step(self) -> bool:
+        """Probe or send one batch. True when more is due right away."""
+        now = self.w.clock()
+        if self.paused or self.auth_required or now < self.not_before:
+            return False
+        force, self.force = self.force, False
+        if self.state != ONLINE:
+            if not force and now < self.next_probe_at:
+                return False
+            if not self.probe():
+                return False
+        rows = self._claim(force)
+        if not rows:
+            return False
+        self._run_batch(rows)
+        return len(rows) >= self.w.batch_size
+
+    def _claim(self, force: bool) -> List[QueuedChange]:
+        q = self.w.queue
+        with self.lock:
+            if self.abandoned:
+                return []
+            if force:  # "sync now": our own backoff is skipped, the order is kept
+                ids = [r.id for r in q.get_pending(self.source_id, due_only=False, limit=self.w.batch_size)]
+                rows = q.mark_syncing(ids) if ids else []
+            else:
+                rows = q.claim(self.source_id, limit=self.w.batch_size)
+            self.inflight.update(r.id for r in rows)
+        return rows
+
+    def probe(self) -> bool:
+        """check(): online or not. Called while offline/unknown, and after a transient error."""
+        backend, gen = self.backend, self.generation
+        try:
+            backend.check()
+        except AuthError as e:
+            self._auth(e, gen)
+            return False
+        except Exception as e:  # TransientError and anything unexpected: not reachable
+            if gen == self.generation:
+                self._went_offline(e)
+            return False
+        if gen != self.generation:
+            return False
+        was = self.state
+        self.state, self.probe_attempts = ONLINE, 0
+        self.online_since = self.w.clock()
+        if was != ONLINE:
+            self.w._emit(ev.ONLINE, self.source_id, f"{self.source_id} is reachable")
+        return True
+
+    def _went_offline(self, exc: BaseException) -> None:
+        self.probe_attempts += 1
+        self.next_probe_at = self.w.clock() + backoff_delay(
+            self.probe_attempts, base=self.w.backoff_base, cap=self.w.backoff_cap, rng=self.w.rng)
+        if self.state != OFFLINE:
+            self.state = OFFLINE
+            self.w._emit(ev.OFFLINE, self.source_id,
+                         f"{self.source_id} is not reachable; changes wait for it ({redact(exc)})")
+
+    def _still_online(self, gen: int) -> bool:
+        """After a transient error: is the server down (stop sending), or only this item failing?"""
+        with self.probe_lock:
+            if self.state == OFFLINE or gen != self.generation:
+                return False
+            return self.probe()
+
+    def _auth(self, exc: BaseException, gen: int) -> None:
+        if gen != self.generation or self.auth_required:
+            return
+        self.auth_required = True
+        self.w._emit(ev.AUTH_REQUIRED, self.source_id,
+                     f"{self.source_id} refused the credentials: sign in again in the settings ({redact(exc)})")
+
+    # -- a batch ---------------------------------------------------------------
+    def _run_batch(self, rows: Sequence[QueuedChange]) -> None:
+        batch = plan_batch(rows)
+        for row, why in batch.superseded:  # dedup: never sent, closed with the reason
+            self._close(row, SUPERSEDED, why, event=False)
+        jobs = deque((k, rs) for k, rs in batch.jobs.items() if rs)
+        if not jobs:
+            return
+        n = sum(len(rs) for _, rs in jobs)
+        self.w._emit(ev.PROGRESS, self.source_id, f"sending {n} change{'s' * (n != 1)} to {self.source_id}")
+        backend, gen = self.backend, self.generation
+
+        def drain():
+            while True:
+                try:
+                    key, job_rows = jobs.popleft()
+                except IndexError:
+                    return
+                try:
+                    self._run_job(backend, gen, key, job_rows)
+                except Exception:
+                    log.exception("server %s: item %s failed unexpectedly", self.source_id, key[0])
+                    self._release(job_rows)
+
+        # Items are independent: up to `connections` requests at once, each item in order.
+        helpers = [threading.Thread(target=drain, daemon=True, name=f"playback-sync-worker:{self.source_id}+{i}")
+                   for i in range(min(self.w.connections, len(jobs)) - 1)]
+        for t in helpers:
+            t.start()
+        drain()
+        for t in helpers:
+            t.join()
+
+    def _run_job(self, backend: Backend, gen: int, key: ItemKey, rows: List[QueuedChange]) -> None:
+        now = self.w.clock()
+        conflict_age = self.w.conflict_age
+        state = None
+        if any(waited(r, now, self.online_since, conflict_age) for r in rows):
+            if self.halted():
+                self._release(rows)
+                return
+            try:
+                state = backend.read_state(key[0])
+            except AuthError as e:
+                self._auth(e, gen)
+                self._release(rows)
+                return
+            except PermanentError as e:  # the item is gone: nothing of it can be applied
+                for r in rows:
+                    self._fail(r, e)
+                return
+            except Exception as e:
+                self._transient(gen, key, rows[0], e, rows[1:])
+                return
+        for i, row in enumerate(rows):
+            if self.halted():
+                self._release(rows[i:])
+                return
+            if state is not None and waited(row, now, self.online_since, conflict_age):
+                why = conflict(row, state, own_write_until=self.own_writes.get(key))
+                if why is not None:
+                    self._close(row, SUPERSEDED, why, event=True)
+                    continue
+            try:
+                backend.apply(row)
+            except AuthError as e:
+                self._auth(e, gen)
+                self._release(rows[i:])
+                return
+            except PermanentError as e:
+                self._fail(row, e)
+                continue
+            except Exception as e:
+                self._transient(gen, key, row, e, rows[i + 1:])
+                return
+            self.own_writes[key] = self.w.clock()
+            self._close(row, APPLIED, None, event=True)
+
+    def _transient(self, gen: int, key: ItemKey, row: QueuedChange, exc: BaseException,
+                   rest: Sequence[QueuedChange]) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
+            # The server is down: not this change's fault, no attempt counted.
+            self._release([row, *rest])
+            return
+        if not isinstance(exc, TransientError):
+            log.error("server %s: unexpected %s from the backend", self.source_id, type(exc).__name__)
+        attempts = row.attempt_count + 1
+        message = redact(exc)
+        if attempts >= self.w.max_attempts:
+            self._fail(row, message)
+            self._release(rest)
+            return
+        until = self.w.clock() + retry_delay(attempts, retry_after, base=self.w.backoff_base,
+                                             cap=self.w.backoff_cap, rng=self.w.rng)
+        if retry_after is not None:  # the server asked every client to wait
+            self.not_before = max(self.not_before, until)
+        self._retry(row, message, until, count=True)
+        for r in rest:
+            self._retry(r, _WAITING, until, count=False)
+
+    # -- queue writes (none after stop() abandoned the lane) ----------------------
+    def _write(self, ids, fn, *args, **kw) -> bool:
+        with self.lock:
+            if self.abandoned:
+                return False
+            fn(*args, **kw)
+            self.inflight.difference_update(ids)
+            return True
+
+    def _close(self, row: QueuedChange, resolution: str, note: Optional[str], *, event: bool) -> None:
+        if not self._write([row.id], self.w.queue.mark_synced, row.id, resolution=resolution, note=note):
+            return
+        if not event:
+            log.debug("server %s: change #%s closed: %s", self.source_id, row.id, note)
+        elif resolution == SUPERSEDED:
+            self.w._emit(ev.SUPERSEDED, self.source_id, f"{_what(row)} not sent to {self.source_id}: {note}", row)
+        else:
+            self.w._emit(ev.COMPLETED, self.source_id, f"{_what(row)} saved on {self.source_id}", row)
+
+    def _fail(self, row: QueuedChange, exc) -> None:
+        message = redact(exc)
+        if self._write([row.id], self.w.queue.mark_failed, row.id, message):
+            self.w._emit(ev.FAILED, self.source_id, f"{_what(row)} could not be saved on {self.source_id}: "
+                         f"{message}", row)
+
+    def _retry(self, row: QueuedChange, message: str, until: float, *, count: bool) -> None:
+        self._write([row.id], self.w.queue.mark_retry, row.id, message, until, count_attempt=count)
+
+    def _release(self, rows: Sequence[QueuedChange]) -> None:
+        ids = [r.id for r in rows]
+        if ids:
+            self._write(ids, self.w.queue.release, ids)
+
+    def _release_all(self) -> None:
+        with self.lock:
+            ids = sorted(self.inflight)
+        if ids:
+            self._write(ids, self.w.queue.release, ids)
+
+    def abandon(self, timeout: float) -> bool:
+        """stop(): give back every row still claimed; later answers are ignored."""
+        got = self.lock.acquire(timeout=max(0.0, timeout))
+        try:
+            ids = sorted(self.inflight)
+            self.abandoned = True
+            if not got:
+                return False  # a queue write is stuck; the queue's lease recovers these rows
+            if ids:
+                self.w.queue.release(ids)
+            self.inflight.clear()
+            return True
+        finally:
+            if got:
+                self.lock.release()
+
+
+def _what(row: QueuedChange) -> str:
+    if row.change_type == WATCHED:
+        return f"watched ({row.media_item_id})"
+    if row.change_type == "mark_unwatched":
+        return f"unwatched ({row.media_item_id})"
+    pos = (row.position_ms or 0) // 1000
+    return f"position {pos // 3600}:{pos // 60 % 60:02d}:{pos % 60:02d} ({row.media_item_id})"
