@@ -88,6 +88,8 @@ class SyncService:
         # The queue write is local and fast; give it most of the budget but keep some for the worker.
         self._thread.join(max(0.1, timeout * 0.5))
         clean = not self._thread.is_alive()
+        if self.identifier is not None:
+            self.identifier.close(0.2)
         if self.worker is not None:
             clean = self.worker.stop(max(0.1, deadline - time.monotonic())) and clean
         if self.queue is not None:
@@ -120,17 +122,20 @@ class SyncService:
     def _open(self) -> None:
         from .backends import make_backend
         from .identify import Identifier, ItemIndex
+        from .paths import data_dir
         from .queue import SyncQueue
         from .worker import SyncWorker
 
-        self.queue = SyncQueue(self.data_dir, retention_days=self.config.sync.retention_days)
+        folder = data_dir(self.data_dir)
+        self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days)
         self.backends = {}
         for server in self.config.enabled_servers():
             try:
                 self.backends[server.id] = make_backend(server)
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
-        self.identifier = Identifier(self.config, self.backends, ItemIndex(self.data_dir))
+        self.identifier = Identifier(self.config, self.backends, ItemIndex(folder))
+        self.identifier.refresh(wait=False)  # fill the index while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = [self.worker.subscribe(cb) for cb in self._subscribers]
         self.worker.start()
@@ -163,7 +168,8 @@ class SyncService:
         matches = self._matches.get(key)
         if matches is None:
             matches = self.identifier.identify(media)
-            self._matches[key] = matches
+            if all(m.item_id for m in matches.values()):
+                self._matches[key] = matches  # misses are asked again: the index may have been refreshed
         return matches
 
     def _enqueue(self, tracked) -> None:

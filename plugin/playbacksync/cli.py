@@ -41,13 +41,19 @@ def setup_logging(verbose: bool) -> str:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Redact())
     root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_playback_sync", False)]:
+        root.removeHandler(old)  # main() may run more than once in one process (tests)
+        old.close()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.addHandler(handler)
+    handlers = [handler]
     if verbose:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         console.addFilter(_Redact())
-        root.addHandler(console)
+        handlers.append(console)
+    for h in handlers:
+        h._playback_sync = True
+        root.addHandler(h)
     try:
         os.chmod(path, 0o600)
     except OSError:
