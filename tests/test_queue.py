@@ -400,3 +400,10 @@ def test_closed_queue_raises_queue_error(q):
     q.close()
     with pytest.raises(QueueError, match="closed"):
         q.enqueue_change(change("P"))
+
+
+def test_ids_are_never_reused(q):
+    a = q.enqueue_change(change("P"))
+    q.mark_failed(a, "x")
+    q.clear_failed()
+    assert q.enqueue_change(change("P")) > a

@@ -34,6 +34,8 @@ def upgrade():
             name="ck_queue_change_type"),
         sa.CheckConstraint(
             "status IN ('pending', 'syncing', 'synced', 'failed')", name="ck_queue_status"),
+        # Ids are never reused: a stale id held by a worker can never hit a newer change.
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_queue_media_item_id", TABLE, ["media_item_id"])
     op.create_index("ix_queue_source_id", TABLE, ["source_id"])

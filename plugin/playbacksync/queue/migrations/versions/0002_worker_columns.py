@@ -34,7 +34,7 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_queue_claim", TABLE)
     op.drop_index("ix_queue_key", TABLE)
-    with op.batch_alter_table(TABLE) as batch:
+    with op.batch_alter_table(TABLE, table_kwargs={"sqlite_autoincrement": True}) as batch:
         for name in ("lease_expires_at", "claim_owner", "resolution", "updated_at",
                      "duration_ms", "next_attempt_at"):
             batch.drop_column(name)
