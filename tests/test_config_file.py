@@ -104,6 +104,15 @@ def test_readme_example_loads():
                                       retention_days=7)
 
 
+def test_readme_shows_the_same_example():
+    readme = os.path.join(HERE, os.pardir, "README.md")
+    text = open(readme, encoding="utf-8").read() if os.path.exists(readme) else ""
+    if "# Playback Sync: config.toml" not in text:
+        pytest.skip("README has no config example yet")
+    block = text.split("```toml\n# Playback Sync: config.toml", 1)[1].split("```", 1)[0]
+    assert "# Playback Sync: config.toml" + block == open(EXAMPLE, encoding="utf-8").read()
+
+
 def _sample(tmp_path) -> Config:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")

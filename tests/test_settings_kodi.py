@@ -97,6 +97,12 @@ def test_config_from_flat():
 def test_config_from_flat_defaults_are_the_schema_defaults():
     c = config_from_flat({})
     assert c.servers == () and c.sync == type(c.sync)()
+    # Kodi's getSetting gives strings; unset numbers and choices come back empty.
+    c = config_from_flat({"emby_enabled": "true", "emby_url": "http://e:8096", "emby_verify_tls": "false",
+                          "emby_read_timeout": "30.000000", "progress_interval": "", "notifications": ""})
+    e = c.server("emby")
+    assert (e.enabled, e.verify_tls, e.read_timeout) == (True, False, 30.0)
+    assert c.sync == type(c.sync)()
 
 
 @pytest.mark.parametrize("over,key,words", [

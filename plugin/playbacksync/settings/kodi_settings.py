@@ -34,7 +34,7 @@ def _label(setting_id: str) -> str:
 
 def _flat_value(f: Field, sid: str, raw: Any, problems: List[Problem]) -> Any:
     key = f"{_label(sid)} ({sid})"
-    if raw is None:
+    if raw is None or (raw == "" and f.kind in ("bool", "int", "float", "choice")):
         return f.kodi_default if f.kodi_default is not None else f.default
     if f.kind == "bool":
         if isinstance(raw, bool):
