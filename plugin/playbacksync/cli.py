@@ -167,9 +167,11 @@ def _drain(args, config, timeout: float) -> int:
         service.worker.process_now()
         while time.monotonic() < deadline:
             counts = service.queue.counts()
-            busy = sum(counts.get(sid, {}).get(st, 0) for sid in ids for st in ("syncing",))
-            due = [r for r in service.queue.get_pending(due_only=True) if r.source_id in ids]
-            if not busy and not due:
+            waiting = sum(counts.get(sid, {}).get(st, 0) for sid in ids for st in ("pending", "syncing"))
+            states = service.worker.server_states()
+            stuck = all(states.get(sid) in ("auth_required", "paused") for sid in ids
+                        if counts.get(sid, {}).get("pending") or counts.get(sid, {}).get("syncing"))
+            if not waiting or stuck:
                 break
             time.sleep(0.1)
     finally:
