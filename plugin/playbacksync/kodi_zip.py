@@ -6,7 +6,7 @@ Layout inside the zip (one top folder named by the add-on id, as Kodi's
     service.playbacksync/addon.xml
     service.playbacksync/resources/{service.py,script.py,settings.xml,icon.png,fanart.png,language/...}
     service.playbacksync/resources/lib/playbacksync/...        this package (without the mpv host)
-    service.playbacksync/resources/lib/{dataset,sqlalchemy,alembic,mako,markupsafe,platformdirs}/...
+    service.playbacksync/resources/lib/{dataset,sqlalchemy,alembic,mako,markupsafe,platformdirs,tomli_w}/...
     service.playbacksync/resources/lib/typing_extensions.py
     service.playbacksync/resources/lib/LICENSES/<distribution>/...
 
@@ -38,12 +38,15 @@ BUNDLED = {
     "markupsafe": "MarkupSafe",
     "typing_extensions": "typing_extensions",
     "platformdirs": "platformdirs",
+    "tomli_w": "tomli_w",  # the settings package writes the mpv config file with it
 }
 # Compiled or typing-only files; Kodi's checker also flags .pyi and py.typed.
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".c", ".pyx", ".pxd", ".orig", ".pyi")
 _SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db", "py.typed"}
 _LIB_SKIP_DIRS = ("alembic/templates/",)  # only for `alembic init`, never used at run time
-_PACKAGE_SKIP = {"hosts/mpv_host.py"}  # imports mpv, which Kodi does not have
+# mpv's host and its Lua helper have no use in Kodi; the migration template only serves
+# `alembic revision` (upgrades never read it).
+_PACKAGE_SKIP = {"hosts/mpv_host.py", "hosts/playback_sync.lua", "queue/migrations/script.py.mako"}
 # Repo resources that are not part of the add-on (the README's screenshot ships as an asset).
 _RESOURCE_SKIP = {"lib"}
 

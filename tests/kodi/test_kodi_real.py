@@ -1,0 +1,282 @@
+"""The add-on inside real Kodi (Debian's kodi under Xvfb) against the fake Jellyfin and Plex servers.
+
+Kodi starts once for the module; the tests are the steps of one scenario and
+run in file order. Playback is driven over Kodi's JSON-RPC; the fakes validate
+every request against the servers' OpenAPI documents.
+
+Set PLAYBACKSYNC_UPDATE_SCREENSHOT=1 to refresh resources/screenshots/kodi-settings.png.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from playbacksync import kodi_zip
+from tests.fakes.jellyfin import JellyfinFake
+from tests.fakes.plex import FakePlex
+from tests.fakes.plex_state import Item
+from tests.kodi.harness import KodiRun, missing_tools
+from tests.media import make_clip
+
+pytestmark = [pytest.mark.kodi, pytest.mark.slow, pytest.mark.timeout(240)]
+
+ADDON_ID = "service.playbacksync"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "resources" / "screenshots" / "kodi-settings.png"
+CLIP_SECONDS = 30
+MOVIE_SECONDS = 6
+IMDB, TMDB = "tt7654321", "424242"
+PLEX_REMOTE = "/srv/media/Movies"
+TICKS = 10_000_000
+
+if missing_tools():
+    pytest.skip(f"real-Kodi tests need {missing_tools()} (apt: kodi xvfb xauth pulseaudio imagemagick)",
+                allow_module_level=True)
+
+
+def wait_for(predicate, timeout=15.0, what="condition", step=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+class Scene:
+    """Everything the steps share."""
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    s = Scene()
+    root = tmp_path_factory.mktemp("kodi")
+    s.media = root / "media"
+    s.clip = make_clip(s.media, CLIP_SECONDS, name="Clip")
+    s.movie = make_clip(s.media, MOVIE_SECONDS, name="Test Movie (2020)")
+    s.media.joinpath("Test Movie (2020).nfo").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><movie><title>Test Movie</title><year>2020</year>'
+        f'<uniqueid type="imdb" default="true">{IMDB}</uniqueid><uniqueid type="tmdb">{TMDB}</uniqueid></movie>')
+
+    # Jellyfin: the clip by its path; the movie by its ids only (the server's path is elsewhere).
+    s.jf = JellyfinFake(version="10.10.7").start()
+    s.jf_uid = s.jf.add_user("alice", "pass")
+    s.jf_token = s.jf.issue_token(s.jf_uid)
+    s.jf_clip = s.jf.add_item("Clip", path=str(s.clip), runtime_s=CLIP_SECONDS)
+    s.jf_movie = s.jf.add_item("Test Movie", path="/elsewhere/Test Movie.mkv",
+                               provider_ids={"Imdb": IMDB, "Tmdb": TMDB}, runtime_s=MOVIE_SECONDS)
+    # Plex: the clip through a path mapping; the movie by its Guids.
+    s.plex = FakePlex(seed=False).start()
+    lib = s.plex.library
+    lib.add_section("1", "Movies", "movie", PLEX_REMOTE)
+    lib.add_item(Item(rating_key="901", section="1", type="movie", title="Clip", duration=CLIP_SECONDS * 1000,
+                      parts=[(9001, f"{PLEX_REMOTE}/Clip.mp4")]))
+    lib.add_item(Item(rating_key="902", section="1", type="movie", title="Test Movie",
+                      duration=MOVIE_SECONDS * 1000, parts=[(9002, f"{PLEX_REMOTE}/Other/Test Movie.mkv")],
+                      guids=[f"imdb://{IMDB}", f"tmdb://{TMDB}"]))
+
+    s.zip = kodi_zip.build(root / "dist")
+    s.kodi = kodi = KodiRun(root / "run")
+    kodi.add_video_source("Media", s.media)
+    kodi.install_zip(s.zip)
+    kodi.install_requests_module()
+    kodi.seed_addon_settings(ADDON_ID, {
+        "jellyfin_enabled": "true", "jellyfin_url": s.jf.url, "jellyfin_username": "alice",
+        "jellyfin_token": s.jf_token, "jellyfin_user_id": s.jf_uid,
+        "plex_enabled": "true", "plex_url": s.plex.url, "plex_token": s.plex.token,
+        "plex_path_mappings": f"{s.media}=>{PLEX_REMOTE}",
+        "progress_interval": "2", "watched_percent": "90", "notifications": "all",
+    })
+    try:
+        kodi.start()
+        for addon in ("script.module.requests", ADDON_ID):
+            kodi.rpc("Addons.SetAddonEnabled", {"addonid": addon, "enabled": True})
+        # Kodi shows a modal yes/no about the add-ons it found at start: dismiss it.
+        try:
+            wait_for(lambda: kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})
+                     ["currentwindow"]["id"] == 10100, 3, "the enable dialog")
+            kodi.rpc("Input.Back")
+        except AssertionError:
+            pass
+        wait_for(lambda: "sync started" in kodi.log_text() or "sync is off" in kodi.log_text()
+                 or "starting sync" in kodi.log_text(), 20, "the service to start")
+        s.movie_id = _scan_library(kodi, s.media)
+        yield s
+    finally:
+        kodi.quit()
+        kodi.kill()
+        shutil.copy(kodi.log_path, root / "kodi-final.log") if kodi.log_path.exists() else None
+        s.jf.stop(check=False)
+        s.plex.stop(check=False)
+
+
+def _scan_library(kodi: KodiRun, media: Path) -> int:
+    """Scan the media folder as a movies source with the offline metadata.local scraper.
+
+    Kodi has no JSON-RPC call to set a folder's content type, so the row the GUI
+    would write goes into Kodi's own video database (it reads it on every scan).
+    """
+    db = wait_for(lambda: sorted((kodi.userdata / "Database").glob("MyVideos*.db")), 10, "the video database")[-1]
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO path (strPath, strContent, strScraper, scanRecursive, useFolderNames, "
+                    "strSettings, noUpdate, exclude) VALUES (?, 'movies', 'metadata.local', 0, 0, '', 0, 0)",
+                    (str(media) + "/",))
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("VideoLibrary.Scan", {"directory": str(media) + "/", "showdialogs": False})
+    kodi.rpc_client.wait_notification("VideoLibrary.OnScanFinished", mark, timeout=30)
+    movies = kodi.rpc("VideoLibrary.GetMovies", {"properties": ["file", "uniqueid"]})["movies"]
+    assert len(movies) == 1 and movies[0]["uniqueid"] == {"imdb": IMDB, "tmdb": TMDB}, movies
+    return movies[0]["movieid"]
+
+
+def jf_state(s, item):
+    return s.jf.user_data(s.jf_uid, item)
+
+
+def plex_state(s, key):
+    return s.plex.library.state(s.plex.token, key)
+
+
+def player_time(kodi) -> float:
+    t = kodi.rpc("Player.GetProperties", {"playerid": 1, "properties": ["time"]})["time"]
+    return t["hours"] * 3600 + t["minutes"] * 60 + t["seconds"] + t["milliseconds"] / 1000.0
+
+
+# -- the steps -----------------------------------------------------------------------------
+def test_service_runs_on_bundled_libraries_and_kodis_requests(scene):
+    log = scene.kodi.log_text()
+    addons = scene.kodi.addons
+    line = next((l for l in log.splitlines() if f"[{ADDON_ID}] version" in l), "")
+    assert line, log[-3000:]
+    # requests from the script.module.requests add-on, not Debian's /usr/lib/python3/dist-packages.
+    assert f"from {addons}/script.module.requests/lib/requests" in line, line
+    for lib in ("playbacksync", "dataset", "sqlalchemy"):
+        assert f"'{lib}': '{addons}/{ADDON_ID}/resources/lib/{lib}'" in line, line
+    assert "Traceback" not in log, log[-3000:]
+    servers = next(l for l in log.splitlines() if "starting sync; servers:" in l)
+    assert "jellyfin (jellyfin)" in servers and "plex (plex)" in servers
+    assert scene.jf_token not in log and scene.plex.token not in log, "a token reached Kodi's log"
+
+
+def test_settings_dialog_screenshot(scene, tmp_path):
+    kodi = scene.kodi
+    time.sleep(5)  # let start-up notifications fade from the screenshot
+    kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["settings"]})
+    wait_for(lambda: kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})
+             ["currentwindow"]["id"] == 10140, 10, "the add-on settings dialog")
+    time.sleep(1.0)  # the dialog's open animation
+    target = SCREENSHOT if os.environ.get("PLAYBACKSYNC_UPDATE_SCREENSHOT") else tmp_path / "kodi-settings.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    kodi.screenshot(target)
+    kodi.rpc("Input.Back")
+    wait_for(lambda: kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})
+             ["currentwindow"]["id"] != 10140, 10, "the dialog to close")
+    assert target.stat().st_size > 20_000  # a real frame, not a blank one
+    assert SCREENSHOT.exists(), "resources/screenshots/kodi-settings.png is missing (see module doc)"
+
+
+def test_progress_pause_and_stop_reach_both_servers(scene):
+    kodi = scene.kodi
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Open", {"item": {"file": str(scene.clip)}})
+    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
+    # Progress while playing (interval 2 s, start grace 1.5 s for a 30 s clip).
+    wait_for(lambda: jf_state(scene, scene.jf_clip).position_ticks > 0, 15, "progress on Jellyfin")
+    wait_for(lambda: plex_state(scene, "901").view_offset > 0, 15, "progress on Plex")
+
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": {"seconds": 12}})
+    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
+    time.sleep(0.5)
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.PlayPause", {"playerid": 1, "play": False})
+    kodi.rpc_client.wait_notification("Player.OnPause", mark)
+    time.sleep(0.3)
+    paused_at = player_time(kodi)
+    assert 11.5 <= paused_at <= 15, paused_at
+    wait_for(lambda: abs(jf_state(scene, scene.jf_clip).position_ticks / TICKS - paused_at) < 0.6, 10,
+             f"Jellyfin to hold the paused position {paused_at}")
+    wait_for(lambda: abs(plex_state(scene, "901").view_offset / 1000 - paused_at) < 0.6, 10,
+             f"Plex to hold the paused position {paused_at}")
+
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.PlayPause", {"playerid": 1, "play": True})
+    kodi.rpc_client.wait_notification("Player.OnResume", mark)
+    time.sleep(2.5)
+    before_stop = player_time(kodi)
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Stop", {"playerid": 1})
+    kodi.rpc_client.wait_notification("Player.OnStop", mark)
+    # The stopped position: the last 1 s poll before the stop, so at most ~1 s before it.
+    wait_for(lambda: 0 <= before_stop - jf_state(scene, scene.jf_clip).position_ticks / TICKS < 1.6, 10,
+             f"Jellyfin to hold the stopped position (~{before_stop})")
+    wait_for(lambda: 0 <= before_stop - plex_state(scene, "901").view_offset / 1000 < 1.6, 10,
+             f"Plex to hold the stopped position (~{before_stop})")
+    assert not jf_state(scene, scene.jf_clip).played and plex_state(scene, "901").view_count == 0
+    assert scene.jf.violations == [] and scene.plex.violations == []
+
+
+def test_playing_to_the_end_marks_watched(scene):
+    kodi = scene.kodi
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Open", {"item": {"movieid": scene.movie_id}})
+    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
+    end = kodi.rpc_client.wait_notification("Player.OnStop", mark, timeout=MOVIE_SECONDS + 15)
+    assert end["params"]["data"]["end"] is True  # played to its natural end
+    wait_for(lambda: jf_state(scene, scene.jf_movie).played, 10, "watched on Jellyfin (matched by imdb id)")
+    wait_for(lambda: plex_state(scene, "902").view_count >= 1, 10, "watched on Plex (matched by Guid)")
+    time.sleep(2)  # Kodi's own play-count update after the end must not count a second play
+    assert plex_state(scene, "902").view_count == 1
+    assert "play count from playback, already tracked" in kodi.log_text()
+
+
+def test_library_playcount_changes_reach_the_servers(scene):
+    kodi = scene.kodi
+    kodi.rpc("VideoLibrary.SetMovieDetails", {"movieid": scene.movie_id, "playcount": 0})
+    wait_for(lambda: not jf_state(scene, scene.jf_movie).played, 10, "unwatched on Jellyfin")
+    wait_for(lambda: plex_state(scene, "902").view_count == 0, 10, "unwatched on Plex")
+    kodi.rpc("VideoLibrary.SetMovieDetails", {"movieid": scene.movie_id, "playcount": 1})
+    wait_for(lambda: jf_state(scene, scene.jf_movie).played, 10, "watched again on Jellyfin")
+    wait_for(lambda: plex_state(scene, "902").view_count == 1, 10, "watched again on Plex")
+    assert scene.jf.violations == [] and scene.plex.violations == []
+
+
+def test_quit_during_playback_loses_nothing(scene):
+    kodi = scene.kodi
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Open", {"item": {"file": str(scene.clip)}})
+    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": {"seconds": 20}})
+    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
+    time.sleep(2.5)
+    assert kodi.quit() == 0
+    log = kodi.log_text()
+    ended = re.findall(r"\[service\.playbacksync\] ended \(quit\) at ([0-9.]+)", log)
+    assert ended, log[-3000:]
+    last = float(ended[-1])
+    assert 20 <= last <= 25, last
+    assert "service stopped" in log
+    # Either sent before Kodi exited, or waiting in the queue for the next start: never lost.
+    sent_jf = abs(jf_state(scene, scene.jf_clip).position_ticks / TICKS - last) < 0.01
+    sent_plex = abs(plex_state(scene, "901").view_offset / 1000 - last) < 0.01
+    from playbacksync.queue import SyncQueue
+    queue = SyncQueue(str(kodi.addon_data(ADDON_ID)))
+    try:
+        pending = {c.source_id: c for c in queue.get_pending(due_only=False)}
+        counts = queue.counts()
+    finally:
+        queue.close()
+    for server, sent in (("jellyfin", sent_jf), ("plex", sent_plex)):
+        if not sent:
+            assert server in pending and abs(pending[server].position_ms - last * 1000) < 10, (server, counts)
+        assert counts.get(server, {}).get("failed", 0) == 0, counts
+    assert scene.jf.violations == [] and scene.plex.violations == []
