@@ -635,7 +635,7 @@ def run_player(targets: Iterable[str], mpv_options: Optional[Dict] = None,
     return code
 
 
-def play(args, mpv_args: List[str]) -> int:
+def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], None]] = None) -> int:
     """``playback-sync play``: the CLI's entry (args from cli.build_parser, mpv_args its leftovers).
 
     The sync service is made before mpv (cheap: the tracker) and started at the
@@ -659,6 +659,11 @@ def play(args, mpv_args: List[str]) -> int:
             started.set()
             service.start()
 
+    def first_frame():
+        if on_first_frame is not None:  # bench/tests: when the first frame showed
+            on_first_frame()
+        start_service()
+
     def open_settings():
         import subprocess
 
@@ -669,7 +674,7 @@ def play(args, mpv_args: List[str]) -> int:
 
     try:
         code = run_player(list(args.targets) + more_targets, options, service.handle,
-                          subscribe=service.subscribe, on_first_frame=start_service, on_settings=open_settings,
+                          subscribe=service.subscribe, on_first_frame=first_frame, on_settings=open_settings,
                           notifications=config.sync.notifications,
                           config_dir=os.environ.get("PLAYBACK_SYNC_MPV_CONFIG_DIR") or None)
     finally:
