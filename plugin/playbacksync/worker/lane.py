@@ -257,6 +257,7 @@ class Lane:
             log.error("server %s: unexpected %s from the backend", self.source_id, type(exc).__name__)
         attempts = row.attempt_count + 1
         message = redact(exc)
+        log.info("server %s: change #%s failed (attempt %d): %s", self.source_id, row.id, attempts, message)
         if attempts >= self.w.max_attempts:
             self._fail(row, message)
             self._release(rest)

@@ -57,7 +57,7 @@ def waited(row: QueuedChange, now: float, online_since: Optional[float], conflic
         return True
     if now - row.created_at > conflict_age:
         return True
-    return online_since is not None and row.created_at < online_since
+    return online_since is not None and row.created_at <= online_since
 
 
 def _fmt(t: float) -> str:

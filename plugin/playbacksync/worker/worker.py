@@ -60,10 +60,10 @@ class SyncWorker:
     def start(self) -> None:
         """Start one lane thread per server. Calling it twice does nothing."""
         with self._lock:
-            if self._started:
-                return
             if self._stopping.is_set():
                 raise RuntimeError("a stopped SyncWorker cannot be started again; make a new one")
+            if self._started:
+                return
             self._started = True
             lanes = list(self._lanes.values())
         try:

@@ -1,0 +1,447 @@
+"""The worker against the spec-validating fakes over real HTTP, with a real SQLite queue.
+
+Time that the worker schedules by (backoff, Retry-After, probes, conflict age)
+runs on a FakeClock the tests advance, so nothing here sleeps through a backoff.
+"""
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from playbacksync.changes import FAILED, PENDING, SUPERSEDED, SYNCED
+from playbacksync.queue import SyncQueue
+from playbacksync.worker import SyncWorker
+from tests.fakes.base import fail_on_spec_violations  # noqa: F401
+from tests.fakes.plex import PlexHarness
+from tests.test_worker_support import PROGRESS, UNWATCHED, WATCHED, FakeClock, Recorder, Server, open_rows, wait_for
+
+
+class NoJitter(random.Random):
+    def random(self):
+        return 0.0
+
+
+class Env:
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.clock = FakeClock()
+        self.queue = SyncQueue(str(tmp_path), clock=self.clock)
+        self.servers = []
+        self.workers = []
+        self.events = Recorder()
+
+    def server(self, source_id="jf", **kw):
+        s = Server(source_id, clock=self.clock, **kw)
+        self.servers.append(s)
+        return s
+
+    def worker(self, *servers, start=True, **kw):
+        kw.setdefault("poll_interval", 0.2)
+        kw.setdefault("rng", NoJitter())
+        w = SyncWorker(self.queue, {s.source_id: s.backend() for s in servers}, clock=self.clock, **kw)
+        w.subscribe(self.events)
+        self.workers.append(w)
+        if start:
+            w.start()
+        return w
+
+    def enqueue(self, server, item, kind, worker=None, *, position_s=0, age=0.0):
+        rid = self.queue.enqueue_change(server.change(item, kind, position_s=position_s,
+                                                      created_at=self.clock() - age))
+        for w in ([worker] if worker else self.workers):
+            w.notify()
+        return rid
+
+    def row(self, rid):
+        return self.queue.get(rid)
+
+    def close(self):
+        for w in self.workers:
+            w.stop(1.0)
+        self.queue.close()
+        for s in self.servers:
+            s.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.close()
+
+
+def settled(env, rid, status):
+    return wait_for(lambda: env.row(rid).status == status, 5.0)
+
+
+def online(w, sid):
+    return wait_for(lambda: w.server_states().get(sid) == "online", 5.0)
+
+
+# -- life cycle --------------------------------------------------------------------
+def test_nothing_starts_at_import_or_construction(tmp_path, env):
+    code = ("import threading, playbacksync.worker, playbacksync.worker.worker, playbacksync.worker.lane; "
+            "print(threading.active_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    s = env.server()
+    before = {t.name for t in threading.enumerate()}
+    w = env.worker(s, start=False)
+    rid = env.enqueue(s, 0, WATCHED)
+    time.sleep(0.3)
+    assert {t.name for t in threading.enumerate()} == before
+    assert env.row(rid).status == PENDING and not s.state(0).played and s.writes() == 0
+    w.start()
+    assert settled(env, rid, SYNCED) and s.state(0).played
+    assert any(t.name == "playback-sync-worker:jf" and t.daemon for t in threading.enumerate())
+
+
+def test_notify_wakes_at_once_and_polling_is_the_fallback(env):
+    s = env.server()
+    w = env.worker(s, poll_interval=30.0)
+    assert online(w, "jf")
+    t = time.monotonic()
+    rid = env.enqueue(s, 0, WATCHED, w)
+    assert settled(env, rid, SYNCED)
+    assert time.monotonic() - t < 1.0  # far below the 30 s poll
+    # Without notify(): the poll picks it up (poll_interval 0.2 s here).
+    w2 = env.worker(env.server("jf2"), poll_interval=0.2)
+    s2 = env.servers[-1]
+    assert online(w2, "jf2")
+    rid2 = env.queue.enqueue_change(s2.change(1, WATCHED, created_at=env.clock()))
+    assert settled(env, rid2, SYNCED) and s2.state(1).played
+    assert env.events.of("completed")[0].change.id == rid
+
+
+def test_stop_is_quick_when_idle_and_the_threads_exit(env):
+    s = env.server()
+    w = env.worker(s, poll_interval=30.0)
+    assert online(w, "jf")
+    t = time.monotonic()
+    assert w.stop(3.0) is True
+    assert time.monotonic() - t < 0.5
+    assert not any(th.name.startswith("playback-sync-worker") for th in threading.enumerate())
+    with pytest.raises(RuntimeError):
+        w.start()
+
+
+# -- what goes out ---------------------------------------------------------------------
+def test_only_the_latest_position_goes_out_and_items_keep_order(env):
+    s = env.server()
+    w = env.worker(s, start=False)
+    for pos in (10, 20, 30):
+        env.enqueue(s, 0, PROGRESS, position_s=pos)
+    env.enqueue(s, 1, WATCHED)
+    last = env.enqueue(s, 1, PROGRESS, position_s=42)  # rewatch: after the watched mark
+    w.start()
+    assert wait_for(lambda: open_rows(env.queue) == 0)
+    posts = [r for r in s.fake.requests if r.method == "POST" and "/UserData" in r.path]
+    assert len(posts) == 2  # one progress per item: 30 s for item 0, 42 s for item 1
+    assert s.position_s(0) == 30 and s.position_s(1) == 42 and s.state(1).played
+    assert s.state(1).play_count == 1
+    assert env.row(last).resolution == "applied"
+    # item 1: the played mark went out before the rewatch position
+    order = [r.path for r in s.fake.requests if s.items[1] in r.path and r.method == "POST"]
+    assert order[0].startswith("/UserPlayedItems/") and "/UserData" in order[1]
+
+
+def test_a_failing_item_does_not_block_others(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    gone = env.enqueue(s, 0, WATCHED)
+    s.fake.remove_item(s.items[0])  # 404: permanent
+    ok = env.enqueue(s, 1, WATCHED)
+    assert settled(env, gone, FAILED) and settled(env, ok, SYNCED)
+    bad = env.row(gone)
+    assert bad.error_message and "404" in bad.error_message
+    assert [e.change.id for e in env.events.of("failed")] == [gone]
+
+
+# -- retry schedule on the worker's clock ------------------------------------------------
+def test_retry_schedule_1_2_4_8_then_failed_and_retryable(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    s.fake.fail_next(500)
+    rid = env.enqueue(s, 0, WATCHED)
+    waits = []
+    for attempt in range(1, 5):
+        assert wait_for(lambda: env.row(rid).attempt_count == attempt and env.row(rid).status == PENDING)
+        r = env.row(rid)
+        waits.append(r.next_attempt_at - env.clock())
+        assert "500" in r.error_message
+        # Not due yet: nothing is sent before the backoff ends.
+        n = len(s.fake.requests)
+        w.notify()
+        time.sleep(0.05)
+        assert len(s.fake.requests) == n
+        s.fake.fail_next(500)
+        env.clock.advance(waits[-1])
+        w.notify()
+    assert waits == [1, 2, 4, 8]
+    assert settled(env, rid, FAILED)
+    assert env.row(rid).attempt_count >= 4 and not s.state(0).played
+    assert [e.change.id for e in env.events.of("failed")] == [rid]
+    assert w.server_states()["jf"] == "online"  # the server answered check() every time
+    assert env.queue.get_failed_retryable("jf")[0].id == rid
+    assert w.retry_failed("jf") == 1
+    assert settled(env, rid, SYNCED) and s.state(0).play_count == 1
+
+
+def test_429_retry_after_is_honoured(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    s.fake.fail_next(429, retry_after=30)
+    rid = env.enqueue(s, 0, WATCHED)
+    assert wait_for(lambda: env.row(rid).attempt_count == 1)
+    assert env.row(rid).next_attempt_at == pytest.approx(env.clock() + 30)
+    other = env.enqueue(s, 1, WATCHED)  # the whole server waits, not just that item
+    env.clock.advance(29)
+    w.process_now()  # "sync now" still honours the server's Retry-After
+    time.sleep(0.2)
+    assert not s.state(0).played and not s.state(1).played
+    env.clock.advance(1.5)
+    w.notify()
+    assert settled(env, rid, SYNCED) and settled(env, other, SYNCED)
+    assert s.state(0).play_count == 1
+
+
+def test_connection_reset_is_retried_after_backoff(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    s.fake.reset_next(1)
+    rid = env.enqueue(s, 0, WATCHED)
+    assert wait_for(lambda: env.row(rid).attempt_count == 1 and env.row(rid).status == PENDING)
+    assert "connection" in env.row(rid).error_message.lower()
+    assert w.server_states()["jf"] == "online"
+    env.clock.advance(1)
+    w.notify()
+    assert settled(env, rid, SYNCED) and s.state(0).play_count == 1
+
+
+def test_process_now_skips_backoff(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    s.fake.fail_next(503)
+    rid = env.enqueue(s, 0, WATCHED)
+    assert wait_for(lambda: env.row(rid).attempt_count == 1 and env.row(rid).status == PENDING)
+    w.process_now()
+    assert settled(env, rid, SYNCED)
+
+
+# -- offline, auth, pause ---------------------------------------------------------------------
+def test_outage_then_recovery_counts_no_attempts(env):
+    s = env.server()
+    s.fake.go_down()
+    w = env.worker(s)
+    assert wait_for(lambda: w.server_states()["jf"] == "offline")
+    rid = env.enqueue(s, 0, WATCHED)
+    rid2 = env.enqueue(s, 1, PROGRESS, position_s=300)
+    time.sleep(0.3)
+    assert env.row(rid).status == PENDING and env.row(rid).attempt_count == 0
+    # Probing backs off 1, 2, 4 … on the worker's clock; only check() is tried meanwhile.
+    for step in (1, 2, 4):
+        env.clock.advance(step)
+        w.notify()
+        time.sleep(0.1)
+    s.fake.come_back()
+    env.clock.advance(8)
+    w.notify()
+    assert settled(env, rid, SYNCED) and settled(env, rid2, SYNCED)
+    assert s.state(0).played and s.position_s(1) == 300
+    kinds = env.events.kinds("jf")
+    assert kinds.index("offline") < kinds.index("online")
+    assert env.row(rid).attempt_count == 1  # only the send that worked counts
+
+
+def test_offline_server_does_not_block_another(env):
+    a, b = env.server("a"), env.server("b")
+    a.fake.go_down()
+    w = env.worker(a, b)
+    ra = env.enqueue(a, 0, WATCHED)
+    rb = env.enqueue(b, 0, WATCHED)
+    assert settled(env, rb, SYNCED)
+    assert w.server_states() == {"a": "offline", "b": "online"}
+    assert env.row(ra).status == PENDING
+
+
+def test_slow_server_does_not_delay_another(env):
+    a, b = env.server("a", read_timeout=5.0), env.server("b")
+    w = env.worker(a, b)
+    assert online(w, "a") and online(w, "b")
+    a.fake.delay(2.0, times=5)
+    env.enqueue(a, 0, WATCHED)
+    t = time.monotonic()
+    rb = env.enqueue(b, 0, WATCHED)
+    assert settled(env, rb, SYNCED)
+    assert time.monotonic() - t < 1.0
+
+
+def test_auth_error_pauses_until_settings_change(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    s.fake.revoke_token(s.token)
+    rid = env.enqueue(s, 0, WATCHED)
+    assert wait_for(lambda: w.server_states()["jf"] == "auth_required")
+    assert env.row(rid).status == PENDING and env.row(rid).attempt_count == 0
+    assert len(env.events.of("auth_required")) == 1
+    n = len(s.fake.requests)
+    env.clock.advance(600)
+    w.process_now()
+    time.sleep(0.3)
+    assert len(s.fake.requests) == n  # neither sends nor probes
+    new = s.fake.issue_token(s.user_id)
+    w.set_backend("jf", s.backend(token=new))
+    assert settled(env, rid, SYNCED) and s.state(0).played
+    assert w.server_states()["jf"] == "online"
+
+
+def test_pause_and_resume(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    w.pause("jf")
+    assert w.server_states()["jf"] == "paused"
+    rid = env.enqueue(s, 0, WATCHED)
+    time.sleep(0.4)
+    assert env.row(rid).status == PENDING
+    w.resume("jf")
+    assert settled(env, rid, SYNCED)
+
+
+# -- conflicts -----------------------------------------------------------------------------------
+def test_change_that_waited_does_not_overwrite_a_newer_edit(env):
+    s = env.server()
+    w = env.worker(s, conflict_age=60)
+    assert online(w, "jf")
+    w.pause()
+    rid = env.enqueue(s, 0, PROGRESS, position_s=100, age=300)   # made 5 minutes ago
+    # Meanwhile another device watched to 1500 s, two minutes ago.
+    s.fake.set_user_data(s.user_id, s.items[0], position_ticks=1500 * 10_000_000,
+                         last_played=env.clock() - 120)
+    ok = env.enqueue(s, 1, PROGRESS, position_s=200, age=300)      # no newer edit there
+    w.resume()
+    assert settled(env, rid, SYNCED) and settled(env, ok, SYNCED)
+    assert env.row(rid).resolution == SUPERSEDED and "after this change was made" in env.row(rid).error_message
+    assert s.position_s(0) == 1500 and s.position_s(1) == 200
+    assert [e.change.id for e in env.events.of("superseded")] == [rid]
+
+
+def test_live_changes_are_applied_as_made_rewind_and_unwatch(env):
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    env.clock.advance(1)  # the viewer acts after the worker found the server
+    # Another device's edit a moment ago; the viewer rewinds now: a live change, applied.
+    s.fake.set_user_data(s.user_id, s.items[0], position_ticks=900 * 10_000_000, played=True, play_count=1,
+                         last_played=env.clock() + 5)
+    r1 = env.enqueue(s, 0, PROGRESS, position_s=60)
+    assert settled(env, r1, SYNCED) and env.row(r1).resolution == "applied"
+    assert s.position_s(0) == 60
+    r2 = env.enqueue(s, 0, UNWATCHED)
+    assert settled(env, r2, SYNCED) and not s.state(0).played
+
+
+def test_change_from_before_the_server_came_back_is_checked(env):
+    s = env.server()
+    s.fake.go_down()
+    w = env.worker(s)
+    assert wait_for(lambda: w.server_states()["jf"] == "offline")
+    rid = env.enqueue(s, 0, WATCHED)  # 0 s old, but made while the server was away
+    s.fake.come_back()
+    s.fake.set_user_data(s.user_id, s.items[0], position_ticks=5 * 10_000_000, last_played=env.clock() + 1)
+    env.clock.advance(2)
+    w.notify()
+    assert settled(env, rid, SYNCED) and env.row(rid).resolution == SUPERSEDED
+    assert not s.state(0).played
+
+
+# -- events and shutdown -----------------------------------------------------------------------------
+def test_a_raising_subscriber_never_kills_the_worker(env):
+    s = env.server()
+    w = env.worker(s)
+
+    def boom(event):
+        raise RuntimeError("subscriber bug")
+    w.subscribe(boom)
+    r1 = env.enqueue(s, 0, WATCHED)
+    r2 = env.enqueue(s, 1, WATCHED)
+    assert settled(env, r1, SYNCED) and settled(env, r2, SYNCED)
+    unsub = w.subscribe(boom)
+    unsub()
+    assert {"online", "progress", "completed"} <= set(env.events.kinds())
+
+
+def test_stop_abandons_a_stuck_request_within_its_deadline_and_loses_nothing(env, tmp_path):
+    s = env.server(read_timeout=10.0)
+    w = env.worker(s)
+    assert online(w, "jf")
+    env.clock.advance(1)  # a live change: sent without a state read
+    s.fake.delay(1.5)
+    rid = env.enqueue(s, 0, WATCHED)
+    assert wait_for(lambda: env.row(rid).status == "syncing")
+    time.sleep(0.1)
+    t = time.monotonic()
+    assert w.stop(0.4) is False
+    assert time.monotonic() - t < 0.7
+    assert env.row(rid).status == PENDING  # given back, not lost
+    # The abandoned request still lands on the server later; the next run must not apply it twice.
+    assert wait_for(lambda: s.state(0).played, 3.0)
+    w2 = env.worker(s)
+    assert settled(env, rid, SYNCED)
+    assert env.row(rid).resolution == SUPERSEDED
+    assert s.state(0).play_count == 1 and s.played_requests(0) == 1
+    assert w2.stop(1.0)
+
+
+def test_stop_mid_batch_returns_unsent_rows_to_pending(env):
+    s = env.server(items=6)
+    w = env.worker(s, connections=1, start=False)
+    ids = [env.enqueue(s, i, WATCHED) for i in range(6)]
+    s.fake.delay(0.3, times=6)
+    w.start()
+    assert wait_for(lambda: s.state(0).played or env.row(ids[0]).status == "syncing")
+    assert w.stop(1.0)
+    statuses = [env.row(i).status for i in ids]
+    assert "syncing" not in statuses and PENDING in statuses
+    done = sum(1 for i in ids if env.row(i).status == SYNCED)
+    assert done == sum(1 for i in range(6) if s.state(i).played)
+
+
+# -- another server type -------------------------------------------------------------------------------
+def test_plex_down_does_not_block_jellyfin_and_catches_up(env):
+    plex = PlexHarness().start()
+    try:
+        jf = env.server()
+        key = plex.add_item("Some Movie", runtime_s=1000)
+        plex.fake.go_down()
+        w = SyncWorker(env.queue, {"plex": plex.backend(id="plex"), "jf": jf.backend()}, clock=env.clock,
+                       poll_interval=0.2, rng=NoJitter())
+        env.workers.append(w)
+        w.start()
+        from playbacksync.changes import Change
+        rp = env.queue.enqueue_change(Change(key, "plex", "", PROGRESS, position_ms=400_000, duration_ms=1_000_000,
+                                             created_at=env.clock()))
+        rj = env.enqueue(jf, 0, WATCHED)
+        assert settled(env, rj, SYNCED)
+        assert wait_for(lambda: w.server_states()["plex"] == "offline")
+        plex.fake.come_back()
+        env.clock.advance(2)
+        w.notify()
+        assert settled(env, rp, SYNCED)
+        assert plex.state(key).position_ms == 400_000
+        rw = env.queue.enqueue_change(Change(key, "plex", "", WATCHED, created_at=env.clock() + 5))
+        w.notify()
+        assert settled(env, rw, SYNCED) and plex.state(key).play_count == 1
+    finally:
+        plex.stop()
