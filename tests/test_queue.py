@@ -51,11 +51,19 @@ def test_enqueue_uses_clock_when_change_has_no_time(q):
     assert q.get(row_id).created_at == T0 and q.get(row_id).completed is True
 
 
-def test_durability_settings_are_wal_and_busy_timeout(q):
+def test_durability_settings_are_wal_full_sync_and_busy_timeout(q, tmp_path):
     q.enqueue_change(change("P"))
+    assert q.settings() == {"journal_mode": "wal", "synchronous": "FULL", "busy_timeout_ms": 5000}
     con = raw(q.path)
-    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # persistent in the file
     con.close()
+    fast = SyncQueue(str(tmp_path / "n"), synchronous="normal", busy_timeout=0.5)
+    try:
+        assert fast.settings()["synchronous"] == "NORMAL" and fast.settings()["busy_timeout_ms"] == 500
+    finally:
+        fast.close()
+    with pytest.raises(ValueError):
+        SyncQueue(str(tmp_path / "x"), synchronous="OFF")
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -14,7 +14,7 @@ from playbacksync.queue import SyncQueue
 from .test_queue_support import all_rows, change, raw
 
 CLAIMER = textwrap.dedent("""
-    import sys
+    import sys, time
     from playbacksync.queue import SyncQueue
     q = SyncQueue(sys.argv[1])
     print("ready", flush=True)
@@ -28,6 +28,7 @@ CLAIMER = textwrap.dedent("""
         idle = 0
         for r in rows:
             print("claimed", r.id, flush=True)
+            time.sleep(0.001)                    # "sending" it, so both processes get a share
             q.mark_synced(r.id)
     q.close()
 """)

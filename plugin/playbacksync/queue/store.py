@@ -6,21 +6,29 @@ folder (see :mod:`playbacksync.paths`). Opened through ``dataset``; the schema
 is kept by alembic migrations run at open.
 
 Durability
-    WAL journal, ``synchronous=NORMAL``, busy timeout 5 s. A change is in the
-    WAL file (written, not just buffered) when ``enqueue_change`` returns, so it
-    survives the player or the whole process being killed. NORMAL skips the
-    fsync per commit (FULL costs several hundred µs on the player's path): after
-    a power cut or OS crash the last commits before it may roll back, but the
-    file stays consistent. Pass ``synchronous="FULL"`` to fsync every commit.
-    Writers wait up to the busy timeout for another process (a second mpv
-    window) to finish; past it the caller gets a :class:`QueueError` and
-    nothing already acknowledged is touched.
+    WAL journal, ``synchronous=FULL``, busy timeout 5 s. When
+    ``enqueue_change`` returns, the change is in the WAL file and fsynced: it
+    survives the player or the process being killed, and also a power cut or
+    OS crash (a laptop whose battery dies while offline is exactly when the
+    queue matters). The fsync makes an enqueue cost ~0.2–0.3 ms instead of
+    ~30 µs with ``synchronous="NORMAL"`` (bench/bench_queue.py): nothing at one
+    change per 10 s, so durability wins. NORMAL is still a constructor option;
+    with it a killed process loses nothing, a power cut may roll back the last
+    commits, and the file stays consistent either way. Writers wait up to the
+    busy timeout for another process (a second mpv window) to finish; past it
+    the caller gets a :class:`QueueError` and nothing already acknowledged is
+    touched.
 
 Transactions
     Every write is one short ``BEGIN IMMEDIATE`` transaction: the write lock is
     taken before anything is read, so the read-then-write of coalescing and
     recovery cannot interleave with another thread or process. Claims are a
-    single ``UPDATE … RETURNING`` inside such a transaction.
+    single ``UPDATE … RETURNING`` inside such a transaction. ``dataset`` opens
+    the database (its engine, WAL, connection pool); each transaction checks a
+    connection out of that pool and runs its statements on the sqlite3
+    connection directly, never through dataset's per-thread connection (see
+    ``_tx``). Migrations run first on their own connection and dataset's
+    table cache is never used, so no stale metadata survives a migration.
 
 Coalescing (per key = server, item, user; only rows not yet sent are touched)
     * A new ``progress_update`` updates in place the key's latest pending row if
@@ -160,7 +168,7 @@ class SyncQueue:
 
     def __init__(self, data_dir: Optional[str] = None, *, clock=time.time, lease_seconds: float = 120.0,
                  retention_days: float = 7.0, filename: str = "queue.sqlite",
-                 busy_timeout: float = 5.0, synchronous: str = "NORMAL"):
+                 busy_timeout: float = 5.0, synchronous: str = "FULL"):
         from .. import paths
 
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
@@ -181,12 +189,13 @@ class SyncQueue:
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._tls = threading.local()
         self._db = None
-        self._stmts: Dict[str, object] = {}
         self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
         self._open()
 
     # -- opening ---------------------------------------------------------
     def _connect(self):
+        import sqlite3
+
         import dataset
         from sqlalchemy import event
 
@@ -201,6 +210,7 @@ class SyncQueue:
         def on_connect(dbapi_con, _record):
             # pysqlite's own implicit BEGIN is deferred and skips SELECTs; we begin ourselves.
             dbapi_con.isolation_level = None
+            dbapi_con.row_factory = sqlite3.Row
 
         def on_begin(conn):
             conn.exec_driver_sql(getattr(self._tls, "begin", "BEGIN IMMEDIATE"))
@@ -293,42 +303,60 @@ class SyncQueue:
             text = f"queue database error while trying to {action} on {self.path}: {msg}"
         return QueueError(text)
 
-    def _stmt(self, sql: str):
-        stmt = self._stmts.get(sql)
-        if stmt is None:
-            from sqlalchemy import bindparam, text
-
-            stmt = text(sql)
-            if ":ids" in sql:
-                stmt = stmt.bindparams(bindparam("ids", expanding=True))
-            self._stmts[sql] = stmt
-        return stmt
+    @staticmethod
+    def _expand(sql: str, params: dict):
+        """``IN :ids`` with a list → ``IN (:ids0, :ids1, …)`` (sqlite3 binds scalars only)."""
+        ids = params.pop("ids", None)
+        if ids is None:
+            return sql, params
+        names = [f"ids{n}" for n in range(len(ids))] or ["ids_none"]
+        params.update(zip(names, ids))
+        if not ids:
+            params["ids_none"] = None
+        return sql.replace(":ids", "(" + ", ".join(":" + n for n in names) + ")"), params
 
     @contextmanager
     def _tx(self, action: str, write: bool = True):
-        """One transaction on this thread's dataset connection; errors become QueueError."""
+        """One transaction on a pooled connection of dataset's engine; errors become QueueError.
+
+        Statements go straight to the sqlite3 connection (SQLAlchemy's per-statement
+        work would triple the enqueue cost), and not through dataset's per-thread
+        connection: a failed BEGIN or COMMIT would leave that one holding a dead
+        transaction for every later call on the thread.
+        """
+        import sqlite3
+
         from sqlalchemy.exc import DBAPIError
 
         db = self._db
-        if db is None:
+        if db is None or db.engine is None:
             raise QueueError(f"the queue {self.path} is closed")
-        self._tls.begin = "BEGIN IMMEDIATE" if write else "BEGIN"
         try:
-            try:
-                db.begin()
-            except BaseException:
-                # The BEGIN itself failed (busy): drop the half-made transaction state.
-                db.local.tx = []
-                db._release_connection()
-                raise
-            try:
-                yield lambda sql, **params: db.executable.execute(self._stmt(sql), params)
-            except BaseException:
-                db.rollback()
-                raise
-            db.commit()
+            fairy = db.engine.raw_connection()
         except DBAPIError as exc:
             raise self._error(exc, action) from None
+        con = fairy.driver_connection
+
+        def run(sql, **params):
+            return con.execute(*self._expand(sql, params))
+
+        try:
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield run
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if con.in_transaction:
+                try:
+                    con.execute("ROLLBACK")
+                except sqlite3.Error:
+                    fairy.invalidate()
+            raise self._error(exc, action) from None
+        finally:
+            fairy.close()
 
     # -- writing changes -------------------------------------------------
     def enqueue_change(self, change: Change) -> int:
@@ -338,7 +366,7 @@ class SyncQueue:
         created = change.created_at or now
         completed = bool(change.completed) if change.change_type == PROGRESS else change.change_type == "mark_watched"
         with self._tx("queue a change") as q:
-            rows = [KeyRow(r.id, r.change_type, r.status, r.resolution) for r in q(
+            rows = [KeyRow(*r) for r in q(
                 f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
                 "AND media_item_id = :m AND user_id = :u AND status IN ('pending', 'syncing', 'failed') "
                 "ORDER BY id", s=change.source_id, m=change.media_item_id, u=change.user_id)]
@@ -354,7 +382,7 @@ class SyncQueue:
                      "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
                      "VALUES (:m, :s, :u, :t, :p, :d, :c, :ca, :now, 'pending', 0, 0) RETURNING id",
                      m=change.media_item_id, s=change.source_id, u=change.user_id,
-                     t=change.change_type, **values).scalar_one()
+                     t=change.change_type, **values).fetchone()[0]
 
     @staticmethod
     def _close_superseded(q, row_id: int, why: str, now: float) -> None:
@@ -367,10 +395,10 @@ class SyncQueue:
         closed = 0
         for row_id in row_ids:
             me = q(f"SELECT id, change_type, status, resolution, source_id, media_item_id, user_id "
-                   f"FROM {TABLE} WHERE id = :id", id=row_id).mappings().first()
+                   f"FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
             if me is None or me["status"] != PENDING:
                 continue
-            later = [KeyRow(r.id, r.change_type, r.status, r.resolution) for r in q(
+            later = [KeyRow(*r) for r in q(
                 f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
                 "AND media_item_id = :m AND user_id = :u AND id > :id",
                 s=me["source_id"], m=me["media_item_id"], u=me["user_id"], id=row_id)]
@@ -399,12 +427,12 @@ class SyncQueue:
             sql += " LIMIT :lim"
             params["lim"] = int(limit)
         with self._tx("read pending changes", write=False) as q:
-            return [_to_change(r) for r in q(sql, **params).mappings()]
+            return [_to_change(r) for r in q(sql, **params)]
 
     def get(self, row_id: int) -> Optional[QueuedChange]:
         """One row by id, whatever its status."""
         with self._tx("read a change", write=False) as q:
-            row = q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = :id", id=row_id).mappings().first()
+            row = q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
         return _to_change(row) if row is not None else None
 
     def rows(self, source_id: Optional[str] = None, statuses: Optional[Iterable[str]] = None) -> List[QueuedChange]:
@@ -418,11 +446,20 @@ class SyncQueue:
             sql += " AND status IN :ids"
             params["ids"] = list(statuses)
         with self._tx("read changes", write=False) as q:
-            return [_to_change(r) for r in q(sql + " ORDER BY id", **params).mappings()]
+            return [_to_change(r) for r in q(sql + " ORDER BY id", **params)]
 
     def get_failed_retryable(self, source_id: Optional[str] = None) -> List[QueuedChange]:
         """Failed rows (kept for the viewer to retry), ordered by id."""
         return self.rows(source_id, (FAILED,))
+
+    def settings(self) -> Dict[str, object]:
+        """The durability settings in force on a queue connection (journal, synchronous, busy timeout)."""
+        with self._tx("read settings", write=False) as q:
+            journal = q("PRAGMA journal_mode").fetchone()[0]
+            sync = q("PRAGMA synchronous").fetchone()[0]
+            busy = q("PRAGMA busy_timeout").fetchone()[0]
+        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        return {"journal_mode": journal, "synchronous": names.get(sync, sync), "busy_timeout_ms": busy}
 
     def counts(self) -> Dict[str, Dict[str, int]]:
         """{source_id: {status: n}} with every status present."""
@@ -450,7 +487,7 @@ class SyncQueue:
                      "   AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"
                      f" ORDER BY c.id LIMIT :lim) RETURNING {_COLUMNS}",
                      s=source_id, owner=self.owner, lease=now + self.lease_seconds, now=now,
-                     lim=int(limit)).mappings().all()
+                     lim=int(limit)).fetchall()
         return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
 
     def mark_syncing(self, ids: Iterable[int]) -> List[QueuedChange]:
@@ -463,7 +500,7 @@ class SyncQueue:
             rows = q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
                      "last_attempt_at = :now, updated_at = :now WHERE id IN :ids AND status = 'pending' "
                      f"RETURNING {_COLUMNS}", ids=ids, owner=self.owner,
-                     lease=now + self.lease_seconds, now=now).mappings().all()
+                     lease=now + self.lease_seconds, now=now).fetchall()
         return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
 
     def extend_lease(self, ids: Iterable[int]) -> int:
@@ -570,9 +607,9 @@ class SyncQueue:
         """Rows in syncing whose owner died (this host) or whose lease expired → pending."""
         now = self.clock()
         with self._tx("recover interrupted changes") as q:
-            stale = [r.id for r in q(f"SELECT id, claim_owner, lease_expires_at FROM {TABLE} "
+            stale = [r[0] for r in q(f"SELECT id, claim_owner, lease_expires_at FROM {TABLE} "
                                      "WHERE status = 'syncing' ORDER BY id")
-                     if self._stale(r.claim_owner, r.lease_expires_at, now)]
+                     if self._stale(r[1], r[2], now)]
             if not stale:
                 return 0
             q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
