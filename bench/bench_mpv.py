@@ -143,6 +143,9 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
         "P1_cpu_ratio": round(ratio, 4), "P1_goal": GOAL_CPU_RATIO, "P1_pass": ratio <= GOAL_CPU_RATIO,
         "host_only_cpu_ratio": round(cpu["host"] / cpu["bare"], 4),
         "plugin_extra_cpu_s": round(cpu["plugin"] - cpu["bare"], 3),
+        # The extra is a one-off (imports, opening the queue): the clip length from which it is <= 3 %.
+        "P1_break_even_minutes": round(max(0.0, cpu["plugin"] - cpu["bare"])
+                                       / ((GOAL_CPU_RATIO - 1) * cpu["bare"] / minutes), 1),
         "P6_added_ms": round(added_ms, 1), "P6_goal_ms": GOAL_FIRST_FRAME_MS,
         "P6_pass": added_ms <= GOAL_FIRST_FRAME_MS,
         "host_only_added_ms": round(first["host"] - first["bare"], 1),
@@ -153,8 +156,9 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
               f"median of {runs} fresh processes each")
         print(f"P1 CPU plugin/bare: {cpu['plugin']:.3f} s / {cpu['bare']:.3f} s = {ratio:.4f} "
               f"(goal <= {GOAL_CPU_RATIO}) -> {verdict[report['P1_pass']]}")
-        print(f"   plugin adds {report['plugin_extra_cpu_s'] * 1000:.0f} ms CPU in all (mostly the sync service "
-              f"importing its database libraries once); host+tracker alone: {cpu['host']:.3f} s = "
+        print(f"   plugin adds {report['plugin_extra_cpu_s'] * 1000:.0f} ms CPU in all (a one-off: mostly the sync "
+              f"service importing SQLAlchemy/alembic and requests), within 3 % for clips from "
+              f"{report['P1_break_even_minutes']:g} min; host+tracker alone (no service): {cpu['host']:.3f} s = "
               f"{report['host_only_cpu_ratio']:.4f}x bare")
         print(f"P6 first frame: plugin {first['plugin']:.1f} ms, bare {first['bare']:.1f} ms, "
               f"added {added_ms:+.1f} ms (goal <= +{GOAL_FIRST_FRAME_MS:g} ms) -> {verdict[report['P6_pass']]}; "
