@@ -415,3 +415,19 @@ def test_ids_are_never_reused(q):
     q.mark_failed(a, "x")
     q.clear_failed()
     assert q.enqueue_change(change("P")) > a
+
+
+def test_retried_watched_mark_resends_a_rewatch_position_already_sent(q):
+    w = q.enqueue_change(change("W"))
+    q.claim("srv")
+    q.mark_failed(w, "HTTP 500")
+    p = q.enqueue_change(change("P", 30_000))         # rewatching; goes out while w is failed
+    [row] = q.claim("srv")
+    assert row.id == p
+    q.mark_synced(p)
+    assert q.retry_failed() == 1
+    pending = q.get_pending()
+    # the watched mark resets the resume point on the server: the position follows it again
+    assert [(r.change_type, r.position_ms) for r in pending] == [
+        ("mark_watched", None), ("progress_update", 30_000)]
+    assert pending[0].id == w and pending[1].id > p

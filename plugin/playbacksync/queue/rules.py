@@ -91,3 +91,19 @@ def superseded_by_later(row: KeyRow, later: Sequence[KeyRow]) -> bool:
         if r.change_type != PROGRESS or row.change_type == PROGRESS:
             return True
     return False
+
+
+def progress_to_resend(row: KeyRow, later: Sequence[KeyRow]) -> Optional[int]:
+    """A watched/unwatched ``row`` going back to pending after a later progress of its key
+    was already sent (or is being sent): that progress must be sent again after ``row``,
+    which resets the resume point. Returns the id of the progress row to copy, or None.
+    """
+    if row.change_type == PROGRESS:
+        return None
+    progress = [r for r in later if r.id > row.id and r.change_type == PROGRESS
+                and r.status in (PENDING, SYNCING, FAILED, SYNCED)
+                and not (r.status == SYNCED and r.resolution != APPLIED)]
+    if not progress:
+        return None
+    latest = max(progress, key=lambda r: r.id)
+    return latest.id if latest.status in (SYNCING, SYNCED) else None

@@ -46,7 +46,9 @@ Coalescing (per key = server, item, user; only rows not yet sent are touched)
       cancels a pending watched and the reverse.
     * When a row goes back to pending (retry, release, crash recovery,
       retry_failed) and a later row of its key already overrides it, it is
-      closed as superseded instead of being sent out of order.
+      closed as superseded instead of being sent out of order; if it is a
+      watched/unwatched mark and a later progress of its key already went out,
+      that progress is queued again after it (the mark resets the resume point).
     Superseded rows are closed (status ``synced``, resolution ``superseded``,
     ``error_message`` says why), never sent, and pruned like synced rows.
 
@@ -83,7 +85,7 @@ from typing import Dict, Iterable, List, Optional
 
 from ..changes import (APPLIED, CHANGE_TYPES, FAILED, PENDING, PROGRESS, STATUSES, SUPERSEDED,
                        SYNCED, SYNCING, Change, QueuedChange)
-from .rules import KeyRow, plan_enqueue, superseded_by_later
+from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +410,15 @@ class SyncQueue:
                 self._close_superseded(q, row_id, f"superseded by a later change (row {newer}) "
                                        "before it could be sent", now)
                 closed += 1
+                continue
+            resend = progress_to_resend(row, later)
+            if resend is not None:
+                # A rewatch's position already went out before this watched/unwatched mark,
+                # which resets it on the server: send that position again after the mark.
+                q(f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, "
+                  "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
+                  "SELECT media_item_id, source_id, user_id, change_type, position_ms, duration_ms, completed, "
+                  f"created_at, :now, 'pending', 0, 0 FROM {TABLE} WHERE id = :id", id=resend, now=now)
         return closed
 
     # -- reading ---------------------------------------------------------
