@@ -146,6 +146,11 @@ def plex_state(s, key):
     return s.plex.library.state(s.plex.token, key)
 
 
+def at(seconds: int) -> dict:
+    """An absolute seek target ({"seconds": n} would seek relative)."""
+    return {"time": {"hours": 0, "minutes": 0, "seconds": seconds, "milliseconds": 0}}
+
+
 def player_time(kodi) -> float:
     t = kodi.rpc("Player.GetProperties", {"playerid": 1, "properties": ["time"]})["time"]
     return t["hours"] * 3600 + t["minutes"] * 60 + t["seconds"] + t["milliseconds"] / 1000.0
@@ -194,7 +199,7 @@ def test_progress_pause_and_stop_reach_both_servers(scene):
     wait_for(lambda: plex_state(scene, "901").view_offset > 0, 15, "progress on Plex")
 
     mark = kodi.rpc_client.mark()
-    kodi.rpc("Player.Seek", {"playerid": 1, "value": {"seconds": 12}})
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(12)})
     kodi.rpc_client.wait_notification("Player.OnSeek", mark)
     time.sleep(0.5)
     mark = kodi.rpc_client.mark()
@@ -255,7 +260,7 @@ def test_quit_during_playback_loses_nothing(scene):
     mark = kodi.rpc_client.mark()
     kodi.rpc("Player.Open", {"item": {"file": str(scene.clip)}})
     kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
-    kodi.rpc("Player.Seek", {"playerid": 1, "value": {"seconds": 20}})
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(20)})
     kodi.rpc_client.wait_notification("Player.OnSeek", mark)
     time.sleep(2.5)
     assert kodi.quit() == 0
@@ -266,8 +271,9 @@ def test_quit_during_playback_loses_nothing(scene):
     assert 20 <= last <= 25, last
     assert "service stopped" in log
     # Either sent before Kodi exited, or waiting in the queue for the next start: never lost.
-    sent_jf = abs(jf_state(scene, scene.jf_clip).position_ticks / TICKS - last) < 0.01
-    sent_plex = abs(plex_state(scene, "901").view_offset / 1000 - last) < 0.01
+    # (The tracker does not resend a position within 1 s of the last one it sent.)
+    held = {"jellyfin": jf_state(scene, scene.jf_clip).position_ticks / TICKS,
+            "plex": plex_state(scene, "901").view_offset / 1000}
     from playbacksync.queue import SyncQueue
     queue = SyncQueue(str(kodi.addon_data(ADDON_ID)))
     try:
@@ -275,8 +281,10 @@ def test_quit_during_playback_loses_nothing(scene):
         counts = queue.counts()
     finally:
         queue.close()
-    for server, sent in (("jellyfin", sent_jf), ("plex", sent_plex)):
-        if not sent:
-            assert server in pending and abs(pending[server].position_ms - last * 1000) < 10, (server, counts)
+    for server in ("jellyfin", "plex"):
+        if server in pending:
+            assert abs(pending[server].position_ms - last * 1000) < 1000, (server, pending[server], last)
+        else:
+            assert 0 <= last - held[server] <= 1.0, (server, held[server], last, counts)
         assert counts.get(server, {}).get("failed", 0) == 0, counts
     assert scene.jf.violations == [] and scene.plex.violations == []
