@@ -152,3 +152,26 @@ def test_sigkill_mid_write_loses_no_acknowledged_change_and_strands_none(tmp_pat
         assert all(rows[i].status == PENDING for i in claimed)
     finally:
         q.close()
+
+
+OPENER = textwrap.dedent("""
+    import sys
+    from playbacksync.changes import Change
+    from playbacksync.queue import SyncQueue
+    print("ready", flush=True)
+    sys.stdin.readline()
+    q = SyncQueue(sys.argv[1])                   # all create and migrate the same new file at once
+    print("id", q.enqueue_change(Change(sys.argv[2], "srv", "u", "mark_watched")), flush=True)
+    q.close()
+""")
+
+
+@pytest.mark.timeout(60)
+def test_processes_creating_the_same_new_queue_at_once(tmp_path):
+    procs = [spawn(OPENER, tmp_path / "new", f"item{n}") for n in range(3)]
+    start_together(procs)
+    for p in procs:
+        out, err = p.communicate(timeout=50)
+        assert p.returncode == 0, err
+    rows = all_rows(str(tmp_path / "new" / "queue.sqlite"))
+    assert sorted(r["media_item_id"] for r in rows) == ["item0", "item1", "item2"]

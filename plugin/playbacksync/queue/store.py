@@ -78,7 +78,6 @@ import logging
 import os
 import secrets
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
@@ -189,7 +188,6 @@ class SyncQueue:
         self._synchronous = synchronous.upper()
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._tls = threading.local()
         self._db = None
         self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
         self._open()
@@ -215,7 +213,8 @@ class SyncQueue:
             dbapi_con.row_factory = sqlite3.Row
 
         def on_begin(conn):
-            conn.exec_driver_sql(getattr(self._tls, "begin", "BEGIN IMMEDIATE"))
+            # SQLAlchemy-level transactions (the migrations) take the write lock at once too.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         event.listen(db.engine, "connect", on_connect)
         event.listen(db.engine, "begin", on_begin)
@@ -231,8 +230,12 @@ class SyncQueue:
                       self.path, damaged, moved)
             self.moved_aside = moved
             self._open_once()
-        self.recover_stale()
-        self.prune()
+        try:
+            self.recover_stale()
+            self.prune()
+        except BaseException:
+            self._close_db()
+            raise
 
     def _open_once(self) -> None:
         from sqlalchemy.exc import DBAPIError
@@ -242,7 +245,6 @@ class SyncQueue:
         try:
             self._db = self._connect()
             with self._db.engine.connect() as conn:
-                self._tls.begin = "BEGIN IMMEDIATE"
                 with conn.begin():
                     # quick_check reads every page: a truncated or scribbled file shows here.
                     problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
