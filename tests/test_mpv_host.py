@@ -239,7 +239,10 @@ def test_relative_paths_are_resolved_against_the_working_directory(clips, monkey
     assert rec.events[0].media.path == str(clips["six"])
 
 
-def test_http_url_with_range_requests_and_token_redacted(clips, caplog):
+@pytest.fixture
+def http_server(clips):
+    """A Range-capable static server (Werkzeug's send_file, conditional) for the clips."""
+    from werkzeug.exceptions import NotFound
     from werkzeug.serving import make_server
     from werkzeug.utils import send_file
     from werkzeug.wrappers import Request
@@ -249,28 +252,49 @@ def test_http_url_with_range_requests_and_token_redacted(clips, caplog):
     @Request.application
     def app(request):
         ranges.append(request.headers.get("Range"))
-        return send_file(str(clips["ten"]), request.environ, conditional=True)
+        name = request.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if name not in clips:
+            return NotFound()
+        return send_file(str(clips[name]), request.environ, conditional=True)
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/videos/ten.mp4?api_key=SECRETTOKEN123"
+    yield f"http://127.0.0.1:{server.server_port}", ranges
+    server.shutdown()
+
+
+def test_http_url_with_range_requests_and_token_redacted(http_server, caplog, capfd):
+    base, ranges = http_server
+    url = f"{base}/videos/ten.mp4?api_key=SECRETTOKEN123"
     rec = Recorder()
     caplog.set_level(logging.DEBUG, logger="playbacksync")
-    try:
-        def drive(host):
-            wait_until(lambda: time_pos(host) > 0.3)
-            host.player.command("seek", "7", "absolute+exact")  # a byte-range request mid-file
+    titles = []
 
-        run([url], rec, options={"speed": 10}, drive=drive)
-    finally:
-        server.shutdown()
-    assert any(r and r.startswith("bytes=") for r in ranges)
+    def drive(host):
+        wait_until(lambda: time_pos(host) > 0.3)
+        titles.append(host.player.media_title)  # what the window title and OSD show
+        host.player.command("seek", "7", "absolute+exact")  # seeking in a stream
+
+    run([url], rec, options={"speed": 10}, drive=drive)
+    assert any(r and r.startswith("bytes=") for r in ranges)  # mpv asks for ranges; the server gives 206
     assert rec.events[0].media.path == url  # identification needs what was played
     assert "SECRETTOKEN123" not in rec.events[0].media.title
+    assert titles == ["ten.mp4"]
     assert rec.changes_of(WATCHED)
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("playbacksync"))
     assert "SECRETTOKEN123" not in ours and "/videos/ten.mp4?…" in ours
+    terminal = capfd.readouterr()
+    assert "SECRETTOKEN123" not in terminal.out + terminal.err
+
+
+def test_mpv_errors_reach_stderr_without_tokens(http_server, capfd):
+    base, _ = http_server
+    rec = Recorder()
+    code = run([f"{base}/videos/missing.mp4?api_key=SECRETTOKEN123"], rec)
+    err = capfd.readouterr().err
+    assert code == mpv_host.EXIT_NOTHING_PLAYED and rec.events == []
+    assert "/videos/missing.mp4?…" in err and "SECRETTOKEN123" not in err
 
 
 def test_a_missing_file_plays_nothing_and_says_so(tmp_path):

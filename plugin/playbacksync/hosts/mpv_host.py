@@ -259,8 +259,9 @@ class MpvHost:
                                    "input_vo_keyboard": True, "idle": "once"}
         if self._config_dir:
             opts["config_dir"] = self._config_dir
-        if _is_tty(sys.stdin) and _is_tty(sys.stdout):
-            opts.update(terminal=True, input_terminal=True)
+        # No mpv terminal output: its error lines print URLs whole, tokens included. mpv's errors
+        # reach stderr through _mpv_log, redacted; --terminal=yes brings mpv's own output back.
+        opts["terminal"] = False
         for key, value in self._mpv_options.items():
             opts[key.replace("-", "_")] = value
         return opts
@@ -350,6 +351,14 @@ class MpvHost:
         except Exception:  # unavailable now, or mpv shut down
             return None
 
+    def _set_async(self, name: str, value: str) -> None:
+        player = self.player
+        if player is not None:
+            try:
+                player.command_async("set", name, value)
+            except Exception:
+                log.debug("could not set %s", name)
+
     def _playing_entry_id(self) -> Optional[int]:
         index = self._get("playlist-playing-pos")
         if index is None or index < 0:
@@ -416,8 +425,11 @@ class MpvHost:
             # property can be stale), so resolve against that.
             path = resolve_path(_fs(self._get("path", mpv.lazy_decoder)), os.getcwd())
             title = _text(self._get("media-title", mpv.lazy_decoder) or "")
-            if _SCHEME.match(path):
+            if _SCHEME.match(path) and "?" in title:
+                # mpv fell back to the URL's file name, query (token) included: keep it out of the
+                # window title and OSD too.
                 title = redact_url(title) if _SCHEME.match(title) else title.split("?", 1)[0]
+                self._set_async("file-local-options/force-media-title", title)
             entry.media = MediaRef(path=path, title=title, entry_key=str(entry.id))
             entry.duration = _number(self._get("duration"))
             entry.paused = bool(self._get("pause"))
@@ -591,7 +603,12 @@ class MpvHost:
 
     def _mpv_log(self, level, prefix, text) -> None:
         try:
-            log.warning("mpv %s: %s", prefix, redact_text(text).rstrip())
+            line = redact_text(text).rstrip()
+            if level in ("fatal", "error"):
+                log.error("mpv %s: %s", prefix, line)
+                print(f"mpv: {line}", file=sys.stderr)
+            else:
+                log.warning("mpv %s: %s", prefix, line)
         except Exception:
             pass
 
