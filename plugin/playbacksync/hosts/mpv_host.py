@@ -297,7 +297,10 @@ class MpvHost:
         self._sampler.start()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until mpv shuts down (quit, window closed, playlist done); True if it did."""
+        """Block until mpv shuts down (quit, window closed, playlist done); True if it did.
+
+        Ctrl+C quits mpv cleanly (end position reported) and re-raises KeyboardInterrupt.
+        """
         player = self.player
         if player is None:
             return True
@@ -306,12 +309,14 @@ class MpvHost:
         except TimeoutError:
             return False
         except KeyboardInterrupt:
+            # Quit the way the q key does, so the last position is reported, then let it propagate.
             log.info("interrupted: quitting mpv")
             self.quit()
             try:
                 player.wait_for_shutdown(timeout=5)
             except Exception:
                 pass
+            raise
         return True
 
     def quit(self) -> None:
