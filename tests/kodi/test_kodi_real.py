@@ -255,6 +255,31 @@ def test_library_playcount_changes_reach_the_servers(scene):
     assert scene.jf.violations == [] and scene.plex.violations == []
 
 
+def current_window(kodi) -> int:
+    return kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})["currentwindow"]["id"]
+
+
+def test_settings_actions_run_in_kodi(scene):
+    """The settings dialog's buttons run RunScript(service.playbacksync,...): same script, same args."""
+    kodi = scene.kodi
+    kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["test", "jellyfin"]})
+    wait_for(lambda: "test jellyfin: Connected to Fake Jellyfin" in kodi.log_text(), 15, "the connection test")
+    wait_for(lambda: current_window(kodi) == 12002, 10, "the OK dialog")
+    kodi.rpc("Input.Select")
+    wait_for(lambda: current_window(kodi) != 12002, 10, "the OK dialog to close")
+
+    kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["status"]})
+    line = wait_for(lambda: re.search(r"queue status: .*", kodi.log_text()), 15, "the queue status")
+    assert "jellyfin: online" in line.group(0) and "plex: online" in line.group(0), line.group(0)
+    assert "failed 0" in line.group(0) and "pending 0" in line.group(0), line.group(0)
+    wait_for(lambda: current_window(kodi) == 10147, 10, "the text viewer")
+    kodi.rpc("Input.Back")
+    wait_for(lambda: current_window(kodi) != 10147, 10, "the text viewer to close")
+
+    kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["retry"]})
+    wait_for(lambda: "retrying failed changes" in kodi.log_text(), 15, "the retry action")
+
+
 def test_quit_during_playback_loses_nothing(scene):
     kodi = scene.kodi
     mark = kodi.rpc_client.mark()

@@ -364,6 +364,7 @@ class KodiHost:
             _notify("Sync is not running", error=True)
             return
         worker.retry_failed()
+        log("retrying failed changes")
         _notify("Retrying failed changes")
 
     def show_status(self) -> None:
@@ -377,7 +378,9 @@ class KodiHost:
             lines.append(f"{source}: {states.get(source, 'unknown')} — pending {c.get('pending', 0)}, "
                          f"syncing {c.get('syncing', 0)}, failed {c.get('failed', 0)}, "
                          f"synced {c.get('synced', 0)}")
-        xbmcgui.Dialog().textviewer("Playback Sync: queue", "\n".join(lines) or "No server is configured.")
+        text = "\n".join(lines) or "No server is configured."
+        log("queue status: " + " / ".join(lines))
+        xbmcgui.Dialog().textviewer("Playback Sync: queue", text)
 
     # -- main loop --------------------------------------------------------
     def run(self) -> None:
@@ -462,7 +465,9 @@ def _server(server_type: str):
 def _test_connection(server_type: str) -> None:
     from ..settings.actions import test_connection
 
-    xbmcgui.Dialog().ok("Playback Sync", _redact(test_connection(_server(server_type))))
+    result = test_connection(_server(server_type))
+    log(f"test {server_type}: {result}")
+    xbmcgui.Dialog().ok("Playback Sync", _redact(result))
 
 
 def _sign_in(server_type: str) -> None:
