@@ -1,0 +1,83 @@
+"""`make soak`: crash trials at length (default 200), printing the figures.
+
+Each trial plays a generated 4 s clip in a real `playback-sync play` (libmpv,
+--vo=null --ao=null) against the spec-validating fake Jellyfin, kills it with
+SIGKILL at a random moment (during playback, right after a queue write, or
+while a write request is held in the slowed server), then drains with
+`playback-sync sync`; see tests/faults/crash.py. Exit status 1 when any
+acknowledged change was lost, left in `syncing`, or applied twice.
+
+    .venv/bin/python bench/soak.py --trials 200 [--seed N] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.faults.crash import PROGRESS_INTERVAL, SAMPLE_PERIOD, run_trials, summarize  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
+    ap.add_argument("--clip-seconds", type=float, default=4.0)
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    ap.add_argument("--keep", action="store_true", help="keep the trial folders (printed)")
+    args = ap.parse_args(argv)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
+    work = Path(tempfile.mkdtemp(prefix="playback-sync-soak-"))
+    started = time.monotonic()
+
+    def progress(r):
+        if not args.json:
+            flag = "" if not (r.lost or r.stranded or r.duplicates or r.still_queued) else "  <-- " + "; ".join(r.notes)
+            print(f"trial {r.n + 1:4d}/{args.trials} {r.mode:8s} {'killed' if r.killed else 'ended '} "
+                  f"at {r.kill_after_s:5.2f}s  acked {r.acknowledged}  err {r.position_error_s:4.2f}s{flag}",
+                  flush=True)
+
+    try:
+        results = run_trials(work / "trials", args.trials, seed=seed, clip_seconds=args.clip_seconds,
+                             progress=progress)
+    finally:
+        if not args.keep:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+    figures = summarize(results)
+    figures.update(seed=seed, seconds=round(time.monotonic() - started, 1),
+                   position_error_bound_s=PROGRESS_INTERVAL + SAMPLE_PERIOD)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print()
+        print(f"crash soak: {figures['trials']} trials, {figures['killed']} killed by SIGKILL "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(figures['by_mode'].items()))}), seed {seed}, "
+              f"{figures['seconds']} s")
+        rows = [("acknowledged changes", figures["acknowledged_changes"]),
+                ("acknowledged changes lost", figures["lost"]),
+                ("rows stranded in syncing after restart", figures["stranded_in_syncing"]),
+                ("watched applied twice on the server", figures["watched_applied_twice"]),
+                ("changes still queued after the restart's drain", figures["still_queued_after_restart"]),
+                ("max position error (s)", figures["max_position_error_s"]),
+                (f"trials with position error > progress interval ({PROGRESS_INTERVAL} s)",
+                 figures["position_error_over_interval"]),
+                ("items watched on the server", figures["watched_on_server"])]
+        width = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            print(f"  {k.ljust(width)}  {v}")
+        if args.keep:
+            print(f"trial folders kept in {work}")
+    bad = figures["lost"] or figures["stranded_in_syncing"] or figures["watched_applied_twice"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

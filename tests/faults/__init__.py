@@ -1,0 +1,1 @@
+"""Helpers for the fault tests: crash trials (also run by ``bench/soak.py``) and fault fakes."""

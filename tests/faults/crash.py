@@ -1,0 +1,366 @@
+"""Crash trials: a real ``playback-sync play`` (libmpv, no video/audio output) against
+the spec-validating fake Jellyfin, killed with SIGKILL at a random moment, then
+restarted with ``playback-sync sync`` to drain. Shared by tests/test_crash_trials.py
+(CI, ≥30 trials) and bench/soak.py (``make soak``, 200 trials).
+
+A trial, for one fresh item (its own clip path) and one fresh queue folder:
+
+1. start ``play`` with ``--input-ipc-server`` so this process can read mpv's
+   ``time-pos`` (the last position the player reached) up to the kill;
+2. kill it at a moment chosen by the trial's mode:
+   ``playback``: a uniformly random time after the process started;
+   ``enqueue``:  right after the k-th write to the queue file (its WAL changes);
+   ``request``:  while a write request is held in the (slowed) fake server;
+3. wait until the fake finished any request the dead process left in it, then
+   read the queue file: every row in it was acknowledged (committed);
+4. run ``playback-sync sync`` and read the queue and the server again.
+
+Figures per trial: ``lost`` (acknowledged changes neither on the server nor
+still queued), ``stranded`` (rows left in ``syncing`` after the restart),
+``duplicates`` (watched applied more than once on the server, counted in the
+fake), ``position_error_s`` (last position the player reached minus the
+server's resume position; 0 when the item is watched).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from tests.fakes.jellyfin import JellyfinFake
+from tests.fakes.mediabrowser import TICKS_PER_SECOND
+
+MODES = ("playback", "enqueue", "request")
+TOKEN = "crashTOKENq7w3e9r1t5y0u2"
+PROGRESS_INTERVAL = 2  # the settings' minimum: the tightest bound the figures can show
+# The mpv host samples the position once a second and the tracker sends at most one
+# progress per interval from those samples, so the server may trail the player by the
+# interval plus one sample period (plus the few ms of the hand-off to the queue).
+SAMPLE_PERIOD = 1.0
+TABLE = "playback_sync_queue"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CrashFake(JellyfinFake):
+    """Jellyfin that counts each played mark it applies and can hold write requests."""
+
+    def __init__(self, **kw):
+        super().__init__(version="10.10.7", **kw)
+        self.played_applied: Counter = Counter()
+        self.hold_writes = 0.0  # seconds each write request waits before it is handled
+        self.inflight = 0
+        self.arrivals = 0  # write requests that reached the server while held
+
+    def mark_played(self, uid, iid, when=None):
+        with self.lock:
+            self.played_applied[iid] += 1
+        return super().mark_played(uid, iid, when)
+
+    def _respond(self, req, body, environ):
+        write = req.method in ("POST", "DELETE") and req.path.startswith(("/UserItems/", "/UserPlayedItems/"))
+        hold = self.hold_writes if write else 0.0
+        if not hold:
+            return super()._respond(req, body, environ)
+        with self.lock:
+            self.inflight += 1
+            self.arrivals += 1
+        try:
+            # The server handles the request whether or not the client is still there.
+            self._stopping.wait(hold)
+            return super()._respond(req, body, environ)
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+
+@dataclass
+class TrialResult:
+    n: int
+    mode: str
+    killed: bool
+    kill_after_s: float
+    last_position_s: float
+    acknowledged: int
+    lost: int
+    stranded: int
+    duplicates: int
+    still_queued: int
+    position_error_s: float
+    server_played: bool
+    server_position_s: float
+    notes: List[str] = field(default_factory=list)
+
+
+def _ipc_time_pos(sock: socket.socket, buf: bytearray, request_id: int, timeout: float = 0.2) -> Optional[float]:
+    """mpv JSON IPC: ask time-pos, skip the event lines mpv interleaves."""
+    try:
+        sock.sendall(json.dumps({"command": ["get_property", "time-pos"], "request_id": request_id}).encode()
+                     + b"\n")
+    except OSError:  # mpv is gone (the clip ended)
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("request_id") == request_id:
+                data = msg.get("data")
+                return float(data) if isinstance(data, (int, float)) else None
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, OSError):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return None
+
+
+def read_rows(db: Path) -> List[dict]:
+    """Every row of the queue file (committed WAL frames included), by id."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute(f"SELECT * FROM {TABLE} ORDER BY id")]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # killed while the schema was being made: nothing acknowledged
+            raise
+    finally:
+        con.close()
+
+
+class CrashRig:
+    """One fake Jellyfin, one base clip, a config; ``trial(n, mode)`` runs one trial."""
+
+    def __init__(self, workdir: Path, *, clip_seconds: float = 4.0, hold_s: float = 1.0, rng=None):
+        from tests.media import make_clip
+
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.clip_seconds = clip_seconds
+        self.hold_s = hold_s
+        self.rng = rng or random.Random()
+        self.base_clip = make_clip(self.dir / "clips", clip_seconds, name="base")
+        self.fake = CrashFake().start()
+        self.uid = self.fake.add_user("viewer", "pw")
+        self.fake.issue_token(self.uid, TOKEN)
+        self.config = self.dir / "config.toml"
+        self.config.write_text(
+            f'[sync]\nprogress_interval = {PROGRESS_INTERVAL}\nwatched_percent = 90\n\n'
+            f'[[servers]]\nid = "jf"\ntype = "jellyfin"\nurl = "{self.fake.url}"\n'
+            f'token = "{TOKEN}"\nuser_id = "{self.uid}"\n', encoding="utf-8")
+        os.chmod(self.config, 0o600)
+        (self.dir / "mpv-config").mkdir(exist_ok=True)
+
+    def close(self) -> None:
+        self.fake.stop(check=False)
+
+    def violations(self) -> List[str]:
+        return list(self.fake.violations)
+
+    def env(self, trial_dir: Path) -> Dict[str, str]:
+        env = dict(os.environ)
+        env.update(PLAYBACK_SYNC_DATA_DIR=str(trial_dir / "data"), PLAYBACK_SYNC_CONFIG=str(self.config),
+                   XDG_STATE_HOME=str(trial_dir / "state"), XDG_CONFIG_HOME=str(trial_dir / "xdg-config"),
+                   XDG_DATA_HOME=str(trial_dir / "xdg-data"), XDG_CACHE_HOME=str(trial_dir / "cache"),
+                   PLAYBACK_SYNC_MPV_CONFIG_DIR=str(self.dir / "mpv-config"),
+                   PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+        env.pop("DISPLAY", None)
+        return env
+
+    def cli(self, *args: str) -> List[str]:
+        return [sys.executable, "-m", "playbacksync.cli", *args]
+
+    # -- one trial ---------------------------------------------------------------
+    def trial(self, n: int, mode: str) -> TrialResult:
+        rng = self.rng
+        tdir = self.dir / f"trial-{n:04d}"
+        tdir.mkdir()
+        clip = tdir / f"clip {n}.mp4"  # a space: paths are passed as they are
+        os.link(self.base_clip, clip)
+        item = self.fake.add_item(f"Clip {n}", path=str(clip), runtime_s=self.clip_seconds)
+        db = tdir / "data" / "queue.sqlite"
+        sock_path = str(tdir / "mpv.sock")
+        env = self.env(tdir)
+        self.fake.hold_writes = self.hold_s if mode == "request" else 0.0
+        self.fake.arrivals = 0
+        cmd = self.cli("play", str(clip), "--vo=null", "--ao=null", f"--input-ipc-server={sock_path}")
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        # playback: anywhere from process start to shortly after the clip's natural end.
+        kill_at = start + rng.uniform(0.0, 1.2 + self.clip_seconds)
+        writes_to_wait = rng.randint(1, 8)  # enqueue: the k-th write of ~8 (open, changes, claims, closes)
+        arrival_to_wait = rng.randint(1, 2)  # request: the progress or the watched request
+        hold_kill_at = None
+        wal = Path(str(db) + "-wal")
+        wal_seen, writes = None, 0
+        sock, buf, rid = None, bytearray(), 0
+        last_pos = 0.0
+        killed = False
+        deadline = start + self.clip_seconds + 20
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now > deadline:
+                    raise AssertionError(f"trial {n}: play did not end in time")
+                if sock is None and os.path.exists(sock_path):
+                    try:
+                        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        sock.connect(sock_path)
+                    except OSError:
+                        sock = None
+                fire = False
+                if mode == "playback":
+                    fire = now >= kill_at
+                elif mode == "enqueue":
+                    try:
+                        st = wal.stat()
+                        stamp = (st.st_size, st.st_mtime_ns)
+                    except OSError:
+                        stamp = None
+                    if stamp is not None and stamp != wal_seen:
+                        wal_seen = stamp
+                        writes += 1
+                        fire = writes >= writes_to_wait
+                else:
+                    if hold_kill_at is None and self.fake.arrivals >= arrival_to_wait:
+                        hold_kill_at = now + rng.uniform(0.0, self.hold_s * 0.9)
+                    fire = hold_kill_at is not None and now >= hold_kill_at
+                if sock is not None:
+                    rid += 1
+                    pos = _ipc_time_pos(sock, buf, rid, timeout=0.05 if fire else 0.2)
+                    if pos is not None:
+                        last_pos = pos
+                if fire:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = True
+                    break
+                time.sleep(0.001 if mode == "enqueue" else 0.01)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            if sock is not None:
+                sock.close()
+            stderr = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+            if proc.stderr:
+                proc.stderr.close()
+        kill_after = time.monotonic() - start
+        notes = []
+        if not killed:
+            notes.append(f"play ended by itself (exit {proc.returncode})")
+            if proc.returncode != 0:
+                notes.append(stderr.strip()[-300:])
+        # Let the server finish what the dead process left in it, as a real server would.
+        wait_until = time.monotonic() + self.hold_s + 5
+        while self.fake.inflight and time.monotonic() < wait_until:
+            time.sleep(0.01)
+        self.fake.hold_writes = 0.0
+        acknowledged = read_rows(db)
+
+        t_sync = time.monotonic()
+        done = subprocess.run(self.cli("sync", "--timeout", "20"), env=env, capture_output=True, text=True,
+                              timeout=60)
+        self.sync_seconds = time.monotonic() - t_sync
+        if done.returncode != 0:
+            notes.append(f"sync exit {done.returncode}: {(done.stdout + done.stderr).strip()[-300:]}")
+        final = {r["id"]: r for r in read_rows(db)}
+        data = self.fake.user_data(self.uid, item)
+        server_pos = data.position_ticks / TICKS_PER_SECOND
+        lost, queued = self._lost(acknowledged, final, data, notes)
+        stranded = sum(1 for r in final.values() if r["status"] == "syncing")
+        dup = max(0, self.fake.played_applied[item] - 1)
+        error = 0.0 if data.played else max(0.0, last_pos - server_pos)
+        return TrialResult(n, mode, killed, round(kill_after, 3), round(last_pos, 3), len(acknowledged), lost,
+                           stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes)
+
+    @staticmethod
+    def _lost(acknowledged: List[dict], final: Dict[int, dict], data, notes: List[str]):
+        """Acknowledged rows that neither reached the server nor are still queued."""
+        lost = queued = 0
+        watched = [r for r in acknowledged if r["change_type"] == "mark_watched"]
+        progress = [r for r in acknowledged if r["change_type"] == "progress_update"]
+        for r in acknowledged:
+            now = final.get(r["id"])
+            if now is None:
+                lost += 1
+                notes.append(f"row {r['id']} vanished")
+            elif now["status"] in ("pending", "failed"):
+                queued += 1
+        if watched:
+            if not data.played:
+                still = any(final.get(r["id"], {}).get("status") in ("pending", "failed") for r in watched)
+                if not still:
+                    lost += 1
+                    notes.append("an acknowledged watched mark is not on the server")
+        elif progress:
+            # The item's latest acknowledged position is what the server must hold
+            # (earlier ones are replaced on purpose: coalescing and dedup).
+            last = max(progress, key=lambda r: (r["created_at"], r["id"]))
+            want = last["position_ms"]
+            now = final.get(last["id"])
+            have = data.position_ticks * 1000 // TICKS_PER_SECOND
+            if have != want and (now is None or now["status"] not in ("pending", "failed")):
+                lost += 1
+                notes.append(f"server position {have} ms, last acknowledged {want} ms (row {last['id']} "
+                             f"{now and now['status']}/{now and now['resolution']})")
+        return lost, queued
+
+
+def summarize(results: List[TrialResult]) -> Dict[str, object]:
+    killed = [r for r in results if r.killed]
+    return {
+        "trials": len(results),
+        "killed": len(killed),
+        "by_mode": dict(Counter(r.mode for r in killed)),
+        "acknowledged_changes": sum(r.acknowledged for r in results),
+        "lost": sum(r.lost for r in results),
+        "stranded_in_syncing": sum(r.stranded for r in results),
+        "watched_applied_twice": sum(r.duplicates for r in results),
+        "still_queued_after_restart": sum(r.still_queued for r in results),
+        "max_position_error_s": max((r.position_error_s for r in results), default=0.0),
+        "progress_interval_s": PROGRESS_INTERVAL,
+        "position_error_over_interval": sum(1 for r in results if r.position_error_s > PROGRESS_INTERVAL),
+        "watched_on_server": sum(1 for r in results if r.server_played),
+    }
+
+
+def run_trials(workdir: Path, trials: int, *, seed: Optional[int] = None, clip_seconds: float = 4.0,
+               hold_s: float = 1.0, progress=None) -> List[TrialResult]:
+    rng = random.Random(seed)
+    rig = CrashRig(workdir, clip_seconds=clip_seconds, hold_s=hold_s, rng=rng)
+    results = []
+    try:
+        for n in range(trials):
+            r = rig.trial(n, MODES[n % len(MODES)])
+            results.append(r)
+            if progress is not None:
+                progress(r)
+        violations = rig.violations()
+        if violations:
+            raise AssertionError("the fake saw requests its spec rejects:\n  " + "\n  ".join(violations[:5]))
+    finally:
+        rig.close()
+    return results

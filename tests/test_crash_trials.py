@@ -1,0 +1,42 @@
+"""Crash trials: real `playback-sync play` processes (libmpv) killed with SIGKILL at
+random moments, restarted with `playback-sync sync`; nothing acknowledged is lost.
+
+The harness is tests/faults/crash.py (bench/soak.py runs 200 of the same trials).
+PLAYBACK_SYNC_CRASH_SEED replays a run; the seed is printed.
+"""
+import os
+import random
+
+import pytest
+
+pytest.importorskip("mpv")
+
+from tests.faults.crash import MODES, PROGRESS_INTERVAL, SAMPLE_PERIOD, run_trials, summarize  # noqa: E402
+
+pytestmark = [pytest.mark.mpv, pytest.mark.slow]
+
+TRIALS = 30
+
+
+@pytest.mark.timeout(400)
+def test_thirty_sigkills_lose_nothing(tmp_path):
+    seed = int(os.environ.get("PLAYBACK_SYNC_CRASH_SEED") or random.SystemRandom().randrange(1 << 30))
+    print(f"\ncrash trials: seed {seed}")
+    results = run_trials(tmp_path, TRIALS, seed=seed)
+    figures = summarize(results)
+    for r in results:
+        print(f"  #{r.n:02d} {r.mode:8s} killed={r.killed!s:5s} at {r.kill_after_s:5.2f}s pos {r.last_position_s:4.2f}s"
+              f" acked {r.acknowledged} server {'watched' if r.server_played else f'{r.server_position_s:.2f}s'}"
+              f" err {r.position_error_s:.2f}s {'; '.join(r.notes)}")
+    print("crash trial figures:", figures)
+    bad = [r for r in results if r.lost or r.stranded or r.duplicates or r.still_queued]
+    assert not bad, "\n".join(f"trial {r.n} ({r.mode}, seed {seed}): {r}" for r in bad)
+    assert figures["lost"] == 0 and figures["stranded_in_syncing"] == 0 and figures["watched_applied_twice"] == 0
+    assert figures["max_position_error_s"] <= PROGRESS_INTERVAL + SAMPLE_PERIOD, figures
+    # The trials must really have hit what they aim at, or the zeros above say little.
+    killed = [r for r in results if r.killed]
+    assert len(killed) >= TRIALS * 2 // 3, figures
+    for mode in MODES:
+        assert sum(1 for r in killed if r.mode == mode) >= 4, (mode, figures)
+    assert sum(1 for r in killed if r.acknowledged) >= 5, "too few kills after a change was queued"
+    assert figures["watched_on_server"] >= 3 and any(r.acknowledged == 0 for r in killed), figures
