@@ -97,3 +97,13 @@ def test_osd_texts_never_show_tokens():
     policy = OsdPolicy("errors")
     text = policy.text_for(Msg("failed", message="GET http://h/Items?api_key=SECRET failed"))
     assert "SECRET" not in text and "http://h/Items?…" in text
+
+
+def test_missing_libmpv_is_a_clear_error(monkeypatch, capsys):
+    from playbacksync.hosts import mpv_host
+
+    monkeypatch.setattr(mpv_host, "mpv", None)
+    monkeypatch.setattr(mpv_host, "_MPV_MISSING", "OSError: Cannot find libmpv", raising=False)
+    assert mpv_host.run_player(["x.mkv"], {}) == mpv_host.EXIT_BAD_OPTIONS
+    err = capsys.readouterr().err
+    assert "libmpv is not installed" in err and "apt install libmpv2" in err

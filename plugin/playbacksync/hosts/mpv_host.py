@@ -28,7 +28,11 @@ import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-import mpv
+try:
+    import mpv
+except (ImportError, OSError) as _exc:  # python-mpv present but libmpv missing raises OSError
+    mpv = None
+    _MPV_MISSING = f"{type(_exc).__name__}: {_exc}"
 
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
                               STARTED, MediaRef, PlaybackEvent)
@@ -250,7 +254,7 @@ class MpvHost:
         self._sampler: Optional[threading.Thread] = None
         self._settings_thread: Optional[threading.Thread] = None
         self._unsubscribe: Optional[Callable] = None
-        self.player: Optional[mpv.MPV] = None
+        self.player = None  # mpv.MPV once started
 
     # -- lifecycle --------------------------------------------------------------
     def options(self) -> Dict[str, str]:
@@ -268,6 +272,9 @@ class MpvHost:
 
     def start(self, targets: Iterable[str]) -> None:
         targets = list(targets)
+        if mpv is None:
+            raise PlayerError("libmpv is not installed or could not be loaded (Debian/Ubuntu: "
+                              f"sudo apt install libmpv2; macOS: brew install mpv): {_MPV_MISSING}")
         try:
             player = mpv.MPV(log_handler=self._mpv_log, loglevel="warn", **self.options())
         except (AttributeError, ValueError, TypeError, mpv.ShutdownError) as exc:
@@ -347,12 +354,12 @@ class MpvHost:
         return EXIT_OK if self._loaded_any or not self._errors else EXIT_NOTHING_PLAYED
 
     # -- reading mpv ----------------------------------------------------------------
-    def _get(self, name: str, decoder=mpv.strict_decoder):
+    def _get(self, name: str, decoder=None):
         player = self.player
         if player is None:
             return None
         try:
-            return player._get_property(name, decoder)
+            return player._get_property(name, decoder or mpv.strict_decoder)
         except Exception:  # unavailable now, or mpv shut down
             return None
 
