@@ -47,7 +47,8 @@ Misbehaviour (each applies to the next request(s) whatever the route):
     redirect_next(to_url, status=302, times=1)  # Location: to_url + path?query
     go_down() / come_back()              # refused connections, same port
 Request log: ``fake.requests`` (list of ``RecordedRequest``: method, path,
-query (dict of lists), headers (case-insensitive), body, json()).
+query (dict of lists), headers (case-insensitive), body, json(), client).
+HTTPS: ``FakeServer(tls=make_self_signed_cert(tmp_dir))``.
 ``fake.clear_log()`` empties it. ``fake.url`` is ``http://127.0.0.1:PORT``.
 """
 from __future__ import annotations
@@ -56,6 +57,8 @@ import functools
 import json
 import re
 import socket
+import ssl
+import subprocess
 import struct
 import threading
 import time
@@ -128,6 +131,8 @@ class RecordedRequest:
     body: bytes = b""
     host: str = ""
     time: float = field(default_factory=time.time)
+    client: tuple = ()  # (address, port) of the client connection
+    # (Werkzeug's server answers "Connection: close" every time, so fakes can't show keep-alive.)
 
     def json(self):
         return json.loads(self.body) if self.body else None
@@ -193,9 +198,11 @@ class FakeServer:
     spec_path: Optional[str] = None
     server_url: str = "/"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: Optional[tuple] = None):
+        """``tls=(certfile, keyfile)`` serves HTTPS (see ``make_self_signed_cert``)."""
         self.host = host
         self.port = port
+        self.tls = tls
         self.lock = threading.RLock()
         self.routes: List[tuple] = []
         self.violations: List[str] = []
@@ -215,10 +222,14 @@ class FakeServer:
     # -- life cycle --------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> "FakeServer":
-        self._server = _Server(self.host, self.port, self._wsgi, handler=_Handler)
+        ctx = None
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+        self._server = _Server(self.host, self.port, self._wsgi, handler=_Handler, ssl_context=ctx)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"{type(self).__name__}:{self.port}", daemon=True)
@@ -342,7 +353,8 @@ class FakeServer:
         req = Request(environ)
         body = req.get_data(cache=True)
         rec = RecordedRequest(req.method, req.path, req.args.to_dict(flat=False), Headers(req.headers),
-                              body, host=req.host)
+                              body, host=req.host,
+                              client=(environ.get("REMOTE_ADDR"), int(environ.get("REMOTE_PORT") or 0)))
         with self.lock:
             self.requests.append(rec)
         resp = self._respond(req, body, environ)
@@ -435,6 +447,18 @@ def fail_on_spec_violations():
         new += f.violations[before.get(f, 0):]
     if new:
         pytest.fail("requests the spec rejects:\n  " + "\n  ".join(new), pytrace=False)
+
+
+def make_self_signed_cert(directory: str, host: str = "127.0.0.1") -> tuple:
+    """A throw-away certificate for ``host`` (openssl CLI): returns (certfile, keyfile)."""
+    import os
+
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    san = f"IP:{host}" if re.fullmatch(r"[\d.]+", host) else f"DNS:{host}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName={san}"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def serve_forever_cli(make_fake: Callable[[Any], FakeServer], add_args: Callable = None) -> None:

@@ -62,6 +62,7 @@ class JellyfinFake(MediaBrowserFake):
         r("POST", "/Sessions/Playing/Progress", self.session_progress)
         r("POST", "/Sessions/Playing/Stopped", self.session_stopped)
         r("GET", "/Items", self.list_items)
+        r("GET", "/Users/Me", self.users_me)
         # 10.8 routes; newer servers still serve them though their specs hide them.
         r("POST", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_played)
         r("DELETE", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_unplayed)
@@ -165,6 +166,14 @@ class JellyfinFake(MediaBrowserFake):
         return {"User": {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True},
                 "SessionInfo": {"UserId": user.id, "Client": fields["Client"], "DeviceId": fields["DeviceId"]},
                 "AccessToken": token, "ServerId": self.server_id}
+
+    def users_me(self, req):
+        uid = self.user_of(req)
+        if uid is None:
+            return self.unauthorized()
+        with self.lock:
+            user = self.users[uid]
+        return {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True}
 
     def _session(self, req, kind):
         uid = self.user_of(req)

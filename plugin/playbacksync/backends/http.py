@@ -118,7 +118,10 @@ class HttpClient:
         if headers:
             self.session.headers.update(headers)
         # A CA bundle implies verification; verify_tls=False is the user's explicit choice.
-        self.session.verify = server.ca_bundle or bool(server.verify_tls)
+        # Passed on every request too: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+        # override a Session's own verify setting.
+        self.verify = server.ca_bundle or bool(server.verify_tls)
+        self.session.verify = self.verify
         for s in (server.token, *secrets):
             register_secret(s)
 
@@ -130,7 +133,7 @@ class HttpClient:
         what = f"{method} {redact(self.base_url + path)}"
         try:
             resp = self.session.request(method, self.url(path), params=params, json=json, headers=headers,
-                                        timeout=self.timeout)
+                                        timeout=self.timeout, verify=self.verify)
         except requests.Timeout as e:
             raise TransientError(f"{what}: timed out ({type(e).__name__})") from None
         except requests.exceptions.SSLError as e:

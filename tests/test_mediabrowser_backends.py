@@ -1,0 +1,133 @@
+"""What only Jellyfin or only Emby does: route choice by version, 10.8's
+session-based resume point, user discovery, Emby's server-side filters."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from playbacksync.backends import make_backend
+from playbacksync.changes import PROGRESS, WATCHED, Change
+from playbacksync.config import ServerConfig
+from tests.fakes.base import fail_on_spec_violations  # noqa: F401
+from tests.fakes.emby import EmbyFake
+from tests.fakes.jellyfin import JellyfinFake
+from tests.fakes.mediabrowser import TICKS_PER_SECOND
+
+
+def _jf(version):
+    fake = JellyfinFake(version=version).start()
+    uid = fake.add_user("alice", "pw")
+    return fake, uid, fake.issue_token(uid)
+
+
+def _progress(item, ms):
+    return Change(media_item_id=item, source_id="j", user_id="", change_type=PROGRESS, position_ms=ms,
+                  created_at=time.time())
+
+
+@pytest.mark.parametrize("version", ["10.8.13", "10.9.11", "12.0.0"])
+def test_progress_route_follows_the_version(version):
+    fake, uid, tok = _jf(version)
+    try:
+        item = fake.add_item("Film", path="/f.mkv", runtime_s=3600)
+        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid))
+        b.apply(_progress(item, 1_000_000))  # no check() first: the backend asks for the version itself
+        paths = [r.path for r in fake.requests if r.method == "POST"]
+        if version == "10.8.13":
+            assert paths == ["/Sessions/Playing", "/Sessions/Playing/Stopped"]
+            assert [s["kind"] for s in fake.sessions] == ["start", "stopped"]
+            assert fake.sessions[-1]["PositionTicks"] == 1000 * TICKS_PER_SECOND
+        else:
+            assert paths == [f"/UserItems/{item}/UserData"] and not fake.sessions
+        assert fake.user_data(uid, item).position_ticks == 1000 * TICKS_PER_SECOND
+        b.close()
+    finally:
+        fake.stop()
+
+
+def test_10_8_server_resume_rules_apply():
+    # On 10.8 the position goes through a playback session, so the server's own
+    # rules decide: under 5 % is "not started", over 90 % is "played".
+    fake, uid, tok = _jf("10.8.13")
+    try:
+        item = fake.add_item("Film", runtime_s=1000)
+        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid))
+        b.apply(_progress(item, 20_000))
+        assert fake.user_data(uid, item).position_ticks == 0
+        b.apply(_progress(item, 950_000))
+        assert fake.user_data(uid, item).played is True
+        b.close()
+    finally:
+        fake.stop()
+
+
+def test_user_id_found_from_token_when_not_configured():
+    fake, uid, tok = _jf("10.10.7")
+    try:
+        item = fake.add_item("Film")
+        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok))
+        b.apply(Change(media_item_id=item, source_id="j", user_id="", change_type=WATCHED, created_at=time.time()))
+        assert fake.user_data(uid, item).played
+        b.close()
+    finally:
+        fake.stop()
+
+
+def test_jellyfin_sends_the_mediabrowser_header():
+    fake, uid, tok = _jf("12.0.0")
+    try:
+        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid,
+                                      device_id="dev-42"))
+        b.check()
+        auth = fake.requests[-1].headers["Authorization"]
+        assert auth.startswith('MediaBrowser Client="Playback Sync", Device="')
+        assert 'DeviceId="dev-42"' in auth and f'Token="{tok}"' in auth and 'Version="' in auth
+        assert "X-Emby-Token" not in fake.requests[-1].headers  # off by default from 12.0
+        b.close()
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def emby():
+    fake = EmbyFake().start()
+    uid = fake.add_user("alice", "pw")
+    fake.ids = {
+        "matrix": fake.add_item("The Matrix", path="/m/The Matrix.mkv", provider_ids={"Imdb": "tt0133093"}),
+        "reloaded": fake.add_item("Matrix Reloaded", path="/m/Reloaded.mkv", provider_ids={"Imdb": "tt0234215",
+                                                                                            "Tmdb": "604"}),
+        "other": fake.add_item("Other", path="/m/Other.mkv", provider_ids={"Tvdb": "81189"}),
+    }
+    b = make_backend(ServerConfig(id="e", type="emby", url=fake.url, token=fake.issue_token(uid), user_id=uid))
+    yield fake, b
+    b.close()
+    fake.stop()
+
+
+def test_emby_find_by_provider_id(emby):
+    fake, b = emby
+    got = b.find_items(provider_ids={"imdb": "tt0133093"})
+    assert [i.item_id for i in got] == [fake.ids["matrix"]]
+    got = b.find_items(provider_ids={"tmdb": "604", "tvdb": "81189"})
+    assert {i.item_id for i in got} == {fake.ids["reloaded"], fake.ids["other"]}
+    assert "AnyProviderIdEquals" in fake.requests[-1].query  # filtered by the server, not here
+
+
+def test_emby_find_by_path(emby):
+    fake, b = emby
+    got = b.find_items(path="/m/Reloaded.mkv")
+    assert [(i.item_id, i.provider_ids) for i in got] == [(fake.ids["reloaded"], {"imdb": "tt0234215",
+                                                                                  "tmdb": "604"})]
+    assert b.find_items(path="/m/none.mkv") == []
+    with pytest.raises(ValueError):
+        b.find_items()
+
+
+def test_emby_progress_keeps_favourite_and_count(emby):
+    fake, b = emby
+    iid, uid = fake.ids["other"], next(iter(fake.users))
+    fake.set_user_data(uid, iid, played=True, play_count=5)
+    b.apply(_progress(iid, 120_000))
+    d = fake.user_data(uid, iid)
+    assert (d.position_ticks, d.played, d.play_count) == (120 * TICKS_PER_SECOND, True, 5)
