@@ -131,3 +131,24 @@ def test_emby_progress_keeps_favourite_and_count(emby):
     b.apply(_progress(iid, 120_000))
     d = fake.user_data(uid, iid)
     assert (d.position_ticks, d.played, d.play_count) == (120 * TICKS_PER_SECOND, True, 5)
+
+
+class _NoPagingJellyfin(JellyfinFake):
+    """A server (or proxy) that ignores startIndex/limit and always sends everything."""
+
+    def page(self, uid, items, start, limit, fields):
+        return super().page(uid, items, 0, None, fields)
+
+
+def test_iter_items_stops_when_the_server_ignores_paging():
+    fake = _NoPagingJellyfin(version="10.10.7").start()
+    try:
+        uid = fake.add_user("a", "b")
+        ids = {fake.add_item(f"Item {i}", path=f"/x/{i}.mkv") for i in range(5)}
+        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=fake.issue_token(uid),
+                                      user_id=uid))
+        got = [i.item_id for i in b.iter_items(page_size=2)]
+        assert sorted(got) == sorted(ids)  # each once, and it ended
+        b.close()
+    finally:
+        fake.stop()

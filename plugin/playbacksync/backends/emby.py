@@ -97,18 +97,24 @@ class EmbyBackend(Backend):
         return indexed_item(d)
 
     def _query(self, extra: Dict[str, object], page_size: int) -> Iterator[IndexedItem]:
-        start = 0
+        start, seen = 0, set()
         while True:
             params = {"Recursive": "true", "Fields": "ProviderIds,Path", "IncludeItemTypes": ",".join(PLAYABLE_TYPES),
                       "SortBy": "SortName", "StartIndex": start, "Limit": page_size, "EnableUserData": "false", **extra}
             d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
             items = d.get("Items") or []
+            new = 0
             for raw in items:
-                if isinstance(raw, dict) and raw.get("Id"):
+                if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
+                    seen.add(raw["Id"])
+                    new += 1
                     yield indexed_item(raw)
             start += len(items)
             total = d.get("TotalRecordCount")
-            if not items or (isinstance(total, int) and start >= total):
+            # A page with nothing new means the server ignores paging: stop, don't loop.
+            if not items or not new:
+                return
+            if (start >= total) if isinstance(total, int) else len(items) < page_size:
                 return
 
     def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:

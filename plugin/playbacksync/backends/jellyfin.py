@@ -109,19 +109,25 @@ class JellyfinBackend(Backend):
         return indexed_item(d)
 
     def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        uid, start = self._uid(), 0
+        uid, start, seen = self._uid(), 0, set()
         while True:
             params = {"userId": uid, "recursive": "true", "fields": ["ProviderIds", "Path"],
                       "includeItemTypes": list(PLAYABLE_TYPES), "sortBy": ["SortName"],
                       "startIndex": start, "limit": page_size, "enableUserData": "false"}
             d = need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
             items = d.get("Items") or []
+            new = 0
             for raw in items:
-                if isinstance(raw, dict) and raw.get("Id"):
+                if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
+                    seen.add(raw["Id"])
+                    new += 1
                     yield indexed_item(raw)
             start += len(items)
             total = d.get("TotalRecordCount")
-            if not items or (isinstance(total, int) and start >= total):
+            # A page with nothing new means the server ignores paging: stop, don't loop.
+            if not items or not new:
+                return
+            if (start >= total) if isinstance(total, int) else len(items) < page_size:
                 return
 
     def close(self) -> None:
