@@ -10,7 +10,7 @@ ARGS ?= status
 RUN_APT := libmpv2
 TEST_APT := $(RUN_APT) ffmpeg xvfb xauth x11-apps imagemagick xdotool pulseaudio libgl1-mesa-dri kodi
 
-.PHONY: install test-deps test run bench soak kodi-zip clean
+.PHONY: install test-deps test run bench soak kodi-zip kodi-settings clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ run: install
 
 bench: test-deps
 	$(PY) bench/run_all.py
+
+# Regenerates resources/settings.xml and strings.po from the settings schema.
+kodi-settings: install
+	$(PY) -m playbacksync.settings.kodi_settings .
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .hypothesis
