@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
                            ms_to_ticks, need_json_dict, sign_in_request)
@@ -52,7 +52,7 @@ class EmbyBackend(Backend):
 
     def _uid(self) -> str:
         if not self._user_id:
-            raise PermanentError("Emby needs the user id; sign in again to store it")
+            raise AuthError("Emby needs the user id, which is stored at sign-in: sign in again")
         return self._user_id
 
     def check(self) -> ServerInfo:
