@@ -145,6 +145,12 @@ class HttpClient:
             raise TransientError(f"{what}: connection failed: {redact(_short(e))}") from None
         except requests.RequestException as e:
             raise PermanentError(f"{what}: {redact(_short(e))}") from None
+        if resp.history and resp.status_code < 400 and _origin(resp.url) != _origin(self.base_url):
+            # Another host answered (captive portal, moved server): it got no token and saved
+            # nothing for us, so its "OK" must not close the change as applied.
+            p = urlsplit(resp.url)
+            raise TransientError(f"{what}: redirected to another address ({p.scheme}://{p.netloc}); nothing was "
+                                 "saved — if the server moved, put its new address in the settings")
         return self._result(what, resp, expect_json)
 
     def _result(self, what: str, resp: requests.Response, expect_json: bool) -> Any:
@@ -160,6 +166,12 @@ class HttpClient:
         if code >= 300:
             raise PermanentError(f"{what}: HTTP {code} {resp.reason or ''}".rstrip() + _detail(resp))
         if not expect_json or code == 204 or not resp.content:
+            if resp.content and "json" in resp.headers.get("Content-Type", "").lower():
+                try:
+                    resp.json()
+                except ValueError:
+                    # A cut or garbled answer to a write: don't take its 200 as "saved".
+                    raise TransientError(f"{what}: the answer is not valid JSON") from None
             return None
         try:
             return resp.json()
