@@ -22,9 +22,10 @@ Durability
 Transactions
     Every write is one short ``BEGIN IMMEDIATE`` transaction: the write lock is
     taken before anything is read, so the read-then-write of coalescing and
-    recovery cannot interleave with another thread or process. Claims are a
-    single ``UPDATE … RETURNING`` inside such a transaction. ``dataset`` opens
-    the database (its engine, WAL, connection pool); each transaction checks a
+    recovery cannot interleave with another thread or process. A claim is a
+    choice and an update inside one such transaction (no ``RETURNING``, so a
+    Python bundling SQLite older than 3.35 works too). ``dataset`` opens the
+    database (its engine, WAL, connection pool); each transaction checks a
     connection out of that pool and runs its statements on the sqlite3
     connection directly, never through dataset's per-thread connection (see
     ``_tx``). Migrations run first on their own connection and dataset's
@@ -384,9 +385,9 @@ class SyncQueue:
                 return plan.update_id
             return q(f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, "
                      "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
-                     "VALUES (:m, :s, :u, :t, :p, :d, :c, :ca, :now, 'pending', 0, 0) RETURNING id",
+                     "VALUES (:m, :s, :u, :t, :p, :d, :c, :ca, :now, 'pending', 0, 0)",
                      m=change.media_item_id, s=change.source_id, u=change.user_id,
-                     t=change.change_type, **values).fetchone()[0]
+                     t=change.change_type, **values).lastrowid
 
     @staticmethod
     def _close_superseded(q, row_id: int, why: str, now: float) -> None:
@@ -491,17 +492,26 @@ class SyncQueue:
         """
         now = self.clock()
         with self._tx("claim changes") as q:
-            rows = q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
-                     "last_attempt_at = :now, updated_at = :now WHERE id IN ("
-                     f" SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending'"
-                     " AND c.next_attempt_at <= :now AND NOT EXISTS ("
-                     f"  SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id"
-                     "   AND o.media_item_id = c.media_item_id AND o.user_id = c.user_id"
-                     "   AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"
-                     f" ORDER BY c.id LIMIT :lim) RETURNING {_COLUMNS}",
-                     s=source_id, owner=self.owner, lease=now + self.lease_seconds, now=now,
-                     lim=int(limit)).fetchall()
-        return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
+            ids = [r[0] for r in q(
+                f"SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending'"
+                " AND c.next_attempt_at <= :now AND NOT EXISTS ("
+                f" SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id"
+                "  AND o.media_item_id = c.media_item_id AND o.user_id = c.user_id"
+                "  AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"
+                " ORDER BY c.id LIMIT :lim", s=source_id, now=now, lim=int(limit))]
+            return self._take(q, ids, now)
+
+    def _take(self, q, ids: List[int], now: float) -> List[QueuedChange]:
+        """pending → syncing for ``ids``, inside the caller's BEGIN IMMEDIATE (so nobody
+        writes between the choice and the update); the rows taken, by id."""
+        if not ids:
+            return []
+        q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
+          "last_attempt_at = :now, updated_at = :now WHERE id IN :ids AND status = 'pending'",
+          ids=ids, owner=self.owner, lease=now + self.lease_seconds, now=now)
+        return [_to_change(r) for r in q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id IN :ids "
+                                         "AND status = 'syncing' AND claim_owner = :owner ORDER BY id",
+                                         ids=ids, owner=self.owner)]
 
     def mark_syncing(self, ids: Iterable[int]) -> List[QueuedChange]:
         """Atomically claim those of ``ids`` that are still pending; ordered by id."""
@@ -510,11 +520,9 @@ class SyncQueue:
             return []
         now = self.clock()
         with self._tx("claim changes") as q:
-            rows = q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
-                     "last_attempt_at = :now, updated_at = :now WHERE id IN :ids AND status = 'pending' "
-                     f"RETURNING {_COLUMNS}", ids=ids, owner=self.owner,
-                     lease=now + self.lease_seconds, now=now).fetchall()
-        return sorted((_to_change(r) for r in rows), key=lambda c: c.id)
+            pending = [r[0] for r in q(f"SELECT id FROM {TABLE} WHERE id IN :ids AND status = 'pending'",
+                                       ids=ids)]
+            return self._take(q, pending, now)
 
     def extend_lease(self, ids: Iterable[int]) -> int:
         """Renew this queue's claim on rows it still holds (a long send)."""
@@ -575,24 +583,28 @@ class SyncQueue:
             return 0
         now = self.clock()
         with self._tx("release claimed changes") as q:
-            back = [r[0] for r in q(
-                f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
-                "lease_expires_at = NULL WHERE id IN :ids AND status = 'syncing' AND claim_owner = :owner "
-                "RETURNING id", ids=ids, now=now, owner=self.owner)]
-            self._settle(q, sorted(back), now)
+            back = [r[0] for r in q(f"SELECT id FROM {TABLE} WHERE id IN :ids AND status = 'syncing' "
+                                    "AND claim_owner = :owner ORDER BY id", ids=ids, owner=self.owner)]
+            if back:
+                q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
+                  "lease_expires_at = NULL WHERE id IN :ids", ids=back, now=now)
+                self._settle(q, back, now)
         return len(back)
 
     def retry_failed(self, source_id: Optional[str] = None) -> int:
         """failed → pending, attempts reset, due now. Returns how many went back to pending."""
         now = self.clock()
-        sql = (f"UPDATE {TABLE} SET status = 'pending', attempt_count = 0, next_attempt_at = 0, "
-               "updated_at = :now WHERE status = 'failed'")
-        params = {"now": now}
+        sql = f"SELECT id FROM {TABLE} WHERE status = 'failed'"
+        params = {}
         if source_id is not None:
             sql += " AND source_id = :s"
             params["s"] = source_id
         with self._tx("retry failed changes") as q:
-            back = sorted(r[0] for r in q(sql + " RETURNING id", **params))
+            back = [r[0] for r in q(sql + " ORDER BY id", **params)]
+            if not back:
+                return 0
+            q(f"UPDATE {TABLE} SET status = 'pending', attempt_count = 0, next_attempt_at = 0, "
+              "updated_at = :now WHERE id IN :ids", ids=back, now=now)
             closed = self._settle(q, back, now)
         return len(back) - closed
 
