@@ -48,6 +48,7 @@ MESSAGE = "playback-sync"  # input.conf: `KEY script-message playback-sync mark-
 EXIT_OK, EXIT_NOTHING_PLAYED, EXIT_BAD_OPTIONS = 0, 1, 2
 OSD_MS = 4000
 
+_KEY = re.compile(r"^[\w+\-]+$")  # a key name as input.conf writes it; nothing that could add a command
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
@@ -286,20 +287,23 @@ class MpvHost:
         player.register_event_callback(self._on_event)
         for name in ("pause", "eof-reached", "duration"):
             player.observe_property(name, self._on_property)
-        for action, key in self._keys.items():
-            if key:
-                player.register_key_binding(key, functools.partial(self._on_key, action), mode="default")
-        try:
-            player.command("load-script", LUA_SCRIPT)
-        except Exception as exc:  # without Lua the last 1 s sample stands in for the exact end position
-            log.warning("mpv could not load %s (%s): end positions come from the last sample", LUA_SCRIPT, exc)
+        for target in targets:
+            player.loadfile(resolve_path(target, os.getcwd()), "append-play")
+        # The rest is asynchronous, so it does not hold up the first frame. The keys are an input
+        # section with the "default" flag: a binding of the same key in the user's input.conf wins.
+        bindings = "\n".join(f"{key} script-message {MESSAGE} {action}"
+                              for action, key in self._keys.items() if key and _KEY.match(key))
+        player.command_async("define-section", "playback-sync", bindings, "default",
+                             callback=self._command_done)
+        player.command_async("enable-section", "playback-sync", "allow-hide-cursor+allow-vo-dragging",
+                             callback=self._command_done)
+        # Without the Lua helper the last 1 s sample stands in for the exact end position.
+        player.command_async("load-script", LUA_SCRIPT, callback=self._command_done)
         if self._subscribe is not None:
             try:
                 self._unsubscribe = self._subscribe(self._on_sync_message)
             except Exception:
                 log.exception("could not subscribe to sync messages")
-        for target in targets:
-            player.loadfile(resolve_path(target, os.getcwd()), "append-play")
         self._sampler = threading.Thread(target=self._sample_loop, name="playback-sync-sampler", daemon=True)
         self._sampler.start()
 
@@ -336,17 +340,26 @@ class MpvHost:
     def close(self) -> int:
         """Stop sampling, shut mpv down, report an end for an entry mpv never ended. Returns an exit code."""
         self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join(2)
         if self._unsubscribe is not None:
             try:
                 self._unsubscribe()
             except Exception:
                 log.exception("could not unsubscribe from sync messages")
             self._unsubscribe = None
-        player, self.player = self.player, None
+        player = self.player
         if player is not None:
+            if not player.core_shutdown:
+                # Still playing (wait timed out): quit as the q key does, so the end is reported, and
+                # only then let go of the handle (python-mpv property reads need a live core).
+                self.quit()
+                try:
+                    player.wait_for_shutdown(timeout=5)
+                except Exception:
+                    pass
+            self.player = None
             player.terminate()
-        if self._sampler is not None:
-            self._sampler.join(2)
         with self._lock:
             entry = self._entry
             if entry is not None and entry.media is not None and not entry.ended:
@@ -536,10 +549,9 @@ class MpvHost:
     def _on_user_message(self, action=b"", *_):
         self._act(_text(action))
 
-    @_guarded
-    def _on_key(self, action: str, key_state="p-", *_):
-        if _text(key_state)[:1] in ("d", "p"):
-            self._act(action)
+    def _command_done(self, error, _result=None) -> None:
+        if error is not None:
+            log.warning("mpv refused a playback-sync setup command: %s", error)
 
     def _act(self, action: str) -> None:
         if action in ("mark-watched", "mark-unwatched"):
