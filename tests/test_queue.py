@@ -431,3 +431,15 @@ def test_retried_watched_mark_resends_a_rewatch_position_already_sent(q):
     assert [(r.change_type, r.position_ms) for r in pending] == [
         ("mark_watched", None), ("progress_update", 30_000)]
     assert pending[0].id == w and pending[1].id > p
+
+
+def test_folder_names_that_look_like_url_syntax_are_used_as_is(tmp_path):
+    folder = tmp_path / "we?ird #dir%20"
+    q = SyncQueue(str(folder))
+    try:
+        row_id = q.enqueue_change(change("W"))
+        assert os.listdir(folder) and os.path.isfile(q.path)
+        assert [r["id"] for r in all_rows(q.path)] == [row_id]
+    finally:
+        q.close()
+    assert not [p for p in os.listdir(tmp_path) if p != folder.name]

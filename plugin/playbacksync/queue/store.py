@@ -200,9 +200,14 @@ class SyncQueue:
         import dataset
         from sqlalchemy import event
 
+        def creator():
+            # The path goes to sqlite3 as is: in a URL a "?" or "#" in a folder name would
+            # silently open another file.
+            return sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+
         db = dataset.connect(
-            "sqlite:///" + self.path,
-            engine_kwargs={"connect_args": {"timeout": self.busy_timeout, "check_same_thread": False}},
+            "sqlite:///" + os.path.basename(self.path),  # picks the file-database pool; see creator
+            engine_kwargs={"creator": creator},
             on_connect_statements=[f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}",
                                    f"PRAGMA synchronous={self._synchronous}"],
             sqlite_wal_mode=True,
