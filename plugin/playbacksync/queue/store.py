@@ -60,7 +60,13 @@ Claims and recovery
     Each claim records an owner (host:pid:token) and a lease. Rows left in
     ``syncing`` go back to pending (at open and in ``recover_stale``) when the
     owner is a dead process on this host or the lease has expired; a live
-    process's claims within their lease are left alone.
+    process's claims within their lease are left alone. ``extend_lease``
+    renews a long send. The outcome methods (mark_synced from syncing,
+    mark_retry, mark_failed, release) act only on rows this queue claimed and
+    return False otherwise, so a claim taken over after its lease ran out is
+    never closed twice. ``attempt_count`` counts finished attempts (mark_synced
+    or mark_failed of a claimed row, mark_retry with count_attempt); release
+    and recovery do not count. ``next_attempt_at`` 0 means due at once.
 
 Retention
     Synced rows (applied or superseded) are deleted ``retention_days`` after
@@ -83,8 +89,7 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
 
-from ..changes import (APPLIED, CHANGE_TYPES, FAILED, PENDING, PROGRESS, STATUSES, SUPERSEDED,
-                       SYNCED, SYNCING, Change, QueuedChange)
+from ..changes import APPLIED, CHANGE_TYPES, FAILED, PENDING, PROGRESS, STATUSES, Change, QueuedChange
 from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
