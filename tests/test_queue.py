@@ -70,6 +70,7 @@ def test_durability_settings_are_wal_full_sync_and_busy_timeout(q, tmp_path):
     (dict(item=""), "media_item_id"),
     (dict(source=""), "source_id"),
     (dict(pos=-1), "position_ms"),
+    (dict(at=float("nan")), "created_at"),
 ])
 def test_bad_change_is_refused_and_nothing_written(q, bad, message):
     with pytest.raises(ValueError, match=message):

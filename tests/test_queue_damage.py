@@ -40,7 +40,10 @@ def test_garbage_file_is_moved_aside_and_a_fresh_queue_started(tmp_path, caplog)
     path = tmp_path / "queue.sqlite"
     garbage = os.urandom(4096) + b"this is not a database" * 100
     path.write_bytes(garbage)
+    (tmp_path / "queue.sqlite-wal").write_bytes(b"stale wal")
     assert_fresh_queue_and_bad_file_kept(tmp_path, garbage, caplog)
+    [kept] = glob.glob(str(tmp_path / "queue.sqlite.corrupt-*-wal"))   # its journal goes with it
+    assert open(kept, "rb").read() == b"stale wal"
 
 
 def test_truncated_file_is_moved_aside(tmp_path, caplog):

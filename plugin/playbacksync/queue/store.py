@@ -82,6 +82,7 @@ Damaged files
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
@@ -168,6 +169,9 @@ def _check_change(change: Change) -> None:
             raise ValueError(f"change.{name} must be a whole number of ms >= 0 or None, got {value!r}")
     if change.change_type == PROGRESS and change.position_ms is None:
         raise ValueError("a progress_update needs position_ms")
+    at = change.created_at
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at < 0:
+        raise ValueError(f"change.created_at must be epoch seconds (0 = now), got {at!r}")
 
 
 class SyncQueue:
