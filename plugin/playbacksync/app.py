@@ -128,6 +128,9 @@ class SyncService:
 
         folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days)
+        if self.queue.moved_aside:  # the viewer must hear of it, not only the log
+            self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
+                                      f"{self.queue.moved_aside} and started a new queue"))
         self.backends = {}
         for server in self.config.enabled_servers():
             try:
@@ -141,6 +144,8 @@ class SyncService:
         self.worker.start()
 
     def _run(self) -> None:
+        from .queue import QueueError
+
         try:
             self._open()
         except BaseException as exc:
@@ -160,6 +165,9 @@ class SyncService:
                     self._identify(payload)
                 else:
                     self._enqueue(payload)
+            except QueueError as exc:  # disk full, read-only, locked: say so, don't just log it
+                log.error("could not record a playback change: %s", exc)
+                self._emit(ServiceMessage("failed", None, f"a change could not be saved: {exc}"))
             except Exception:
                 log.exception("could not record a playback change")
 

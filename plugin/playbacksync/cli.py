@@ -86,7 +86,11 @@ def _data_dir(args) -> Optional[str]:
 def _open_queue(args, config):
     from .queue import SyncQueue
 
-    return SyncQueue(_data_dir(args), retention_days=config.sync.retention_days)
+    q = SyncQueue(_data_dir(args), retention_days=config.sync.retention_days)
+    if q.moved_aside:
+        print(f"playback-sync: the queue file was damaged: moved it to {q.moved_aside} and started a new "
+              "queue", file=sys.stderr)
+    return q
 
 
 # -- commands -----------------------------------------------------------------
