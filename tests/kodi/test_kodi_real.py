@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -112,9 +112,13 @@ def scene(tmp_path_factory):
         s.movie_id = _scan_library(kodi, s.media)
         yield s
     finally:
-        kodi.quit()
+        died = kodi.kodi is not None and kodi.kodi.poll() is not None and kodi.exit_code is None
+        code = kodi.quit()
         kodi.kill()
-        shutil.copy(kodi.log_path, root / "kodi-final.log") if kodi.log_path.exists() else None
+        if died or code not in (0, None):  # shown by pytest only when a step failed
+            crash = "".join(p.read_text(errors="replace")[-4000:] for p in kodi.home.glob("kodi_crashlog*"))
+            sys.stderr.write(f"Kodi exited with {kodi.kodi.returncode}; log tail:\n"
+                             f"{kodi.log_text()[-6000:]}\n{crash}\n")
         s.jf.stop(check=False)
         s.plex.stop(check=False)
 
@@ -278,6 +282,25 @@ def test_settings_actions_run_in_kodi(scene):
 
     kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["retry"]})
     wait_for(lambda: "retrying failed changes" in kodi.log_text(), 15, "the retry action")
+
+
+def test_jellyfin_sign_in_stores_a_token_and_the_service_reloads(scene):
+    kodi = scene.kodi
+    before_log, before_tokens = len(kodi.log_text()), set(scene.jf.tokens)
+    kodi.rpc("Addons.ExecuteAddon", {"addonid": ADDON_ID, "params": ["signin", "jellyfin"]})
+    for text in ("alice", "pass"):  # user name, then password, typed into Kodi's keyboard dialog
+        wait_for(lambda: current_window(kodi) == 10103, 10, "the keyboard dialog")
+        kodi.rpc("Input.SendText", {"text": text, "done": True})
+        time.sleep(0.7)
+    wait_for(lambda: current_window(kodi) == 12002, 15, "the signed-in dialog")
+    kodi.rpc("Input.Select")
+    new = wait_for(lambda: set(scene.jf.tokens) - before_tokens, 10, "a new Jellyfin token")
+    log = wait_for(lambda: (lambda t: "settings changed: reloading" in t and t)(kodi.log_text()[before_log:]),
+                   15, "the service to reload its settings")
+    wait_for(lambda: "starting sync; servers:" in kodi.log_text()[before_log:], 10, "the service to restart")
+    assert not (new & set(kodi.log_text().split())) and all(t not in kodi.log_text() for t in new), \
+        "the new token reached Kodi's log"
+    assert "Traceback" not in log, log
 
 
 def test_quit_during_playback_loses_nothing(scene):
