@@ -44,6 +44,8 @@ def test_garbage_file_is_moved_aside_and_a_fresh_queue_started(tmp_path, caplog)
     assert_fresh_queue_and_bad_file_kept(tmp_path, garbage, caplog)
     [kept] = glob.glob(str(tmp_path / "queue.sqlite.corrupt-*-wal"))   # its journal goes with it
     assert open(kept, "rb").read() == b"stale wal"
+    assert not os.path.exists(tmp_path / "queue.sqlite-wal") or \
+        open(tmp_path / "queue.sqlite-wal", "rb").read() != b"stale wal"
 
 
 def test_truncated_file_is_moved_aside(tmp_path, caplog):
@@ -65,6 +67,39 @@ def test_scribbled_page_is_moved_aside(tmp_path, caplog):
     with open(path, "wb") as fh:
         fh.write(bytes(data))
     assert_fresh_queue_and_bad_file_kept(tmp_path, bytes(data), caplog)
+
+
+def test_damaged_file_is_moved_aside_with_its_unmerged_wal_untouched(tmp_path, caplog):
+    import shutil
+
+    # A file whose latest commits are still only in the -wal (a writer never closed it).
+    src = tmp_path / "src"
+    src.mkdir()
+    con = sqlite3.connect(src / "queue.sqlite", isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("CREATE TABLE t (x)")
+    for _ in range(200):
+        con.execute("INSERT INTO t VALUES (?)", ("x" * 100,))
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")          # t's pages now live in the main file
+    con.execute("CREATE TABLE later (x)")
+    con.execute("INSERT INTO later VALUES ('only in the wal')")
+    folder = tmp_path / "q"
+    folder.mkdir()
+    shutil.copy(src / "queue.sqlite", folder / "queue.sqlite")
+    shutil.copy(src / "queue.sqlite-wal", folder / "queue.sqlite-wal")
+    con.close()
+    data = bytearray((folder / "queue.sqlite").read_bytes())
+    page = 4096
+    for n in range(1, len(data) // page):                  # t's b-tree pages scribbled in the main file
+        data[n * page: n * page + 12] = b"\xff" * 12
+    (folder / "queue.sqlite").write_bytes(bytes(data))
+    wal = (folder / "queue.sqlite-wal").read_bytes()
+    assert len(wal) > 0
+
+    assert_fresh_queue_and_bad_file_kept(folder, bytes(data), caplog)
+    [kept] = glob.glob(str(folder / "queue.sqlite.corrupt-*-wal"))
+    assert open(kept, "rb").read() == wal                  # the unmerged commits are kept as they were
 
 
 def test_a_second_damaged_file_does_not_overwrite_the_first(tmp_path):

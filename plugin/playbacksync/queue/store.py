@@ -252,19 +252,51 @@ class SyncQueue:
             self._close_db()
             raise
 
+    def _check_read_only(self) -> bool:
+        """Check an existing file on a read-only connection, before anything may write to it.
+
+        A read-write connection would checkpoint or delete the -wal on close, so a
+        damaged file would not be moved aside as it was. True if the file is
+        verified sound; False if this check could not run (the normal open decides).
+        """
+        import sqlite3
+        from urllib.parse import quote
+
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+            return False
+        try:
+            con = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, timeout=self.busy_timeout)
+        except sqlite3.Error as exc:
+            if _is_damaged(exc):
+                raise _Damaged(_sqlite_error(exc)[1]) from None
+            return False
+        try:
+            # quick_check reads every page: a truncated or scribbled file shows here.
+            problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.Error as exc:
+            if _is_damaged(exc):
+                raise _Damaged(_sqlite_error(exc)[1]) from None
+            return False
+        finally:
+            con.close()
+        if problems != ["ok"]:
+            raise _Damaged("; ".join(problems[:3]))
+        return True
+
     def _open_once(self) -> None:
         from sqlalchemy.exc import DBAPIError
 
         from . import migrations
 
         try:
+            checked = self._check_read_only()
             self._db = self._connect()
             with self._db.engine.connect() as conn:
                 with conn.begin():
-                    # quick_check reads every page: a truncated or scribbled file shows here.
-                    problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
-                    if problems != ["ok"]:
-                        raise _Damaged("; ".join(problems[:3]))
+                    if not checked:
+                        problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+                        if problems != ["ok"]:
+                            raise _Damaged("; ".join(problems[:3]))
                     migrations.upgrade(conn)
         except _Damaged:
             raise
