@@ -6,8 +6,10 @@ P1  CPU of a whole process playing a clip at 100x speed headless (vo/ao null)
     python-mpv and the same player options. Each run is a fresh subprocess,
     CPU from getrusage(RUSAGE_CHILDREN); median of several runs.
     Goal <= 1.03.
-P6  Time from process start to the first frame (playback-restart) with the
-    plugin minus bare. Goal <= +100 ms.
+P6  Time from process start to the first frame with the plugin minus bare,
+    stamped from inside mpv (a Lua script loaded into both runs) so it is
+    when the frame is shown; the Python callback's view is printed too.
+    Goal <= +100 ms.
 
 The plugin's fixed cost (≈0.3 s CPU, mostly the sync service importing
 SQLAlchemy/alembic once) is spread over the clip, so the clip is an episode's
@@ -32,6 +34,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Loaded into both variants: stamps the wall clock when mpv shows the first frame, from mpv's side,
+# so Python being busy in either process does not move the figure.
+FIRST_FRAME_LUA = r"""
+local done = false
+mp.register_event("playback-restart", function()
+    if done then return end
+    done = true
+    local r = mp.command_native({name = "subprocess", args = {"date", "+%s.%N"}, capture_stdout = true,
+                                 playback_only = false})
+    local f = io.open(os.getenv("BENCH_FIRST_FRAME_FILE"), "w")
+    f:write(r.stdout)
+    f:close()
+end)
+"""
+
 GOAL_CPU_RATIO = 1.03
 GOAL_FIRST_FRAME_MS = 100.0
 SPEED = 100
@@ -39,11 +56,15 @@ SPEED = 100
 
 # -- children ---------------------------------------------------------------------
 
+def _stamp_option() -> dict:
+    return {"scripts": os.environ["BENCH_FIRST_FRAME_LUA"]}
+
+
 def _child_bare(clip: str, options: dict) -> dict:
     import mpv
 
     first = {}
-    player = mpv.MPV(**options)
+    player = mpv.MPV(**options, **_stamp_option())
 
     @player.event_callback("playback-restart")
     def _restart(event):
@@ -62,7 +83,8 @@ def _child_host(clip: str) -> dict:
 
     first = {}
     tracker = Tracker()
-    code = run_player([clip], {"vo": "null", "ao": "null", "speed": SPEED}, tracker.handle, use_config=False,
+    code = run_player([clip], {"vo": "null", "ao": "null", "speed": SPEED, **_stamp_option()}, tracker.handle,
+                      use_config=False,
                       on_first_frame=lambda: first.setdefault("t", time.time()))
     return {"first_frame": first.get("t"), "code": code}
 
@@ -75,7 +97,7 @@ def _child_plugin(clip: str, config: str) -> dict:
     first = {}
     parser = cli.build_parser()
     args, rest = parser.parse_known_args(["--config", config, "play", clip, "--vo=null", "--ao=null",
-                                          f"--speed={SPEED}"])
+                                          f"--speed={SPEED}", f"--scripts={_stamp_option()['scripts']}"])
     code = mpv_host.play(args, rest, on_first_frame=lambda: first.setdefault("t", time.time()))
     return {"first_frame": first.get("t"), "code": code}
 
@@ -92,6 +114,8 @@ def _bare_options() -> dict:
 
 
 def _run_child(kind: str, clip: Path, extra: str, env: dict) -> dict:
+    stamp = Path(env["BENCH_FIRST_FRAME_FILE"])
+    stamp.unlink(missing_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     out = subprocess.run([sys.executable, __file__, "--child", kind, str(clip), extra],
@@ -104,7 +128,9 @@ def _run_child(kind: str, clip: Path, extra: str, env: dict) -> dict:
         raise RuntimeError(f"{kind} run exited {data['code']}: {out.stderr.strip()[-800:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     first = data.get("first_frame")
-    return {"cpu": cpu, "first_frame_ms": None if first is None else (first - start) * 1000.0}
+    shown = float(stamp.read_text().strip())
+    return {"cpu": cpu, "first_frame_ms": (shown - start) * 1000.0,
+            "callback_ms": None if first is None else (first - start) * 1000.0}
 
 
 KINDS = ("bare", "host", "plugin")
@@ -123,7 +149,10 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
         config.write_text("")
         mpv_dir = Path(tmp) / "mpv"
         mpv_dir.mkdir()
+        lua = Path(tmp) / "first_frame.lua"
+        lua.write_text(FIRST_FRAME_LUA)
         env = dict(os.environ, PLAYBACK_SYNC_DATA_DIR=str(Path(tmp) / "data"),
+                   BENCH_FIRST_FRAME_LUA=str(lua), BENCH_FIRST_FRAME_FILE=str(Path(tmp) / "first_frame.txt"),
                    PLAYBACK_SYNC_MPV_CONFIG_DIR=str(mpv_dir),
                    PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), os.environ.get("PYTHONPATH", "")]))
         extra = {"bare": json.dumps(_bare_options()), "host": "", "plugin": str(config)}
@@ -134,6 +163,7 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
                 results[kind].append(_run_child(kind, clip, extra[kind], env))
     cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in results.items()}
     first = {k: statistics.median(r["first_frame_ms"] for r in v) for k, v in results.items()}
+    callback = {k: statistics.median(r["callback_ms"] for r in v) for k, v in results.items()}
     ratio = cpu["plugin"] / cpu["bare"]
     added_ms = first["plugin"] - first["bare"]
     report = {
@@ -149,6 +179,8 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
         "P6_added_ms": round(added_ms, 1), "P6_goal_ms": GOAL_FIRST_FRAME_MS,
         "P6_pass": added_ms <= GOAL_FIRST_FRAME_MS,
         "host_only_added_ms": round(first["host"] - first["bare"], 1),
+        # The same moment seen by a Python callback in each process (includes Python's own latency).
+        "callback_first_frame_ms": {k: round(v, 1) for k, v in callback.items()},
     }
     if not quiet:
         verdict = {True: "pass", False: "falls short"}
@@ -163,6 +195,9 @@ def main(runs: int = 5, minutes: float = 24.0, cache_dir=None, quiet: bool = Fal
         print(f"P6 first frame: plugin {first['plugin']:.1f} ms, bare {first['bare']:.1f} ms, "
               f"added {added_ms:+.1f} ms (goal <= +{GOAL_FIRST_FRAME_MS:g} ms) -> {verdict[report['P6_pass']]}; "
               f"host+tracker alone {report['host_only_added_ms']:+.1f} ms")
+        print(f"   (first frame as mpv shows it, from process start; the same moment seen by a Python "
+              f"callback: plugin {callback['plugin']:.1f} ms, bare {callback['bare']:.1f} ms, "
+              f"{callback['plugin'] - callback['bare']:+.1f} ms)")
     return report
 
 

@@ -93,3 +93,15 @@ def test_an_unknown_mpv_option_is_a_usage_error(setup):
                           env=setup["env"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "mpv refused --no-such-thing=1" in done.stderr
+
+
+def test_a_broken_config_stops_the_player_with_a_clear_message(setup, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[servers]\nid = \n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "playbacksync.cli", "--config", str(broken), "play",
+                           str(setup["clip"]), "--vo=null", "--ao=null"],
+                          env=setup["env"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert str(broken) in done.stderr
+    assert time.monotonic() - started < 8  # the 10 s clip was not played through

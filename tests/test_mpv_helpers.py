@@ -107,3 +107,29 @@ def test_missing_libmpv_is_a_clear_error(monkeypatch, capsys):
     assert mpv_host.run_player(["x.mkv"], {}) == mpv_host.EXIT_BAD_OPTIONS
     err = capsys.readouterr().err
     assert "libmpv is not installed" in err and "apt install libmpv2" in err
+
+
+def test_late_sink_keeps_order_and_passes_subscriptions_on():
+    from playbacksync.hosts.mpv_host import LateSink
+
+    late = LateSink()
+    late("e1")
+    late("e2")
+    got, subscribed, unsubscribed = [], [], []
+
+    def subscribe(callback):
+        subscribed.append(callback)
+        return lambda: unsubscribed.append(callback)
+
+    undo_early = late.subscribe("cb-early")
+    undo_gone = late.subscribe("cb-gone")
+    undo_gone()  # unsubscribed before the service existed: never passed on
+    assert late.pending == 2 and got == []
+    late.attach(got.append, subscribe)
+    late("e3")
+    undo_late = late.subscribe("cb-late")
+    assert got == ["e1", "e2", "e3"] and late.pending == 0
+    assert subscribed == ["cb-early", "cb-late"]
+    undo_early()
+    undo_late()
+    assert unsubscribed == ["cb-early", "cb-late"]

@@ -307,6 +307,10 @@ class MpvHost:
         self._sampler = threading.Thread(target=self._sample_loop, name="playback-sync-sampler", daemon=True)
         self._sampler.start()
 
+    def set_notifications(self, notifications: str) -> None:
+        """Which sync messages reach the OSD (all | errors | off), e.g. once the config is read."""
+        self._osd = OsdPolicy(notifications)
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until mpv shuts down (quit, window closed, playlist done); True if it did.
 
@@ -676,33 +680,95 @@ def run_player(targets: Iterable[str], mpv_options: Optional[Dict] = None,
     return code
 
 
+class LateSink:
+    """Sink and subscribe point for a service that exists only later.
+
+    Events wait here, in order, until ``attach(handle, subscribe)``; then they
+    are handed over and later ones go straight through. Subscriptions made
+    before that are passed on at attach.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._handle: Optional[Callable] = None
+        self._subscribe: Optional[Callable] = None
+        self._buffer: List[PlaybackEvent] = []
+        self._waiting: List[Callable] = []
+        self._unsubscribes: Dict[int, Callable] = {}
+
+    def __call__(self, event: PlaybackEvent) -> None:
+        with self._lock:
+            if self._handle is None:
+                self._buffer.append(event)
+                return
+            handle = self._handle
+        handle(event)
+
+    def attach(self, handle: Callable, subscribe: Optional[Callable] = None) -> None:
+        with self._lock:  # under the lock, so no event overtakes the buffered ones
+            for event in self._buffer:
+                handle(event)
+            self._buffer = []
+            self._handle, self._subscribe = handle, subscribe
+            waiting, self._waiting = self._waiting, []
+            if subscribe is not None:
+                for callback in waiting:
+                    self._unsubscribes[id(callback)] = subscribe(callback)
+
+    def subscribe(self, callback: Callable) -> Callable[[], None]:
+        with self._lock:
+            if self._subscribe is not None:
+                self._unsubscribes[id(callback)] = self._subscribe(callback)
+            else:
+                self._waiting.append(callback)
+
+        def unsubscribe():
+            with self._lock:
+                if callback in self._waiting:
+                    self._waiting.remove(callback)
+                undo = self._unsubscribes.pop(id(callback), None)
+            if undo is not None:
+                undo()
+        return unsubscribe
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+
 def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], None]] = None) -> int:
     """``playback-sync play``: the CLI's entry (args from cli.build_parser, mpv_args its leftovers).
 
-    The sync service is made before mpv (cheap: the tracker) and started at the
-    first frame, so the database import (≈230 ms) is not on the path to it;
-    events from before that wait in the service's inbox.
+    mpv starts first; the config is read and the sync service made while the
+    first frame is on its way (events wait in a LateSink), and the service
+    (database, network) starts only after the first frame. A config that
+    cannot be used quits the player and raises ConfigError (CLI: exit 2).
     """
     from .. import cli
-    from ..app import SyncService
 
     try:
         options, more_targets = parse_mpv_args(mpv_args)
     except PlayerError as exc:
         print(f"playback-sync: {exc}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
-    config = cli.load_config(args)
-    service = SyncService(config, cli._data_dir(args))
-    started = threading.Event()
+    late = LateSink()
+    lock = threading.Lock()
+    state = {"service": None, "first_frame": False, "started": False}
 
-    def start_service():
-        if not started.is_set():
-            started.set()
-            service.start()
+    def start_service(force: bool = False):
+        with lock:
+            service = state["service"]
+            if service is None or state["started"] or not (force or state["first_frame"]):
+                return
+            state["started"] = True
+        service.start()
 
     def first_frame():
         if on_first_frame is not None:  # bench/tests: when the first frame showed
             on_first_frame()
+        with lock:
+            state["first_frame"] = True
         start_service()
 
     def open_settings():
@@ -713,16 +779,37 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
             cmd += ["--config", args.config]
         subprocess.run(cmd + ["settings"], check=False)
 
+    host = MpvHost(late, mpv_options=options, subscribe=late.subscribe, on_first_frame=first_frame,
+                   on_settings=open_settings, config_dir=os.environ.get("PLAYBACK_SYNC_MPV_CONFIG_DIR") or None)
     try:
-        code = run_player(list(args.targets) + more_targets, options, service.handle,
-                          subscribe=service.subscribe, on_first_frame=first_frame, on_settings=open_settings,
-                          notifications=config.sync.notifications,
-                          config_dir=os.environ.get("PLAYBACK_SYNC_MPV_CONFIG_DIR") or None)
-    finally:
-        start_service()  # quit before the first frame: the service still has to store what happened
+        host.start(list(args.targets) + more_targets)
+    except PlayerError as exc:
+        print(f"playback-sync: {exc}", file=sys.stderr)
+        host.close()
+        return EXIT_BAD_OPTIONS
+    service = None
+    try:
         try:
-            service.wait_ready(10)
-        except Exception as exc:
-            log.error("sync service failed: %s", exc)
-        service.stop(3.0)
+            from ..app import SyncService
+
+            config = cli.load_config(args)
+            host.set_notifications(config.sync.notifications)
+            service = SyncService(config, cli._data_dir(args))
+        except BaseException:
+            host.quit()
+            raise
+        late.attach(service.handle, service.subscribe)
+        with lock:
+            state["service"] = service
+        start_service()  # if the first frame came while the config was read
+        host.wait()
+    finally:
+        code = host.close()
+        if service is not None:
+            start_service(force=True)  # quit before the first frame: what happened must still be stored
+            try:
+                service.wait_ready(10)
+            except Exception as exc:
+                log.error("sync service failed: %s", exc)
+            service.stop(3.0)
     return code
