@@ -14,7 +14,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import tomli_w
 
@@ -94,20 +94,35 @@ def _unknown(key: str, allowed, where: str) -> Problem:
     return Problem(f"{where}{key}", "unknown setting", f"remove it or fix its name ({hint})")
 
 
+def _shown(value: str) -> str:
+    """A URL as a message may quote it: user info, query and fragment (where passwords and
+    tokens go) left out."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return "(the URL)"
+    hidden = "?…" if parts.query or parts.fragment else ""
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")) + hidden
+
+
 def check_url(value: str) -> Optional[Tuple[str, str]]:
-    """None if ``value`` is a usable server URL, else (message, fix)."""
-    parts = urlsplit(value.strip())
+    """None if ``value`` is a usable server URL, else (message, fix). Messages never quote
+    the URL's user info or query."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return ("the URL cannot be read", "write it as https://host:port (or http://host:port)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return (f"{value!r} is not an http(s) URL", "write it as https://host:port (or http://host:port)")
+        return (f"{_shown(value)!r} is not an http(s) URL", "write it as https://host:port (or http://host:port)")
     if parts.username or parts.password:
         return ("the URL holds a user name or password",
                 "remove it from the URL; sign in instead (`playback-sync login`) to store a token")
     try:
         parts.port
     except ValueError:
-        return (f"{value!r} has an invalid port", "use a port number from 1 to 65535, e.g. https://host:8920")
+        return (f"{_shown(value)!r} has an invalid port", "use a port number from 1 to 65535, e.g. https://host:8920")
     if parts.query or parts.fragment:
-        return (f"{value!r} has a query or fragment", "use only scheme, host, port and path")
+        return (f"{_shown(value)!r} has a query or fragment", "use only scheme, host, port and path")
     return None
 
 
