@@ -218,6 +218,21 @@ def _media_ref(target: str):
     return MediaRef(path=target, title=os.path.basename(target))
 
 
+def _shown_target(target: str) -> str:
+    """A target as output may show it: no user info (a password), tokens redacted."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from .backends.http import redact
+
+    if "://" in target:
+        try:
+            p = urlsplit(target)
+            target = urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, p.query, p.fragment))
+        except ValueError:
+            pass
+    return redact(target)
+
+
 def cmd_identify(args) -> int:
     from .backends import make_backend
     from .identify import Identifier, ItemIndex, identify_report
@@ -239,14 +254,13 @@ def cmd_identify(args) -> int:
         for b in backends.values():
             b.close()
     if args.json:
-        print(json.dumps({t: {sid: {"item_id": m.item_id, "method": m.method, "reason": m.reason}
+        print(json.dumps({_shown_target(t): {sid: {"item_id": m.item_id, "method": m.method, "reason": m.reason}
                               for sid, m in r.items()} for t, r in results.items()}, indent=2))
     else:
         if not backends:
             print("No servers configured: nothing can be identified.")
         for target, r in results.items():
-            from .backends.http import redact
-            print(redact(target))
+            print(_shown_target(target))
             print(identify_report(r))
     matched = all(any(m.item_id for m in r.values()) for r in results.values())
     return EXIT_OK if matched else EXIT_ATTENTION
