@@ -42,8 +42,10 @@ class ServiceMessage:
 
 
 class SyncService:
+    RETRY_SAVE_SECONDS = 0.5
+
     def __init__(self, config: Config, data_dir: Optional[str] = None, *, wall_clock=time.time,
-                 worker_options: Optional[dict] = None):
+                 worker_options: Optional[dict] = None, queue_options: Optional[dict] = None):
         from .tracker import Tracker
 
         self.config = config
@@ -51,9 +53,12 @@ class SyncService:
         self._tracker = Tracker(progress_interval=config.sync.progress_interval,
                                 watched_percent=config.sync.watched_percent, wall_clock=wall_clock)
         self._worker_options = dict(worker_options or {})
+        self._queue_options = dict(queue_options or {})
         self._inbox: "_stdqueue.Queue" = _stdqueue.Queue()
         self._subscribers: List[Callable] = []
         self._worker_unsubs: List[Callable] = []
+        self._unsaved: List = []  # changes made but not yet in the queue (storage fault)
+        self._told_storage = False
         self._matches: Dict[Tuple, Dict] = {}
         self._told_unmatched: set = set()
         self._thread: Optional[threading.Thread] = None
@@ -127,7 +132,7 @@ class SyncService:
         from .worker import SyncWorker
 
         folder = data_dir(self.data_dir)
-        self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days)
+        self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
         if self.queue.moved_aside:  # the viewer must hear of it, not only the log
             self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
                                       f"{self.queue.moved_aside} and started a new queue"))
@@ -144,8 +149,6 @@ class SyncService:
         self.worker.start()
 
     def _run(self) -> None:
-        from .queue import QueueError
-
         try:
             self._open()
         except BaseException as exc:
@@ -156,18 +159,22 @@ class SyncService:
             return
         self._started.set()
         while True:
-            item = self._inbox.get()
+            try:  # with changes waiting for a locked or full disk, wake to try them again
+                item = self._inbox.get(timeout=self.RETRY_SAVE_SECONDS if self._unsaved else None)
+            except _stdqueue.Empty:
+                item = None
+            self._save_unsaved()
             if item is _STOP:
+                self._save_unsaved(final=True)
                 return
+            if item is None:
+                continue
             try:
                 kind, payload = item
                 if kind == "identify":
                     self._identify(payload)
                 else:
                     self._enqueue(payload)
-            except QueueError as exc:  # disk full, read-only, locked: say so, don't just log it
-                log.error("could not record a playback change: %s", exc)
-                self._emit(ServiceMessage("failed", None, f"a change could not be saved: {exc}"))
             except Exception:
                 log.exception("could not record a playback change")
 
@@ -187,7 +194,6 @@ class SyncService:
         if not matches and "no servers" not in self._told_unmatched:
             self._told_unmatched.add("no servers")
             self._emit(ServiceMessage("not_identified", None, "no server is configured: nothing is synced"))
-        wrote = False
         for server_id, match in matches.items():
             server = self.config.server(server_id)
             if match.item_id is None or server is None:
@@ -196,14 +202,40 @@ class SyncService:
                     self._told_unmatched.add(told)
                     self._emit(ServiceMessage("not_identified", server_id, match.reason))
                 continue
-            self.queue.enqueue_change(Change(
+            self._unsaved.append(Change(
                 media_item_id=match.item_id, source_id=server_id, user_id=_user_of(server),
                 change_type=tracked.change_type, position_ms=tracked.position_ms,
                 duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
                 created_at=tracked.created_at))
-            wrote = True
-        if wrote:
+        self._save_unsaved()
+
+    def _save_unsaved(self, final: bool = False) -> None:
+        """Write held changes in order; on a storage fault keep them and try again later.
+
+        A change the queue refused (locked past its busy timeout, disk full,
+        read-only) stays in memory and is written when the fault clears; only
+        a process that dies while the fault lasts loses it, and the viewer was told.
+        """
+        from .queue import QueueError
+
+        tries = 3 if final else 1
+        while self._unsaved and tries:
+            try:
+                self.queue.enqueue_change(self._unsaved[0])
+            except QueueError as exc:
+                tries -= 1
+                if not self._told_storage:
+                    self._told_storage = True
+                    log.error("could not save a playback change (kept, will retry): %s", exc)
+                    self._emit(ServiceMessage("failed", None, f"a change could not be saved yet: {exc}"))
+                if tries and final:
+                    time.sleep(self.RETRY_SAVE_SECONDS)
+                continue
+            self._unsaved.pop(0)
+            self._told_storage = False
             self.worker.notify()
+        if final and self._unsaved:
+            log.error("%d playback change(s) could not be saved before exit", len(self._unsaved))
 
     def _emit(self, message) -> None:
         for callback in list(self._subscribers):

@@ -1,0 +1,120 @@
+"""SyncService: playback events in, server state out (real queue file, real worker, spec-validating fake)."""
+import sqlite3
+import time
+
+import pytest
+
+from playbacksync.app import SyncService
+from playbacksync.config import Config, PathMapping, ServerConfig, SyncOptions
+from playbacksync.tracker.events import ENDED, PAUSED, POSITION, STARTED, MediaRef, PlaybackEvent
+from tests.fakes.jellyfin import JellyfinFake
+from tests.fakes.mediabrowser import TICKS_PER_SECOND
+
+
+@pytest.fixture
+def jellyfin():
+    with JellyfinFake(version="10.11.11") as fake:
+        fake.uid = fake.add_user("alice", "pass")
+        fake.token = fake.issue_token(fake.uid)
+        fake.iid = fake.add_item("Clip", path="/srv/media/clip.mkv", runtime_s=600)
+        yield fake
+
+
+def make_service(fake, tmp_path, **kw):
+    server = ServerConfig(id="home", type="jellyfin", url=fake.url, token=fake.token, user_id=fake.uid,
+                          path_mappings=(PathMapping("/mnt/media", "/srv/media"),))
+    config = Config(servers=(server,), sync=SyncOptions(progress_interval=10))
+    service = SyncService(config, str(tmp_path / "data"), **kw)
+    messages = []
+    service.subscribe(messages.append)
+    service.start()
+    assert service.wait_ready(10)
+    return service, messages
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def play(service, path, positions, end_reason, duration=600.0):
+    media = MediaRef(path=path, title="clip", entry_key="1")
+    service.handle(PlaybackEvent(STARTED, media=media, position=0.0, duration=duration, at=0.0))
+    for at, pos in positions:
+        service.handle(PlaybackEvent(POSITION, media=media, position=pos, duration=duration, at=at))
+    last_at, last_pos = positions[-1]
+    service.handle(PlaybackEvent(ENDED, media=media, position=last_pos, duration=duration, reason=end_reason,
+                                 at=last_at + 0.1))
+
+
+def test_played_to_the_end_is_watched_on_the_server(jellyfin, tmp_path):
+    service, _ = make_service(jellyfin, tmp_path)
+    try:
+        play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        assert wait_for(lambda: jellyfin.user_data(jellyfin.uid, jellyfin.iid).played)
+    finally:
+        assert service.stop(3.0)
+    assert jellyfin.user_data(jellyfin.uid, jellyfin.iid).play_count == 1
+
+
+def test_stop_flushes_the_last_position_even_if_the_worker_had_no_time(jellyfin, tmp_path):
+    service, _ = make_service(jellyfin, tmp_path)
+    media = MediaRef(path="/mnt/media/clip.mkv", entry_key="1")
+    service.handle(PlaybackEvent(STARTED, media=media, position=0.0, duration=600.0, at=0.0))
+    service.handle(PlaybackEvent(PAUSED, media=media, position=240.0, duration=600.0, at=5.0))
+    service.stop(3.0)
+    # Whatever the worker managed before stop, the pause is either on the server or in the queue.
+    from playbacksync.queue import SyncQueue
+    q = SyncQueue(str(tmp_path / "data"))
+    rows = q.rows()
+    q.close()
+    on_server = jellyfin.user_data(jellyfin.uid, jellyfin.iid).position_ticks == 240 * TICKS_PER_SECOND
+    queued = [r.position_ms for r in rows if r.status == "pending"]
+    assert on_server or queued == [240_000]
+
+
+def test_unidentified_file_sends_nothing_and_says_why_once(jellyfin, tmp_path):
+    service, messages = make_service(jellyfin, tmp_path)
+    try:
+        play(service, "/elsewhere/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        assert wait_for(lambda: any(m.kind == "not_identified" for m in messages))
+        time.sleep(0.3)
+    finally:
+        service.stop(3.0)
+    told = [m for m in messages if m.kind == "not_identified"]
+    assert len(told) == 1 and told[0].source_id == "home" and "mapping" in told[0].message
+    assert not any(r.method in ("POST", "DELETE") for r in jellyfin.requests)
+
+
+def test_change_made_while_the_queue_is_locked_is_kept_and_saved_later(jellyfin, tmp_path):
+    service, messages = make_service(jellyfin, tmp_path, queue_options={"busy_timeout": 0.1})
+    lock = sqlite3.connect(str(tmp_path / "data" / "queue.sqlite"), timeout=5, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the busy timeout
+    try:
+        play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        assert wait_for(lambda: any(m.kind == "failed" and "could not be saved" in m.message for m in messages))
+        assert not jellyfin.user_data(jellyfin.uid, jellyfin.iid).played
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        assert wait_for(lambda: jellyfin.user_data(jellyfin.uid, jellyfin.iid).played)
+    finally:
+        service.stop(3.0)
+
+
+def test_handle_never_raises_and_is_cheap_on_the_player_thread(jellyfin, tmp_path):
+    service, _ = make_service(jellyfin, tmp_path)
+    try:
+        service.handle(PlaybackEvent("nonsense-kind"))
+        service.handle(PlaybackEvent(POSITION, position=float("nan")))
+        jellyfin.delay(2.0, times=5)  # a slow server must not slow the player's thread
+        t0 = time.monotonic()
+        play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        assert time.monotonic() - t0 < 1.0  # each request to the server takes 2 s: handle() waited for none
+    finally:
+        service.stop(3.0)
