@@ -46,3 +46,19 @@ def state_dir() -> str:
     import platformdirs
 
     return _ensure(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def private_file(path: str) -> None:
+    """Make a database file and its -wal/-shm/-journal companions readable by the user only
+    (what was watched is private). Creates the file 0600 if missing: SQLite gives the
+    companions it creates the main file's mode. Problems are left for the open to report."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        return
+    for p in (path, path + "-wal", path + "-shm", path + "-journal"):
+        try:
+            if os.stat(p).st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except OSError:
+            pass

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional
 
 from ..backends.base import IndexedItem
+from ..paths import private_file
 from .paths import path_key, storable
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class ItemIndex:
         except OSError as e:
             raise IndexStorageError("cannot create the data folder %s for the item index: %s"
                                     % (self.data_dir, e.strerror or e)) from None
+        private_file(self.path)
         self._open()
 
     # -- storage -----------------------------------------------------------------

@@ -286,10 +286,12 @@ class SyncQueue:
     def _open_once(self) -> None:
         from sqlalchemy.exc import DBAPIError
 
+        from .. import paths
         from . import migrations
 
         try:
             checked = self._check_read_only()
+            paths.private_file(self.path)
             self._db = self._connect()
             with self._db.engine.connect() as conn:
                 with conn.begin():
