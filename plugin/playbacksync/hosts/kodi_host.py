@@ -176,7 +176,7 @@ class _Player(xbmc.Player):
             media = media_of(self, self.serial)
             if media is None:
                 return
-            self.media, self.paused = media, False
+            self.media, self.paused, self.position, self.duration = media, False, None, None
             self._sample()
             self.host.emit(STARTED, media, self.position, self.duration)
             log(f"playing {media.title or media.path} ids={media.provider_ids}")
@@ -227,12 +227,17 @@ class _Player(xbmc.Player):
 
     def _sample(self) -> None:
         try:
-            if self.isPlayingVideo() or self.isPlaying():
-                self.position = max(0.0, self.getTime())
-                total = self.getTotalTime()
-                self.duration = total if total > 0 else self.duration
+            if not (self.isPlayingVideo() or self.isPlaying()):
+                return
+            position, total = self.getTime(), self.getTotalTime()
         except RuntimeError:
-            pass
+            return
+        # While stopping, Kodi still says "playing" but reports 0: keep the last real sample
+        # (a real jump back comes with onPlayBackSeek, which sets the position itself).
+        if position <= 0.0 and (self.position or 0.0) > 1.0:
+            return
+        self.position = max(0.0, position)
+        self.duration = total if total > 0 else self.duration
 
     def poll(self) -> None:
         with self.lock:
