@@ -304,3 +304,26 @@ def test_tls_is_verified_by_default_and_a_configured_ca_is_trusted(tmp_path, mon
             assert q.get(rid).status == "synced"
         finally:
             q.close()
+
+
+def test_log_files_stay_private_across_rollovers(tmp_path, monkeypatch):
+    import logging
+
+    from playbacksync import cli
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = Path(cli.setup_logging(False))
+    root = logging.getLogger()
+    try:
+        log = logging.getLogger("playbacksync.test")
+        for _ in range(25_000):  # > 2 rollovers of the 1 MB log
+            log.info("x" * 100)
+    finally:
+        for h in [h for h in root.handlers if getattr(h, "_playback_sync", False)]:
+            root.removeHandler(h)
+            h.close()
+    files = sorted(path.parent.iterdir())
+    assert len(files) >= 3, files
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p, oct(p.stat().st_mode))
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
