@@ -25,7 +25,7 @@ class _Redact(logging.Filter):
     """Scrubs tokens from every record before any handler writes it."""
 
     def filter(self, record):
-        from .backends.http import redact
+        from .redact import redact
 
         record.msg = redact(record.getMessage())
         record.args = None
@@ -106,7 +106,7 @@ def _open_queue(args, config):
 def cmd_status(args) -> int:
     from .backends import make_backend
     from .backends.base import AuthError, BackendError
-    from .backends.http import redact
+    from .redact import redact
 
     config = load_config(args)
     q = _open_queue(args, config)
@@ -230,7 +230,7 @@ def _shown_target(target: str) -> str:
     """A target as output may show it: no user info (a password), tokens redacted."""
     from urllib.parse import urlsplit, urlunsplit
 
-    from .backends.http import redact
+    from .redact import redact
 
     if "://" in target:
         try:

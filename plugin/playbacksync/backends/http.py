@@ -5,8 +5,6 @@ tokens kept out of every message and away from every other host.
 from __future__ import annotations
 
 import email.utils
-import re
-import threading
 import time
 from typing import Any, Dict, Iterable, Optional
 from urllib.parse import urlsplit
@@ -15,6 +13,7 @@ import requests
 
 from .. import __version__
 from ..config import ServerConfig
+from ..redact import redact, register_secret  # noqa: F401  (re-exported: older imports)
 from .base import AuthError, PermanentError, TransientError
 
 USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version__})"
@@ -27,39 +26,6 @@ TOKEN_HEADERS = ("Authorization", "X-Emby-Authorization", "X-Emby-Token", "X-Med
 
 class NotFoundError(PermanentError):
     """404: the item (or route) is not on the server."""
-
-
-_known_secrets: "set[str]" = set()
-_secrets_lock = threading.Lock()
-
-_PATTERNS = (
-    # name=value / name: value / "name": "value" for the token-bearing names
-    re.compile(r'(?i)((?:X-Plex-Token|X-Emby-Token|X-MediaBrowser-Token|api_key|apikey|access_?token|AccessToken)'
-               r'''["']?\s*[=:]\s*["']?)([^&\s"',;}<>]+)'''),
-    # Token="…" inside a MediaBrowser/Emby Authorization header
-    re.compile(r'(?i)(\bToken\s*=\s*")([^"]*)'),
-    re.compile(r"(?i)(\bToken\s*=\s*)([^\"&,;\s][^&,;\s]*)"),
-)
-
-
-def register_secret(value: str) -> None:
-    """Remember a token so ``redact`` removes it wherever it appears."""
-    if value and len(value) >= 6:  # shorter strings would mangle ordinary words
-        with _secrets_lock:
-            _known_secrets.add(value)
-
-
-def redact(text: Any) -> str:
-    """``text`` with every token removed (known values and token-shaped fields)."""
-    s = str(text)
-    with _secrets_lock:
-        secrets = sorted(_known_secrets, key=len, reverse=True)
-    for v in secrets:
-        if v in s:
-            s = s.replace(v, "***")
-    for rx in _PATTERNS:
-        s = rx.sub(r"\1***", s)
-    return s
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

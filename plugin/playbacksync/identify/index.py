@@ -331,9 +331,6 @@ class ItemIndex:
 
 def _describe(e) -> str:
     """An error (or message) fit to show: no tokens, valid Unicode."""
-    text = storable(str(e) or type(e).__name__)
-    try:
-        from ..backends.http import redact
-    except ImportError:  # backends not installed: nothing registered to redact
-        return text
-    return redact(text)
+    from ..redact import redact
+
+    return redact(storable(str(e) or type(e).__name__))

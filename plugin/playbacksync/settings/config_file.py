@@ -296,7 +296,7 @@ def _plain(v: Any) -> Any:
 # -- files -------------------------------------------------------------------------
 
 def _register_tokens(config: Config) -> None:
-    from ..backends.http import register_secret
+    from ..redact import register_secret
 
     for s in config.servers:
         register_secret(s.token)

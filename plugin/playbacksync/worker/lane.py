@@ -11,7 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 
 from ..backends.base import AuthError, Backend, PermanentError, TransientError
-from ..backends.http import redact
+from ..redact import redact
 from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
