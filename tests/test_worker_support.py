@@ -77,6 +77,22 @@ class Server:
         with self.fake.lock:
             return sum(1 for r in self.fake.requests if r.method in ("POST", "DELETE"))
 
+    def come_back(self, *backends) -> None:
+        """Listen again on the same port. While it was down a client's connect() to that
+        ephemeral port can connect to itself (TCP simultaneous open) and hold the port:
+        drop the backends' pooled connections and try again."""
+        for attempt in range(20):
+            try:
+                self.fake.come_back()
+                return
+            except (SystemExit, OSError):  # werkzeug exits when the port is taken
+                for b in backends:
+                    http = getattr(b, "http", None)
+                    if http is not None:
+                        http.session.close()
+                time.sleep(0.1)
+        raise AssertionError(f"port {self.fake.port} stayed taken")
+
     def stop(self):
         self.fake.stop()
 
