@@ -110,6 +110,11 @@ def scene(tmp_path_factory):
         wait_for(lambda: "sync started" in kodi.log_text() or "sync is off" in kodi.log_text()
                  or "starting sync" in kodi.log_text(), 20, "the service to start")
         s.movie_id = _scan_library(kodi, s.media)
+        # Kodi 20.1 can abort (a mutex deadlock assertion in CDirectoryProvider) when playback
+        # ends and Estuary's Home rebuilds its library widgets while a widget job completes; seen
+        # in 2 of ~20 runs, unrelated to the add-on. Playing from a window without widgets avoids it.
+        kodi.rpc("GUI.ActivateWindow", {"window": "systeminfo"})
+        wait_for(lambda: current_window(kodi) == 10007, 10, "the system info window")
         yield s
     finally:
         died = kodi.kodi is not None and kodi.kodi.poll() is not None and kodi.exit_code is None
@@ -173,6 +178,9 @@ def test_service_runs_on_bundled_libraries_and_kodis_requests(scene):
     assert "Traceback" not in log, log[-3000:]
     servers = next(l for l in log.splitlines() if "starting sync; servers:" in l)
     assert "jellyfin (jellyfin)" in servers and "plex (plex)" in servers
+    assert "could not start" not in log, [l for l in log.splitlines() if "could not start" in l]
+    for server in ("jellyfin", "plex"):
+        wait_for(lambda: f"sync online {server}" in scene.kodi.log_text(), 15, f"{server} to be reachable")
     assert scene.jf_token not in log and scene.plex.token not in log, "a token reached Kodi's log"
 
 

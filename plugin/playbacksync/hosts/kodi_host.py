@@ -337,9 +337,6 @@ class KodiHost:
     def on_notification(self, sender, method, data) -> None:
         if method == "VideoLibrary.OnUpdate":
             self._library_update(json.loads(data or "{}"))
-        elif method == "Player.OnStop":
-            # On quit Kodi sends this but not onPlayBackStopped; end() is idempotent.
-            pass
         elif sender == ADDON_ID and method.endswith("retry"):
             self.retry_failed()
         elif sender == ADDON_ID and method.endswith("status"):
@@ -443,7 +440,7 @@ def run_action(argv) -> None:
                 xbmcgui.Dialog().ok("Playback Sync", "The Playback Sync service is not running.")
                 return
             xbmc.executebuiltin(f"NotifyAll({ADDON_ID},{action})")
-        elif action == "settings":
+        elif action in ("", "settings"):  # started from Programs: open the settings
             xbmcaddon.Addon(ADDON_ID).openSettings()
         elif action == "test" and server_type in _SERVER_TYPES:
             _test_connection(server_type)
