@@ -47,3 +47,33 @@ def test_redaction_is_shared_with_the_http_layer():
     assert http.redact is core.redact and http.register_secret is core.register_secret
     http.register_secret("shared-secret-value")
     assert core.redact("x shared-secret-value y") == "x *** y"
+
+
+_QUEUE_WORK = """
+    from playbacksync.changes import Change
+    from playbacksync.queue import SyncQueue
+    q = SyncQueue()
+    q.enqueue_change(Change(media_item_id="item", source_id="srv", user_id="u", change_type="progress_update",
+                            position_ms=1000, created_at=0))
+    assert [c.media_item_id for c in q.claim("srv")] == ["item"]
+    q.close()
+"""
+
+
+def test_a_queue_at_head_opens_without_dataset_sqlalchemy_or_alembic(tmp_path):
+    first = _modules_after(_QUEUE_WORK, tmp_path)
+    assert {"alembic", "dataset", "sqlalchemy"} <= first  # a new file is created by the migrations
+
+    again = _modules_after(_QUEUE_WORK, tmp_path)
+    assert not {"alembic", "dataset", "sqlalchemy", "mako"} & again
+
+    import sqlite3
+
+    from playbacksync.queue import migrations
+
+    con = sqlite3.connect(tmp_path / "data" / "queue.sqlite")
+    try:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == migrations.HEAD
+        assert con.execute("SELECT count(*) FROM playback_sync_queue").fetchone()[0] >= 1
+    finally:
+        con.close()

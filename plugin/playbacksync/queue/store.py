@@ -2,8 +2,11 @@
 
 Where: ``<data dir>/queue.sqlite``; the data dir is the constructor's
 ``data_dir``, else ``$PLAYBACK_SYNC_DATA_DIR``, else the platform's user data
-folder (see :mod:`playbacksync.paths`). Opened through ``dataset``; the schema
-is kept by alembic migrations run at open.
+folder (see :mod:`playbacksync.paths`). The schema is kept by alembic
+migrations run at open through ``dataset``'s engine; a file already at the
+head revision (the usual open) is used through stdlib sqlite3 connections
+alone, so dataset, SQLAlchemy and alembic (~0.3 s of CPU to import) load only
+when the schema must change.
 
 Durability
     WAL journal, ``synchronous=FULL``, busy timeout 5 s. When
@@ -24,12 +27,11 @@ Transactions
     taken before anything is read, so the read-then-write of coalescing and
     recovery cannot interleave with another thread or process. A claim is a
     choice and an update inside one such transaction (no ``RETURNING``, so a
-    Python bundling SQLite older than 3.35 works too). ``dataset`` opens the
-    database (its engine, WAL, connection pool); each transaction checks a
-    connection out of that pool and runs its statements on the sqlite3
-    connection directly, never through dataset's per-thread connection (see
-    ``_tx``). Migrations run first on their own connection and dataset's
-    table cache is never used, so no stale metadata survives a migration.
+    Python bundling SQLite older than 3.35 works too). Each transaction takes
+    a sqlite3 connection (WAL, busy timeout, synchronous) from a small free
+    list shared by the queue's threads (see ``_tx``). Migrations run first, on
+    dataset's engine, which is closed before any change is read or written,
+    so no stale metadata survives a migration.
 
 Coalescing (per key = server, item, user; only rows not yet sent are touched)
     * A new ``progress_update`` updates in place the key's latest pending row if
@@ -86,6 +88,9 @@ import math
 import os
 import secrets
 import socket
+import sqlite3
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
@@ -114,11 +119,50 @@ class _Damaged(Exception):
     pass
 
 
+class _Connections:
+    """sqlite3 connections for the queue's threads: one per transaction, idle ones kept for reuse."""
+
+    KEEP = 5
+
+    def __init__(self, connect):
+        self._connect = connect
+        self._idle: List[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def get(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def put(self, con: sqlite3.Connection, reuse: bool = True) -> None:
+        with self._lock:
+            if reuse and not self.closed and not con.in_transaction and len(self._idle) < self.KEEP:
+                self._idle.append(con)
+                return
+        con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self.closed = self._idle, [], True
+        for con in idle:
+            con.close()
+
+
 def _sqlite_error(exc: BaseException):
     """(primary code or None, message) of a sqlite3 error, possibly wrapped by SQLAlchemy."""
     orig = getattr(exc, "orig", None) or exc
     code = getattr(orig, "sqlite_errorcode", None)
     return (code & 0xFF if isinstance(code, int) else None), str(orig)
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    """A sqlite3 error, or SQLAlchemy's wrapper of one (SQLAlchemy is loaded only to migrate)."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)
 
 
 def _is_damaged(exc: BaseException) -> bool:
@@ -198,14 +242,27 @@ class SyncQueue:
         self._synchronous = synchronous.upper()
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._db = None
+        self._db = None  # dataset's engine, only while migrating
+        self._pool: Optional[_Connections] = None
         self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
         self._open()
 
     # -- opening ---------------------------------------------------------
-    def _connect(self):
-        import sqlite3
+    def _new_connection(self) -> sqlite3.Connection:
+        # isolation_level None: pysqlite's own implicit BEGIN is deferred and skips SELECTs; we begin ourselves.
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            for pragma in (f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}",
+                           f"PRAGMA synchronous={self._synchronous}", "PRAGMA journal_mode=WAL"):
+                con.execute(pragma)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
+    def _connect(self):
+        """dataset's engine, for the migrations (alembic works on a SQLAlchemy connection)."""
         import dataset
         from sqlalchemy import event
 
@@ -252,64 +309,77 @@ class SyncQueue:
             self._close_db()
             raise
 
-    def _check_read_only(self) -> bool:
+    def _check_read_only(self):
         """Check an existing file on a read-only connection, before anything may write to it.
 
         A read-write connection would checkpoint or delete the -wal on close, so a
-        damaged file would not be moved aside as it was. True if the file is
-        verified sound; False if this check could not run (the normal open decides).
+        damaged file would not be moved aside as it was. Returns (True, its schema
+        revision or None) if the file is verified sound; (False, None) if this check
+        could not run (the normal open decides).
         """
-        import sqlite3
         from urllib.parse import quote
 
         if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            return False
+            return False, None
         try:
             con = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, timeout=self.busy_timeout)
         except sqlite3.Error as exc:
             if _is_damaged(exc):
                 raise _Damaged(_sqlite_error(exc)[1]) from None
-            return False
+            return False, None
         try:
             # quick_check reads every page: a truncated or scribbled file shows here.
             problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
         except sqlite3.Error as exc:
             if _is_damaged(exc):
                 raise _Damaged(_sqlite_error(exc)[1]) from None
-            return False
+            return False, None
+        else:
+            if problems != ["ok"]:
+                raise _Damaged("; ".join(problems[:3]))
+            try:  # the table alembic keeps its revision in (absent in a new or foreign file)
+                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.Error:
+                row = None
         finally:
             con.close()
-        if problems != ["ok"]:
-            raise _Damaged("; ".join(problems[:3]))
-        return True
+        return True, (row[0] if row else None)
 
     def _open_once(self) -> None:
-        from sqlalchemy.exc import DBAPIError
-
         from .. import paths
         from . import migrations
 
         try:
-            checked = self._check_read_only()
+            checked, revision = self._check_read_only()
             paths.private_file(self.path)
-            self._db = self._connect()
-            with self._db.engine.connect() as conn:
-                with conn.begin():
-                    if not checked:
-                        problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
-                        if problems != ["ok"]:
-                            raise _Damaged("; ".join(problems[:3]))
-                    migrations.upgrade(conn)
+            if not (checked and revision == migrations.HEAD):  # else sound and current: nothing to migrate
+                self._migrate(checked)
+            self._pool = _Connections(self._new_connection)
+            self._pool.put(self._pool.get())  # connect now: an unusable file fails the open, as it should
         except _Damaged:
             raise
-        except DBAPIError as exc:
+        except Exception as exc:
+            if not _is_db_error(exc):
+                self._close_db()
+                raise
             if _is_damaged(exc):
                 raise _Damaged(_sqlite_error(exc)[1]) from None
             self._close_db()
             raise self._error(exc, "open") from None
-        except Exception:
-            self._close_db()
-            raise
+
+    def _migrate(self, checked: bool) -> None:
+        from . import migrations
+
+        self._db = self._connect()
+        with self._db.engine.connect() as conn:
+            with conn.begin():
+                if not checked:
+                    problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+                    if problems != ["ok"]:
+                        raise _Damaged("; ".join(problems[:3]))
+                migrations.upgrade(conn)
+        self._db.close()
+        self._db = None
 
     def _move_aside(self) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -329,6 +399,9 @@ class SyncQueue:
         return target
 
     def _close_db(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._db is not None:
             try:
                 self._db.close()
@@ -370,25 +443,20 @@ class SyncQueue:
 
     @contextmanager
     def _tx(self, action: str, write: bool = True):
-        """One transaction on a pooled connection of dataset's engine; errors become QueueError.
+        """One transaction on a connection of the queue's own; errors become QueueError.
 
-        Statements go straight to the sqlite3 connection (SQLAlchemy's per-statement
-        work would triple the enqueue cost), and not through dataset's per-thread
-        connection: a failed BEGIN or COMMIT would leave that one holding a dead
-        transaction for every later call on the thread.
+        Statements go straight to a sqlite3 connection (SQLAlchemy's per-statement
+        work would triple the enqueue cost); a connection whose ROLLBACK failed
+        is closed, never reused.
         """
-        import sqlite3
-
-        from sqlalchemy.exc import DBAPIError
-
-        db = self._db
-        if db is None or db.engine is None:
+        pool = self._pool
+        if pool is None or pool.closed:
             raise QueueError(f"the queue {self.path} is closed")
         try:
-            fairy = db.engine.raw_connection()
-        except DBAPIError as exc:
+            con = pool.get()
+        except sqlite3.Error as exc:
             raise self._error(exc, action) from None
-        con = fairy.driver_connection
+        reuse = True
 
         def run(sql, **params):
             return con.execute(*self._expand(sql, params))
@@ -406,10 +474,10 @@ class SyncQueue:
                 try:
                     con.execute("ROLLBACK")
                 except sqlite3.Error:
-                    fairy.invalidate()
+                    reuse = False
             raise self._error(exc, action) from None
         finally:
-            fairy.close()
+            pool.put(con, reuse)
 
     # -- writing changes -------------------------------------------------
     def enqueue_change(self, change: Change) -> int:
