@@ -188,7 +188,7 @@ class KodiRun:
             zf.extractall(self.addons)
         return self.addons / tops.pop()
 
-    def install_requests_module(self, source_python_paths: Optional[List[str]] = None) -> Path:
+    def install_requests_module(self) -> Path:
         """script.module.requests built from the requests installed here (PyPI's)."""
         import requests
         folder = self.addons / "script.module.requests"

@@ -13,7 +13,6 @@ import re
 import sqlite3
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
