@@ -10,7 +10,7 @@ ARGS ?= status
 RUN_APT := libmpv2
 TEST_APT := $(RUN_APT) ffmpeg xvfb xauth x11-apps imagemagick xdotool pulseaudio libgl1-mesa-dri kodi
 
-.PHONY: install test-deps test run bench soak kodi-zip kodi-settings clean
+.PHONY: install test-deps apt test run bench soak kodi-zip kodi-settings clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-test-deps: install
+test-deps: install .venv-kodichecker/.installed
 	@$(MAKE) --no-print-directory apt PKGS="$(TEST_APT)"
+
+# kodi-addon-checker in a venv of its own: its pins clash with ours.
+.venv-kodichecker/.installed: constraints-kodichecker.txt
+	$(PYTHON) -m venv .venv-kodichecker
+	.venv-kodichecker/bin/pip install -q -c constraints-kodichecker.txt kodi-addon-checker
+	touch $@
 
 # Installs missing Debian packages when run as root; otherwise says exactly what to install.
 apt:
@@ -45,9 +51,13 @@ run: install
 bench: test-deps
 	$(PY) bench/run_all.py
 
+# The Kodi add-on, installable with Kodi's "Install from zip file".
+kodi-zip: install
+	$(PY) -m playbacksync.kodi_zip
+
 # Regenerates resources/settings.xml and strings.po from the settings schema.
 kodi-settings: install
 	$(PY) -m playbacksync.settings.kodi_settings .
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-kodichecker dist build .pytest_cache .hypothesis
