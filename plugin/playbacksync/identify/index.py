@@ -15,7 +15,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional
 
@@ -191,6 +190,8 @@ class ItemIndex:
         ``items`` may be a lazy iterator (e.g. ``backend.iter_items()``); if it
         raises, nothing changes and the exception propagates.
         """
+        import uuid  # only when a server is indexed (it imports platform): not at every start
+
         refresh_id = uuid.uuid4().hex
         try:
             self._stage(refresh_id, items)

@@ -86,7 +86,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
 import socket
 import sqlite3
 import sys
@@ -241,7 +240,7 @@ class SyncQueue:
         self.busy_timeout = float(busy_timeout)
         self._synchronous = synchronous.upper()
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"  # as secrets.token_hex, without its hmac imports
         self._db = None  # dataset's engine, only while migrating
         self._pool: Optional[_Connections] = None
         self.moved_aside: Optional[str] = None  # where a damaged file went, if one did

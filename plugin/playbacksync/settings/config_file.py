@@ -6,7 +6,6 @@ Saving is atomic (temp file in the same folder, fsync, rename) and private
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -15,8 +14,6 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
-
-import tomli_w
 
 from ..config import SERVER_TYPES, Config, PathMapping, ServerConfig, SyncOptions
 from .schema import SERVER_FIELDS, SYNC_FIELDS, Field
@@ -89,6 +86,8 @@ def _kind_name(v: Any) -> str:
 
 
 def _unknown(key: str, allowed, where: str) -> Problem:
+    import difflib  # only for a mistyped key: not on every load
+
     near = difflib.get_close_matches(key, list(allowed), n=1)
     hint = f'did you mean "{near[0]}"?' if near else "known keys: " + ", ".join(allowed)
     return Problem(f"{where}{key}", "unknown setting", f"remove it or fix its name ({hint})")
@@ -350,6 +349,8 @@ def save_config(config: Config, path: str) -> None:
         os.chmod(folder, 0o700)
     elif folder == os.path.abspath(config_dir()):
         os.chmod(folder, 0o700)
+    import tomli_w  # only to save: not on every load
+
     text = ("# Playback Sync settings (written by playback-sync; the README explains every key).\n"
             "# This file holds access tokens: keep it private (mode 0600).\n\n"
             + tomli_w.dumps(config_to_dict(config)))
