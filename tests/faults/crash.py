@@ -100,6 +100,12 @@ class TrialResult:
     server_played: bool
     server_position_s: float
     notes: List[str] = field(default_factory=list)
+    unsaved_clean_exit: int = 0  # play ended by itself, yet the watched mark never got saved
+
+    @property
+    def saved_before_kill(self) -> bool:
+        """A change was in the queue when the process died (past the startup window)."""
+        return self.acknowledged > 0
 
 
 def _ipc_time_pos(sock: socket.socket, buf: bytearray, request_id: int, timeout: float = 0.2) -> Optional[float]:
@@ -293,8 +299,12 @@ class CrashRig:
         stranded = sum(1 for r in final.values() if r["status"] == "syncing")
         dup = max(0, self.fake.played_applied[item] - 1)
         error = 0.0 if data.played else max(0.0, last_pos - server_pos)
+        unsaved = int(not killed and proc.returncode == 0 and not data.played)
+        if unsaved:
+            notes.append("clean exit, but the watched mark was never saved")
         return TrialResult(n, mode, killed, round(kill_after, 3), round(last_pos, 3), len(acknowledged), lost,
-                           stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes)
+                           stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes,
+                           unsaved)
 
     @staticmethod
     def _lost(acknowledged: List[dict], final: Dict[int, dict], data, notes: List[str]):
@@ -341,6 +351,13 @@ def summarize(results: List[TrialResult]) -> Dict[str, object]:
         "watched_applied_twice": sum(r.duplicates for r in results),
         "still_queued_after_restart": sum(r.still_queued for r in results),
         "max_position_error_s": max((r.position_error_s for r in results), default=0.0),
+        # Once a change is in the queue the server trails the player by at most one interval;
+        # before that (the first 2-3 s of a file, plus identification) everything played is at stake.
+        "max_position_error_after_first_save_s": max((r.position_error_s for r in results if r.saved_before_kill),
+                                                     default=0.0),
+        "max_position_error_startup_window_s": max((r.position_error_s for r in results
+                                                    if not r.saved_before_kill), default=0.0),
+        "clean_exits_unsaved": sum(r.unsaved_clean_exit for r in results),
         "progress_interval_s": PROGRESS_INTERVAL,
         "position_error_over_interval": sum(1 for r in results if r.position_error_s > PROGRESS_INTERVAL),
         "watched_on_server": sum(1 for r in results if r.server_played),
