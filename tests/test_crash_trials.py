@@ -41,3 +41,48 @@ def test_thirty_sigkills_lose_nothing(tmp_path):
         assert sum(1 for r in killed if r.mode == mode) >= 4, (mode, figures)
     assert sum(1 for r in killed if r.acknowledged) >= 5, "too few kills after a change was queued"
     assert figures["watched_on_server"] >= 3 and any(r.acknowledged == 0 for r in killed), figures
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known bug, reported to the app owner: SyncService.stop() gives the hand-off 1.5 s, so changes still "
+    "waiting for the first identification (index refresh slower than the playback) are dropped at a "
+    "clean quit, silently; the 200-trial soak hit it twice under load"))
+def test_a_clean_quit_while_identification_is_slow_still_saves_the_watched_mark(tmp_path):
+    """The whole clip is played while the server's item listing (the first index refresh)
+    takes longer than the clip: the watched mark must still reach the queue and the server."""
+    import subprocess
+    import sys
+    import time as _time
+
+    from tests.faults.crash import TOKEN, CrashFake, read_rows
+    from tests.media import make_clip
+
+    class SlowListing(CrashFake):
+        def _respond(self, req, body, environ):
+            if req.method == "GET" and req.path == "/Items":
+                self._stopping.wait(6.0)
+            return super()._respond(req, body, environ)
+
+    clip = make_clip(tmp_path, 3.0, name="slow listing")
+    fake = SlowListing().start()
+    try:
+        uid = fake.add_user("v", "p")
+        fake.issue_token(uid, TOKEN)
+        item = fake.add_item("c", path=str(clip), runtime_s=3)
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[[servers]]\nid = "jf"\ntype = "jellyfin"\nurl = "{fake.url}"\ntoken = "{TOKEN}"\n'
+                       f'user_id = "{uid}"\n')
+        env = dict(os.environ, PLAYBACK_SYNC_DATA_DIR=str(tmp_path / "data"), XDG_STATE_HOME=str(tmp_path / "st"),
+                   PLAYBACK_SYNC_MPV_CONFIG_DIR=str(tmp_path))
+        done = subprocess.run([sys.executable, "-m", "playbacksync.cli", "--config", str(cfg), "play", str(clip),
+                               "--vo=null", "--ao=null"], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = read_rows(tmp_path / "data" / "queue.sqlite")
+        assert any(r["change_type"] == "mark_watched" for r in rows), rows
+        deadline = _time.monotonic() + 10
+        while not fake.user_data(uid, item).played and _time.monotonic() < deadline:
+            subprocess.run([sys.executable, "-m", "playbacksync.cli", "--config", str(cfg), "sync", "--timeout",
+                            "10"], env=env, capture_output=True, timeout=60)
+        assert fake.user_data(uid, item).played
+    finally:
+        fake.stop(check=False)
