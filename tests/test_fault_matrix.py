@@ -7,7 +7,7 @@ Reactions (the worker's contract):
   503/429 with Retry-After -> nothing sent to that server before it, then synced;
   connection refused -> server offline (no attempt counted), synced when it is back;
   401/403 -> server paused (auth_required event), attempts not counted, synced after set_backend;
-  404 -> failed with the server's message kept; retry_failed sends it again;
+  404 or 400 -> failed with the server's message kept; retry_failed sends it again;
   redirect to another host -> the token is not carried there and the change is not lost.
 Nothing is lost: at the end each change is on the server, exactly once for watched marks.
 
@@ -287,14 +287,16 @@ def test_auth_refusal_pauses_the_server_until_new_settings(rig, status):
     assert rig.row(rid).attempt_count == 1  # the one real send
 
 
-def test_not_found_fails_keeps_the_message_and_is_retryable(rig):
+@pytest.mark.parametrize("status,words", [(404, "Item not found."), (400, "Bad value for ItemId")])
+def test_not_found_or_bad_request_fails_keeps_the_message_and_is_retryable(rig, status, words):
     h = rig.h
-    item = h.add_item("Gone", "/srv/media/gone.mkv")
-    h.fake.fail_next(404, body="Item not found.")
+    item = h.add_item(f"Gone {status}", f"/srv/media/gone {status}.mkv")
+    h.fake.fail_next(status, body=words)
     rid = rig.send(item, WATCHED)
     rig.wait_status(rid, FAILED)
     row = rig.row(rid)
-    assert "404" in row.error_message or f"no item {item}" in row.error_message, row.error_message
+    assert str(status) in row.error_message or f"no item {item}" in row.error_message, row.error_message
+    assert words in row.error_message or f"no item {item}" in row.error_message, row.error_message
     assert_no_token(rig, row.error_message)
     assert [e for e in rig.events if e.kind == "failed" and e.change is not None and e.change.id == rid]
     assert [r.id for r in rig.queue.get_failed_retryable()] == [rid]
