@@ -141,6 +141,10 @@ def bench_drain(folder: str, changes: int, connections: int, added_latency: floa
         for s in servers:
             queue.enqueue_change(s.change(n, 60 + n % 1000, created))
     worker = SyncWorker(queue, {s.source_id: s.backend() for s in servers}, connections=connections)
+    import resource
+
+    cpu0 = time.process_time()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     worker.start()
     try:
@@ -153,14 +157,20 @@ def bench_drain(folder: str, changes: int, connections: int, added_latency: floa
     finally:
         worker.stop()
         queue.close()
+        cpu = time.process_time() - cpu0
         logs = [s.finish() for s in servers]
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The children's CPU includes their start-up and seeding (a few hundred ms each).
+    fake_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     requests = sum(r for r, _ in logs)
     writes = sum(w for _, w in logs)
     conns = connections * len(servers)
     floor = requests * added_latency / conns
     return {"changes": changes, "servers": len(servers), "connections_total": conns, "requests": requests,
             "writes": writes, "elapsed_s": round(elapsed, 2), "floor_s": round(floor, 2),
-            "ratio": round(elapsed / floor, 3) if floor else None}
+            "ratio": round(elapsed / floor, 3) if floor else None,
+            "worker_cpu_ms_per_request": round(1000 * cpu / max(1, requests), 2),
+            "fakes_cpu_ms_per_request": round(1000 * fake_cpu / max(1, requests), 2)}
 
 
 # -- W3 ------------------------------------------------------------------------------
@@ -284,6 +294,9 @@ def main(argv=None) -> Dict:
               f"{dr['connections_total']} connections): {dr['requests']} requests ({dr['writes']} writes, the rest "
               f"conflict reads and probes) in {dr['elapsed_s']:.2f} s; floor {dr['floor_s']:.2f} s; "
               f"ratio {dr['ratio']:.3f} (goal <= {DRAIN_RATIO_GOAL}): {_verdict(ok)}")
+        print(f"   CPU per request: worker process {dr['worker_cpu_ms_per_request']:.2f} ms, the fakes "
+              f"{dr['fakes_cpu_ms_per_request']:.2f} ms (spec validation, incl. their start-up), on "
+              f"{os.cpu_count()} shared cores")
         # The same drain with no added latency, same run: what the requests cost on this machine
         # (client, the fakes' spec validation, queue writes), which the floor leaves out.
         base = bench_drain(folder, args.changes, args.connections, added_latency=0.0)
