@@ -445,3 +445,37 @@ def test_plex_down_does_not_block_jellyfin_and_catches_up(env):
         assert settled(env, rw, SYNCED) and plex.state(key).play_count == 1
     finally:
         plex.stop()
+
+
+def test_plex_stamp_of_our_own_write_is_not_taken_for_another_device(env):
+    """Plex stamps lastViewedAt with its own clock in whole seconds: right after we mark an
+    item watched, a rewatch position made within that second that had to be retried must
+    still go out (the newer stamp is ours, not another device's)."""
+    from playbacksync.changes import Change
+
+    plex = PlexHarness().start()
+    try:
+        plex.fake.library.clock = env.clock
+        key = plex.add_item("Some Movie", runtime_s=1000)
+        w = SyncWorker(env.queue, {"plex": plex.backend(id="plex")}, clock=env.clock, poll_interval=0.2,
+                       rng=NoJitter())
+        env.workers.append(w)
+        w.start()
+        assert online(w, "plex")
+        env.clock.advance(10.2)
+        rw = env.queue.enqueue_change(Change(key, "plex", "", WATCHED, created_at=env.clock()))
+        w.notify()
+        assert settled(env, rw, SYNCED)
+        env.clock.advance(0.3)  # the rewatch starts within the same second
+        plex.fake.fail_next(500)
+        rp = env.queue.enqueue_change(Change(key, "plex", "", PROGRESS, position_ms=30_000, duration_ms=1_000_000,
+                                             created_at=env.clock()))
+        w.notify()
+        assert wait_for(lambda: env.row(rp).attempt_count == 1 and env.row(rp).status == PENDING)
+        env.clock.advance(1)
+        w.notify()
+        assert settled(env, rp, SYNCED)
+        assert env.row(rp).resolution == "applied"
+        assert plex.state(key).position_ms == 30_000 and plex.state(key).play_count == 1
+    finally:
+        plex.stop()

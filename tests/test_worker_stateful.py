@@ -103,7 +103,7 @@ class ViewerAndServer(RuleBasedStateMachine):
         self.queue = SyncQueue(self.dir, clock=self.clock, lease_seconds=LEASE)
         self.killer = Killable(self.server.backend())
         self.worker = SyncWorker(self.queue, {"jf": self.killer}, clock=self.clock, poll_interval=0.2,
-                                 rng=NoJitter(), conflict_age=60.0)
+                                 rng=NoJitter(), conflict_age=600.0)
         self.worker.start()
         assert wait_for(lambda: self.worker.server_states()["jf"] != "unknown", 5)
         self._settle()
