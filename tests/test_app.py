@@ -118,3 +118,34 @@ def test_handle_never_raises_and_is_cheap_on_the_player_thread(jellyfin, tmp_pat
         assert time.monotonic() - t0 < 1.0  # each request to the server takes 2 s: handle() waited for none
     finally:
         service.stop(3.0)
+
+
+class SlowListingJellyfin(JellyfinFake):
+    """The server's item list (the first index refresh) takes seconds."""
+
+    listing_delay = 3.0
+
+    def list_items(self, req):
+        time.sleep(self.listing_delay)
+        return super().list_items(req)
+
+
+def test_changes_not_identified_by_quit_are_journaled_and_queued_at_next_start(tmp_path):
+    with SlowListingJellyfin(version="10.11.11") as fake:
+        fake.uid = fake.add_user("alice", "pass")
+        fake.token = fake.issue_token(fake.uid)
+        fake.iid = fake.add_item("Clip", path="/srv/media/clip.mkv", runtime_s=600)
+        service, _ = make_service(fake, tmp_path)
+        play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        service.stop(3.0, flush_timeout=0.2)  # quit long before the item list arrives
+        journal = tmp_path / "data" / "unqueued-changes.jsonl"
+        assert journal.exists() and oct(journal.stat().st_mode & 0o777) == "0o600"
+        assert not fake.user_data(fake.uid, fake.iid).played
+        fake.listing_delay = 0.0
+        service, _ = make_service(fake, tmp_path)  # the next start queues and sends them
+        try:
+            assert wait_for(lambda: fake.user_data(fake.uid, fake.iid).played)
+        finally:
+            service.stop(3.0)
+        assert fake.user_data(fake.uid, fake.iid).play_count == 1
+        assert not list((tmp_path / "data").glob("unqueued-changes.jsonl*"))

@@ -45,10 +45,6 @@ def test_thirty_sigkills_lose_nothing(tmp_path):
     assert figures["watched_on_server"] >= 3 and any(r.acknowledged == 0 for r in killed), figures
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported to the app owner: SyncService.stop() gives the hand-off 1.5 s, so changes still "
-    "waiting for the first identification (index refresh slower than the playback) are dropped at a "
-    "clean quit, silently; the 200-trial soak hit it twice under load"))
 def test_a_clean_quit_while_identification_is_slow_still_saves_the_watched_mark(tmp_path):
     """The whole clip is played while the server's item listing (the first index refresh)
     takes longer than the clip: the watched mark must still reach the queue and the server."""

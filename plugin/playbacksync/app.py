@@ -13,12 +13,14 @@ tracker produced is in the queue before the process exits.
 from __future__ import annotations
 
 import logging
+import os
 import queue as _stdqueue
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .config import Config, ServerConfig
+from .tracker import TrackedChange
 from .tracker.events import STARTED, MediaRef, PlaybackEvent
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class ServiceMessage:
 
 class SyncService:
     RETRY_SAVE_SECONDS = 0.5
+    FLUSH_SECONDS = 20.0  # at quit, how long a slow first identification may hold the exit
 
     def __init__(self, config: Config, data_dir: Optional[str] = None, *, wall_clock=time.time,
                  worker_options: Optional[dict] = None, queue_options: Optional[dict] = None):
@@ -58,6 +61,10 @@ class SyncService:
         self._subscribers: List[Callable] = []
         self._worker_unsubs: List[Callable] = []
         self._unsaved: List = []  # changes made but not yet in the queue (storage fault)
+        self._current = None  # the tracked change being identified right now
+        self._write_lock = threading.Lock()  # queue writes vs. stop() giving up on the service thread
+        self._abandoned = False
+        self._folder: Optional[str] = None
         self._told_storage = False
         self._matches: Dict[Tuple, Dict] = {}
         self._told_unmatched: set = set()
@@ -84,15 +91,22 @@ class SyncService:
             raise self._start_error
         return self._started.is_set()
 
-    def stop(self, timeout: float = 3.0) -> bool:
-        """Flush every pending hand-off into the queue, then stop the worker within ``timeout``."""
+    def stop(self, timeout: float = 3.0, flush_timeout: Optional[float] = None) -> bool:
+        """Queue every change handed over so far, then stop the worker within ``timeout``.
+
+        Queuing is local and takes milliseconds, unless a file's first
+        identification is still waiting for the server's item list: that may
+        hold the exit up to ``flush_timeout`` (FLUSH_SECONDS). What is still
+        unidentified then goes to the journal and is queued at the next start.
+        """
         if self._thread is None:
             return True
-        deadline = time.monotonic() + timeout
         self._inbox.put(_STOP)
-        # The queue write is local and fast; give it most of the budget but keep some for the worker.
-        self._thread.join(max(0.1, timeout * 0.5))
+        self._thread.join(max(0.1, self.FLUSH_SECONDS if flush_timeout is None else flush_timeout))
         clean = not self._thread.is_alive()
+        if not clean:
+            self._journal_leftovers()
+        deadline = time.monotonic() + timeout
         if self.identifier is not None:
             self.identifier.close(0.2)
         if self.worker is not None:
@@ -100,6 +114,27 @@ class SyncService:
         if self.queue is not None:
             self.queue.close()
         return clean
+
+    def _journal_leftovers(self) -> None:
+        from . import journal
+
+        with self._write_lock:
+            self._abandoned = True  # the service thread writes nothing from now on
+            left = list(self._unsaved) + ([self._current] if self._current is not None else [])
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except _stdqueue.Empty:
+                break
+            if item is not _STOP and item[0] == "change":
+                left.append(item[1])
+        if self._folder is None:
+            log.error("%d playback change(s) lost: the sync service never started", len(left))
+            return
+        try:
+            journal.write(self._folder, left)
+        except OSError as exc:
+            log.error("%d playback change(s) lost: %s", len(left), exc)
 
     # -- host side -------------------------------------------------------
     def handle(self, event: PlaybackEvent) -> None:
@@ -131,7 +166,7 @@ class SyncService:
         from .queue import SyncQueue
         from .worker import SyncWorker
 
-        folder = data_dir(self.data_dir)
+        folder = self._folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
         if self.queue.moved_aside:  # the viewer must hear of it, not only the log
             self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
@@ -147,6 +182,23 @@ class SyncService:
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = [self.worker.subscribe(cb) for cb in self._subscribers]
         self.worker.start()
+        self._replay_journal()
+
+    def _replay_journal(self) -> None:
+        """Queue what an earlier run could not identify before it quit (journal.py)."""
+        from . import journal
+
+        items, claimed = journal.claim(self._folder)
+        for item in items:
+            if isinstance(item, TrackedChange):
+                self._enqueue(item)
+            else:
+                self._unsaved.append(item)
+        self._save_unsaved()
+        if claimed and not self._unsaved:
+            os.remove(claimed)
+        elif claimed:
+            log.error("journal %s kept: its changes could not all be queued yet", claimed)
 
     def _run(self) -> None:
         try:
@@ -190,10 +242,12 @@ class SyncService:
     def _enqueue(self, tracked) -> None:
         from .changes import Change
 
+        self._current = tracked
         matches = self._identify(tracked.media)
         if not matches and "no servers" not in self._told_unmatched:
             self._told_unmatched.add("no servers")
             self._emit(ServiceMessage("not_identified", None, "no server is configured: nothing is synced"))
+        made = []
         for server_id, match in matches.items():
             server = self.config.server(server_id)
             if match.item_id is None or server is None:
@@ -202,11 +256,16 @@ class SyncService:
                     self._told_unmatched.add(told)
                     self._emit(ServiceMessage("not_identified", server_id, match.reason))
                 continue
-            self._unsaved.append(Change(
+            made.append(Change(
                 media_item_id=match.item_id, source_id=server_id, user_id=_user_of(server),
                 change_type=tracked.change_type, position_ms=tracked.position_ms,
                 duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
                 created_at=tracked.created_at))
+        with self._write_lock:
+            if self._abandoned:  # stop() journaled this change already
+                return
+            self._unsaved.extend(made)
+            self._current = None
         self._save_unsaved()
 
     def _save_unsaved(self, final: bool = False) -> None:
@@ -221,7 +280,11 @@ class SyncService:
         tries = 3 if final else 1
         while self._unsaved and tries:
             try:
-                self.queue.enqueue_change(self._unsaved[0])
+                with self._write_lock:
+                    if self._abandoned:
+                        return
+                    self.queue.enqueue_change(self._unsaved[0])
+                    self._unsaved.pop(0)
             except QueueError as exc:
                 tries -= 1
                 if not self._told_storage:
@@ -231,11 +294,17 @@ class SyncService:
                 if tries and final:
                     time.sleep(self.RETRY_SAVE_SECONDS)
                 continue
-            self._unsaved.pop(0)
             self._told_storage = False
             self.worker.notify()
-        if final and self._unsaved:
-            log.error("%d playback change(s) could not be saved before exit", len(self._unsaved))
+        if final and self._unsaved:  # the queue is still unusable: keep them for the next start
+            from . import journal
+
+            with self._write_lock:
+                self._abandoned, left, self._unsaved = True, list(self._unsaved), []
+            try:
+                journal.write(self._folder, left)
+            except OSError as exc:
+                log.error("%d playback change(s) could not be saved before exit: %s", len(left), exc)
 
     def _emit(self, message) -> None:
         for callback in list(self._subscribers):
