@@ -59,5 +59,9 @@ kodi-zip: install
 kodi-settings: install
 	$(PY) -m playbacksync.settings.kodi_settings .
 
+# 200 crash trials: real players killed with SIGKILL at random moments, then drained.
+soak: test-deps
+	$(PY) bench/soak.py --trials 200
+
 clean:
 	rm -rf $(VENV) .venv-kodichecker dist build .pytest_cache .hypothesis
