@@ -276,7 +276,7 @@ def main(argv=None) -> Dict:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--changes", type=int, default=1000, help="W2 backlog (10,000 takes ~10× longer)")
     parser.add_argument("--connections", type=int, default=2, help="W2 worker connections per server")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # main() from run_all.py: defaults
     _quiet_worker_logs()
     figures: Dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as folder:
@@ -327,4 +327,4 @@ def main(argv=None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
