@@ -18,7 +18,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, urlencode
 
 from .base import openapi_for, serve_forever_cli
-from .mediabrowser import MediaBrowserFake, body_json, json_response, parse_auth_fields, parse_iso
+from .mediabrowser import MediaBrowserFake, json_response, norm_id, parse_auth_fields, parse_iso
 
 SPEC_DIR = "/work/shared/specs/jellyfin"
 VERSIONS = ("10.8.13", "10.9.11", "10.10.7", "10.11.11", "12.0.0")
@@ -37,10 +37,6 @@ def spec_path(version: str) -> str:
 
 def _vt(version: str):
     return tuple(int(x) for x in version.split("."))
-
-
-def norm_id(s: Optional[str]) -> str:
-    return (s or "").replace("-", "").lower()
 
 
 class JellyfinFake(MediaBrowserFake):
@@ -118,23 +114,14 @@ class JellyfinFake(MediaBrowserFake):
                 return parse_auth_fields(legacy).get("Token")
         return None
 
-    def user_of(self, req) -> Optional[str]:
-        tok = self.token_of(req)
-        with self.lock:
-            return self.tokens.get(tok) if tok else None
+    def item_key(self, iid) -> str:
+        return norm_id(iid)
 
-    def _uid_for(self, req, asked: Optional[str]):
-        """(user id, error response): the token's user, who may only touch their own data."""
-        uid = self.user_of(req)
-        if uid is None:
-            return None, self.unauthorized()
-        if asked and norm_id(asked) != uid:
-            return None, json_response({"message": "Forbidden"}, 403)
-        return uid, None
+    def bad_credentials(self):
+        return json_response({"message": "Invalid username or password entered."}, 401)
 
-    def _item(self, iid: str):
-        with self.lock:
-            return self.items.get(norm_id(iid))
+    def played_date(self, req, played):
+        return (parse_iso(req.args.get("datePlayed")) if played else None), None
 
     # -- routes ---------------------------------------------------------
     def _info(self):
@@ -151,22 +138,6 @@ class JellyfinFake(MediaBrowserFake):
         return {**self._info(), "OperatingSystemDisplayName": "Linux", "HasPendingRestart": False,
                 "IsShuttingDown": False, "SupportsLibraryMonitor": True, "CanSelfRestart": False}
 
-    def authenticate(self, req):
-        fields = parse_auth_fields(req.headers.get("Authorization", ""))
-        if not all(fields.get(k) for k in ("Client", "Device", "DeviceId", "Version")):
-            # The server needs the client's identity to open a session.
-            return self.bad_request("Authorization header must name Client, Device, DeviceId and Version")
-        body = body_json(req)
-        with self.lock:
-            user = next((u for u in self.users.values() if u.name.lower() == str(body.get("Username", "")).lower()),
-                        None)
-        if user is None or user.password != body.get("Pw"):
-            return json_response({"message": "Invalid username or password entered."}, 401)
-        token = self.issue_token(user.id)
-        return {"User": {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True},
-                "SessionInfo": {"UserId": user.id, "Client": fields["Client"], "DeviceId": fields["DeviceId"]},
-                "AccessToken": token, "ServerId": self.server_id}
-
     def users_me(self, req):
         uid = self.user_of(req)
         if uid is None:
@@ -175,45 +146,14 @@ class JellyfinFake(MediaBrowserFake):
             user = self.users[uid]
         return {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True}
 
-    def _session(self, req, kind):
-        uid = self.user_of(req)
-        if uid is None:
-            return None, None, self.unauthorized()
-        body = body_json(req)
-        item = self._item(body.get("ItemId"))
-        if item is None:
-            return None, None, self.not_found()
-        with self.lock:
-            self.sessions.append({"kind": kind, "user": uid, **body})
-        return uid, item, None
-
     def session_playing(self, req):
-        uid, item, err = self._session(req, "start")
-        return err
+        return self._session(req, "start")
 
     def session_progress(self, req):
-        uid, item, err = self._session(req, "progress")
-        return err
+        return self._session(req, "progress")
 
     def session_stopped(self, req):
-        uid, item, err = self._session(req, "stopped")
-        if err is not None:
-            return err
-        self.playback_stopped(uid, item.id, body_json(req).get("PositionTicks"))
-        return None
-
-    def _played(self, req, uid_asked, item_id, played: bool):
-        uid, err = self._uid_for(req, uid_asked)
-        if err is not None:
-            return err
-        item = self._item(item_id)
-        if item is None:
-            return self.not_found()
-        if played:
-            self.mark_played(uid, item.id, parse_iso(req.args.get("datePlayed")))
-        else:
-            self.mark_unplayed(uid, item.id)
-        return self.user_data_json(uid, item.id)
+        return self._session(req, "stopped", stopped=True)
 
     def played(self, req, itemId):
         return self._played(req, req.args.get("userId"), itemId, True)
@@ -228,67 +168,18 @@ class JellyfinFake(MediaBrowserFake):
         return self._played(req, userId, itemId, False)
 
     def get_user_data(self, req, itemId):
-        uid, err = self._uid_for(req, req.args.get("userId"))
-        if err is not None:
-            return err
-        item = self._item(itemId)
-        return self.not_found() if item is None else self.user_data_json(uid, item.id)
+        uid, item, err = self.user_item(req, req.args.get("userId"), itemId)
+        return err if err is not None else self.user_data_json(uid, item.id)
 
     def post_user_data(self, req, itemId):
-        uid, err = self._uid_for(req, req.args.get("userId"))
-        if err is not None:
-            return err
-        item = self._item(itemId)
-        if item is None:
-            return self.not_found()
-        body = body_json(req)
-        changes = {}
-        if body.get("PlaybackPositionTicks") is not None:
-            changes["position_ticks"] = int(body["PlaybackPositionTicks"])
-        if body.get("Played") is not None:
-            changes["played"] = bool(body["Played"])
-        if body.get("PlayCount") is not None:
-            changes["play_count"] = int(body["PlayCount"])
-        if body.get("LastPlayedDate") is not None:
-            changes["last_played"] = parse_iso(body["LastPlayedDate"])
-        self.set_user_data(uid, item.id, **changes)
-        return self.user_data_json(uid, item.id)
-
-    def _one_item(self, req, uid_asked, itemId):
-        uid, err = self._uid_for(req, uid_asked)
-        if err is not None:
-            return err
-        item = self._item(itemId)
-        return self.not_found() if item is None else self.item_json(uid, item)
+        uid, item, err = self._update_user_data(req, req.args.get("userId"), itemId)
+        return err if err is not None else self.user_data_json(uid, item.id)
 
     def get_item(self, req, itemId):
         return self._one_item(req, req.args.get("userId"), itemId)
 
     def legacy_get_item(self, req, userId, itemId):
         return self._one_item(req, userId, itemId)
-
-    def _list(self, req, uid_asked):
-        uid, err = self._uid_for(req, uid_asked)
-        if err is not None:
-            return err
-        a = req.args
-
-        def many(name):
-            return [x for v in a.getlist(name) for x in v.split(",") if x]
-
-        items = self.sorted_items()
-        ids = [norm_id(x) for x in many("ids")]
-        if ids:
-            items = [i for i in items if i.id in ids]
-        elif a.get("recursive", "false").lower() != "true":
-            # Without recursive the server lists the user's libraries, not their contents.
-            items = []
-        types = many("includeItemTypes")
-        if types:
-            items = [i for i in items if i.type in types]
-        start = int(a.get("startIndex") or 0)
-        limit = int(a["limit"]) if a.get("limit") else None
-        return self.page(uid, items, start, limit, set(many("fields")))
 
     def list_items(self, req):
         return self._list(req, req.args.get("userId"))

@@ -211,6 +211,153 @@ class MediaBrowserFake(FakeServer):
         with self.lock:
             return sorted(self.items.values(), key=lambda i: (i.name.lower(), i.id))
 
+    # -- hooks where the servers differ -------------------------------------
+    sign_in_header = "Authorization"  # where a sign-in names the client
+    sign_in_incomplete = "Authorization header must name Client, Device, DeviceId and Version"
+    pascal_query = False  # Emby spells query parameters PascalCase, Jellyfin camelCase
+
+    def token_of(self, req: Request) -> Optional[str]:
+        raise NotImplementedError
+
+    def item_key(self, iid) -> str:
+        """An item id as the server stores it."""
+        return str(iid or "")
+
+    def qname(self, name: str) -> str:
+        return name[:1].upper() + name[1:] if self.pascal_query else name
+
+    def list_arg(self, args, name: str) -> List[str]:
+        """A list-valued query parameter: repeated keys, each may hold A,B."""
+        return [x for v in args.getlist(name) for x in v.split(",") if x]
+
+    def filter_items(self, args, items: List[FakeItem]) -> List[FakeItem]:
+        """Filters beyond ids and types that a server offers."""
+        return items
+
+    def played_date(self, req: Request, played: bool):
+        """(epoch seconds or None, error response) from a mark-played request."""
+        return None, None
+
+    def bad_credentials(self) -> Response:
+        return self.unauthorized()
+
+    # -- handlers the servers share ----------------------------------------
+    def user_of(self, req: Request) -> Optional[str]:
+        tok = self.token_of(req)
+        with self.lock:
+            return self.tokens.get(tok) if tok else None
+
+    def _uid_for(self, req: Request, asked: Optional[str]):
+        """(user id, error response): the token's user, who may only touch their own data."""
+        uid = self.user_of(req)
+        if uid is None:
+            return None, self.unauthorized()
+        if asked and norm_id(asked) != uid:
+            return None, json_response({"message": "Forbidden"}, 403)
+        return uid, None
+
+    def _item(self, iid) -> Optional[FakeItem]:
+        with self.lock:
+            return self.items.get(self.item_key(iid))
+
+    def user_item(self, req: Request, asked: Optional[str], item_id):
+        """(user id, item, error response) for a request about one item of the token's user."""
+        uid, err = self._uid_for(req, asked)
+        if err is not None:
+            return None, None, err
+        item = self._item(item_id)
+        if item is None:
+            return None, None, self.not_found()
+        return uid, item, None
+
+    def authenticate(self, req: Request):
+        fields = parse_auth_fields(req.headers.get(self.sign_in_header, ""))
+        if not all(fields.get(k) for k in ("Client", "Device", "DeviceId", "Version")):
+            # The server needs the client's identity to open a session.
+            return self.bad_request(self.sign_in_incomplete)
+        body = body_json(req)
+        with self.lock:
+            user = next((u for u in self.users.values() if u.name.lower() == str(body.get("Username", "")).lower()),
+                        None)
+        if user is None or user.password != body.get("Pw"):
+            return self.bad_credentials()
+        token = self.issue_token(user.id)
+        return {"User": {"Name": user.name, "ServerId": self.server_id, "Id": user.id, "HasPassword": True},
+                "SessionInfo": {"UserId": user.id, "Client": fields["Client"], "DeviceId": fields["DeviceId"]},
+                "AccessToken": token, "ServerId": self.server_id}
+
+    def _session(self, req: Request, kind: str, stopped: bool = False):
+        """A playback report, kept for assertions; a stopped one applies the resume rules."""
+        body = body_json(req)
+        uid, item, err = self.user_item(req, None, body.get("ItemId"))
+        if err is not None:
+            return err
+        with self.lock:
+            self.sessions.append({"kind": kind, "user": uid, **body})
+        if stopped:
+            self.playback_stopped(uid, item.id, body.get("PositionTicks"))
+        return None
+
+    def _played(self, req: Request, asked: Optional[str], item_id, played: bool):
+        uid, item, err = self.user_item(req, asked, item_id)
+        if err is not None:
+            return err
+        when, err = self.played_date(req, played)
+        if err is not None:
+            return err
+        if played:
+            self.mark_played(uid, item.id, when)
+        else:
+            self.mark_unplayed(uid, item.id)
+        return self.user_data_json(uid, item.id)
+
+    def _update_user_data(self, req: Request, asked: Optional[str], item_id):
+        """(user id, item, error response) after applying a UserData body."""
+        uid, item, err = self.user_item(req, asked, item_id)
+        if err is not None:
+            return None, None, err
+        body = body_json(req)
+        changes = {}
+        if body.get("PlaybackPositionTicks") is not None:
+            changes["position_ticks"] = int(body["PlaybackPositionTicks"])
+        if body.get("Played") is not None:
+            changes["played"] = bool(body["Played"])
+        if body.get("PlayCount") is not None:
+            changes["play_count"] = int(body["PlayCount"])
+        if body.get("LastPlayedDate") is not None:
+            changes["last_played"] = parse_iso(body["LastPlayedDate"])
+        self.set_user_data(uid, item.id, **changes)
+        return uid, item, None
+
+    def _one_item(self, req: Request, asked: Optional[str], item_id):
+        uid, item, err = self.user_item(req, asked, item_id)
+        return err if err is not None else self.item_json(uid, item)
+
+    def _list(self, req: Request, asked: Optional[str]):
+        uid, err = self._uid_for(req, asked)
+        if err is not None:
+            return err
+        a, n = req.args, self.qname
+        items = self.sorted_items()
+        ids = [self.item_key(x) for x in self.list_arg(a, n("ids"))]
+        if ids:
+            items = [i for i in items if i.id in ids]
+        elif a.get(n("recursive"), "false").lower() != "true":
+            # Without recursive the server lists the user's libraries, not their contents.
+            items = []
+        types = self.list_arg(a, n("includeItemTypes"))
+        if types:
+            items = [i for i in items if i.type in types]
+        items = self.filter_items(a, items)
+        start = int(a.get(n("startIndex")) or 0)
+        limit = int(a[n("limit")]) if a.get(n("limit")) else None
+        return self.page(uid, items, start, limit, set(self.list_arg(a, n("fields"))))
+
+
+def norm_id(s: Optional[str]) -> str:
+    """A user or item id without dashes, lower case (clients may send either form)."""
+    return (s or "").replace("-", "").lower()
+
 
 def body_json(req: Request) -> dict:
     data = req.get_json(silent=True)
@@ -218,4 +365,4 @@ def body_json(req: Request) -> dict:
 
 
 __all__ = ["MediaBrowserFake", "UserData", "FakeItem", "FakeUser", "TICKS_PER_SECOND", "iso", "parse_iso",
-           "parse_auth_fields", "body_json", "json_response"]
+           "parse_auth_fields", "body_json", "json_response", "norm_id"]
