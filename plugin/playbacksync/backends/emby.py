@@ -15,7 +15,7 @@ from ..config import ServerConfig
 from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, sign_in_request)
+                           ms_to_ticks, need_json_dict, paged_items, sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -97,25 +97,12 @@ class EmbyBackend(Backend):
         return indexed_item(d)
 
     def _query(self, extra: Dict[str, object], page_size: int) -> Iterator[IndexedItem]:
-        start, seen = 0, set()
-        while True:
+        def fetch(start: int) -> dict:
             params = {"Recursive": "true", "Fields": "ProviderIds,Path", "IncludeItemTypes": ",".join(PLAYABLE_TYPES),
                       "SortBy": "SortName", "StartIndex": start, "Limit": page_size, "EnableUserData": "false", **extra}
-            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
-            items = d.get("Items") or []
-            new = 0
-            for raw in items:
-                if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
-                    seen.add(raw["Id"])
-                    new += 1
-                    yield indexed_item(raw)
-            start += len(items)
-            total = d.get("TotalRecordCount")
-            # A page with nothing new means the server ignores paging: stop, don't loop.
-            if not items or not new:
-                return
-            if (start >= total) if isinstance(total, int) else len(items) < page_size:
-                return
+            return need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
+
+        yield from paged_items(fetch, page_size)
 
     def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
         return self._query({}, page_size)

@@ -15,7 +15,7 @@ from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, sign_in_request, version_tuple)
+                           ms_to_ticks, need_json_dict, paged_items, sign_in_request, version_tuple)
 
 
 def auth_header(device_id: str, token: str = "") -> str:
@@ -109,26 +109,15 @@ class JellyfinBackend(Backend):
         return indexed_item(d)
 
     def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        uid, start, seen = self._uid(), 0, set()
-        while True:
+        uid = self._uid()
+
+        def fetch(start: int) -> dict:
             params = {"userId": uid, "recursive": "true", "fields": ["ProviderIds", "Path"],
                       "includeItemTypes": list(PLAYABLE_TYPES), "sortBy": ["SortName"],
                       "startIndex": start, "limit": page_size, "enableUserData": "false"}
-            d = need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
-            items = d.get("Items") or []
-            new = 0
-            for raw in items:
-                if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
-                    seen.add(raw["Id"])
-                    new += 1
-                    yield indexed_item(raw)
-            start += len(items)
-            total = d.get("TotalRecordCount")
-            # A page with nothing new means the server ignores paging: stop, don't loop.
-            if not items or not new:
-                return
-            if (start >= total) if isinstance(total, int) else len(items) < page_size:
-                return
+            return need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
+
+        yield from paged_items(fetch, page_size)
 
     def close(self) -> None:
         self.http.close()

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import re
 import socket
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .. import __version__
 from ..config import ServerConfig
@@ -78,6 +78,27 @@ def item_state(user_data: Any) -> ItemState:
         count = 0
     return ItemState(position_ms=ticks_to_ms(u.get("PlaybackPositionTicks")), played=bool(u.get("Played")),
                      play_count=count, last_played_at=parse_date(u.get("LastPlayedDate")))
+
+
+def paged_items(fetch_page: Callable[[int], dict], page_size: int) -> Iterator[IndexedItem]:
+    """Each item of a paged listing once; ``fetch_page(start)`` returns one page's answer."""
+    start, seen = 0, set()
+    while True:
+        d = fetch_page(start)
+        items = d.get("Items") or []
+        new = 0
+        for raw in items:
+            if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
+                seen.add(raw["Id"])
+                new += 1
+                yield indexed_item(raw)
+        start += len(items)
+        total = d.get("TotalRecordCount")
+        # A page with nothing new means the server ignores paging: stop, don't loop.
+        if not items or not new:
+            return
+        if (start >= total) if isinstance(total, int) else len(items) < page_size:
+            return
 
 
 def device_id_for(server: ServerConfig) -> str:
