@@ -292,8 +292,9 @@ def test_auth_error_pauses_until_settings_change(env):
     assert online(w, "jf")
     s.fake.revoke_token(s.token)
     rid = env.enqueue(s, 0, WATCHED)
-    assert wait_for(lambda: w.server_states()["jf"] == "auth_required")
-    assert env.row(rid).status == PENDING and env.row(rid).attempt_count == 0
+    # The lane flags the server, then gives the row back: wait for both.
+    assert wait_for(lambda: w.server_states()["jf"] == "auth_required" and env.row(rid).status == PENDING)
+    assert env.row(rid).attempt_count == 0
     assert len(env.events.of("auth_required")) == 1
     n = len(s.fake.requests)
     env.clock.advance(600)
