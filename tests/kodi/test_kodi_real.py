@@ -344,6 +344,7 @@ def test_quit_during_playback_loses_nothing(scene):
         if server in pending:
             assert abs(pending[server].position_ms - last * 1000) < 1000, (server, pending[server], last)
         else:
-            assert 0 <= last - held[server] <= 1.0, (server, held[server], last, counts)
+            # Kodi may report a hair less at teardown than its last poll (19.9 after 20.0).
+            assert abs(last - held[server]) <= 1.0, (server, held[server], last, counts)
         assert counts.get(server, {}).get("failed", 0) == 0, counts
     assert scene.jf.violations == [] and scene.plex.violations == []
