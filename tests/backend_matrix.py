@@ -30,7 +30,9 @@ Harness contract (all positions in ms, dates in epoch seconds):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
 
 from playbacksync.backends import make_backend
 from playbacksync.backends.base import ItemState
@@ -152,3 +154,21 @@ CASES: List[Case] = [
     Case("emby-4.8.11", "emby", EmbyHarness),
     Case("plex", "plex", PlexHarness),
 ]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+def h(request):
+    """One started harness per case, for a whole suite module (import it there)."""
+    harness = request.param.harness().start()
+    yield harness
+    harness.stop()
+
+
+def backend_then_heal(h: Harness, **over) -> Iterator:
+    """For a ``backend`` fixture: yields a backend, then closes it and leaves the fake
+    healthy (no queued trouble, up) for the next test."""
+    b = h.backend(**over)
+    yield b
+    b.close()
+    h.fake.reset_trouble()
+    h.fake.come_back()

@@ -10,15 +10,8 @@ import pytest
 
 from playbacksync.backends.base import AuthError, PermanentError
 from playbacksync.changes import PROGRESS, UNWATCHED, WATCHED, Change
-from tests.backend_matrix import CASES
+from tests.backend_matrix import h  # noqa: F401  (the matrix fixture)
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401  (fails tests on spec violations)
-
-
-@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
-def h(request):
-    harness = request.param.harness().start()
-    yield harness
-    harness.stop()
 
 
 @pytest.fixture

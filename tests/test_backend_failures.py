@@ -13,24 +13,13 @@ import pytest
 from playbacksync.backends.base import AuthError, PermanentError, TransientError
 from playbacksync.backends.http import parse_retry_after
 from playbacksync.changes import WATCHED, Change
-from tests.backend_matrix import CASES
+from tests.backend_matrix import backend_then_heal, h  # noqa: F401  (h: the matrix fixture)
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
-
-
-@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
-def h(request):
-    harness = request.param.harness().start()
-    yield harness
-    harness.stop()
 
 
 @pytest.fixture
 def backend(h):
-    b = h.backend(connect_timeout=1.0, read_timeout=0.4)
-    yield b
-    b.close()
-    h.fake.reset_trouble()
-    h.fake.come_back()
+    yield from backend_then_heal(h, connect_timeout=1.0, read_timeout=0.4)
 
 
 def _http_date(seconds_ahead: float) -> str:

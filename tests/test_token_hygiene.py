@@ -12,26 +12,15 @@ import requests
 from playbacksync import __version__
 from playbacksync.backends.base import AuthError, BackendError, TransientError
 from playbacksync.backends.http import _SameOriginSession, redact, register_secret
-from tests.backend_matrix import CASES, DISTINCTIVE_TOKEN
+from tests.backend_matrix import DISTINCTIVE_TOKEN, backend_then_heal, h  # noqa: F401  (h: the matrix fixture)
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
 from tests.fakes.emby import EmbyFake
 from tests.fakes.jellyfin import JellyfinFake
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
-def h(request):
-    harness = request.param.harness().start()
-    yield harness
-    harness.stop()
-
-
 @pytest.fixture
 def backend(h):
-    b = h.backend(connect_timeout=0.5, read_timeout=0.4)
-    yield b
-    b.close()
-    h.fake.reset_trouble()
-    h.fake.come_back()
+    yield from backend_then_heal(h, connect_timeout=0.5, read_timeout=0.4)
 
 
 def _assert_clean(text: str) -> None:
