@@ -156,25 +156,21 @@ class FakePlex(FakeServer):
             return None
         return key if key in self.library.items and self.library.items[key].parts else None
 
-    def scrobble(self, req):
+    def _mark(self, req, apply):
         token = self._user(req)
         if not token:
             return self._unauthorized()
         key = self._scrobble_target(req)
         if key is None:
             return self._plain(404, "Not Found")
-        self.library.scrobble(token, key)
+        apply(token, key)
         return Response(status=200)
 
+    def scrobble(self, req):
+        return self._mark(req, self.library.scrobble)
+
     def unscrobble(self, req):
-        token = self._user(req)
-        if not token:
-            return self._unauthorized()
-        key = self._scrobble_target(req)
-        if key is None:
-            return self._plain(404, "Not Found")
-        self.library.unscrobble(token, key)
-        return Response(status=200)
+        return self._mark(req, self.library.unscrobble)
 
     def timeline(self, req):
         token = self._user(req)
