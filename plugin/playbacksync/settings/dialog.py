@@ -105,6 +105,18 @@ class SettingsDialog:
             row += 1
             return widget
 
+        def button_row(*buttons):
+            """(text, command) pairs as a row of buttons under the fields; returns the buttons."""
+            nonlocal row
+            frame = ttk.Frame(form)
+            frame.grid(row=row, column=1, columnspan=3, sticky="w", **pad)
+            made = []
+            for i, (text, command) in enumerate(buttons):
+                made.append(ttk.Button(frame, text=text, command=command))
+                made[-1].grid(row=0, column=i, padx=(0, 6) if i < len(buttons) - 1 else 0)
+            row += 1
+            return made
+
         ttk.Label(form, text="Type").grid(row=row, column=0, sticky="w", **pad)
         self.vars["type"] = tk.StringVar(value="jellyfin")
         self.type_box = ttk.Combobox(form, textvariable=self.vars["type"], values=SERVER_TYPES, state="readonly",
@@ -130,13 +142,8 @@ class SettingsDialog:
         self.paste_entry = ttk.Entry(form, textvariable=self.vars["paste_token"], show="•", width=18)
         self.paste_entry.grid(row=row, column=3, sticky="ew", **pad)
         row += 1
-        buttons = ttk.Frame(form)
-        buttons.grid(row=row, column=1, columnspan=3, sticky="w", **pad)
-        self.sign_in_button = ttk.Button(buttons, text="Sign in", command=self.sign_in)
-        self.sign_in_button.grid(row=0, column=0, padx=(0, 6))
-        self.test_button = ttk.Button(buttons, text="Test connection", command=self.test_connection)
-        self.test_button.grid(row=0, column=1)
-        row += 1
+        self.sign_in_button, self.test_button = button_row(("Sign in", self.sign_in),
+                                                           ("Test connection", self.test_connection))
         self.vars["enabled"] = tk.BooleanVar(value=True)
         self.vars["verify_tls"] = tk.BooleanVar(value=True)
         checks = ttk.Frame(form)
@@ -160,12 +167,8 @@ class SettingsDialog:
         self.map_remote_entry = ttk.Entry(form, textvariable=self.vars["map_remote"], width=18)
         self.map_remote_entry.grid(row=row, column=3, sticky="ew", **pad)
         row += 1
-        mb = ttk.Frame(form)
-        mb.grid(row=row, column=1, columnspan=3, sticky="w", **pad)
-        self.add_mapping_button = ttk.Button(mb, text="Add mapping", command=self.add_mapping)
-        self.add_mapping_button.grid(row=0, column=0, padx=(0, 6))
-        self.remove_mapping_button = ttk.Button(mb, text="Remove mapping", command=self.remove_mapping)
-        self.remove_mapping_button.grid(row=0, column=1)
+        self.add_mapping_button, self.remove_mapping_button = button_row(("Add mapping", self.add_mapping),
+                                                                         ("Remove mapping", self.remove_mapping))
         form.columnconfigure(1, weight=1)
 
         sync = ttk.LabelFrame(outer, text="Sync", padding=6)
