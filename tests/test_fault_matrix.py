@@ -107,6 +107,11 @@ class Rig:
     def row(self, rid):
         return self.queue.get(rid)
 
+    def later(self, seconds):
+        """The fake clock moves on and the worker wakes (retries become due)."""
+        self.clock.advance(seconds)
+        self.worker.notify()
+
     def wait(self, pred, timeout=8.0, what="condition"):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -193,8 +198,7 @@ def test_transient_fault_is_retried_with_backoff_then_synced(rig, fault, kind):
     before = len(h.fake.requests)
     time.sleep(0.2)
     assert row.status == PENDING and len(h.fake.requests) - before <= 1  # not hammered (at most a probe)
-    rig.clock.advance(61)
-    rig.worker.notify()
+    rig.later(61)
     rig.wait_status(rid, SYNCED)
     # applied, or superseded when the failed attempt had in fact reached the server (a timeout
     # after the server saved it): the conflict check then finds the change already there.
@@ -216,12 +220,10 @@ def test_retry_after_is_honoured_for_the_whole_server(rig):
     rig.worker.process_now()  # "sync now" still honours the server's Retry-After
     time.sleep(0.4)
     assert len(h.fake.requests) == before and rig.row(rid2).status == PENDING
-    rig.clock.advance(119)
-    rig.worker.notify()
+    rig.later(119)
     time.sleep(0.2)
     assert len(h.fake.requests) == before
-    rig.clock.advance(2)
-    rig.worker.notify()
+    rig.later(2)
     rig.wait_status(rid, SYNCED)
     rig.wait_status(rid2, SYNCED)
     assert h.state(item).position_ms == 300_000 and h.state(other).position_ms == 200_000
@@ -234,8 +236,7 @@ def test_429_with_retry_after(rig):
     rid = rig.send(item, WATCHED)
     rig.wait(lambda: rig.row(rid).attempt_count == 1 and rig.row(rid).status == PENDING, what="429 handled")
     assert 29 <= rig.row(rid).next_attempt_at - rig.clock() <= 31
-    rig.clock.advance(31)
-    rig.worker.notify()
+    rig.later(31)
     rig.wait_status(rid, SYNCED)
     assert on_server(h, item, WATCHED, None)
 
@@ -250,13 +251,11 @@ def test_connection_refused_goes_offline_without_counting_attempts(rig):
     assert rig.row(rid).attempt_count == 0
     assert rig.worker.server_states()[rig.source] == "offline"
     for _ in range(3):  # probes while down don't count either
-        rig.clock.advance(120)
-        rig.worker.notify()
+        rig.later(120)
         time.sleep(0.15)
     assert rig.row(rid).status == PENDING and rig.row(rid).attempt_count == 0
     h.fake.come_back()
-    rig.clock.advance(120)
-    rig.worker.notify()
+    rig.later(120)
     rig.wait_status(rid, SYNCED)
     assert "online" in rig.kinds() and on_server(h, item, WATCHED, None)
     for e in rig.events:
@@ -324,8 +323,7 @@ def test_redirect_to_another_host_carries_no_token_and_loses_nothing(rig):
         f"change closed as {row.resolution} though it never reached the server: {row}"
     assert row.status == PENDING and row.attempt_count == 1 and "another address" in row.error_message, row
     assert_no_token(rig, row.error_message)
-    rig.clock.advance(120)
-    rig.worker.notify()
+    rig.later(120)
     rig.wait_status(rid, SYNCED)
     assert on_server(h, item, WATCHED, None)
 
@@ -348,8 +346,7 @@ def test_a_burst_of_mixed_faults_loses_nothing(rig):
     for _ in range(60):
         if all(rig.row(r).status == SYNCED for r in want):
             break
-        rig.clock.advance(61)
-        rig.worker.notify()
+        rig.later(61)
         time.sleep(0.1)
     assert all(rig.row(r).status == SYNCED for r in want), rig.queue.rows()
     for rid, (item, kind, pos) in want.items():
