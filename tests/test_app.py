@@ -149,3 +149,22 @@ def test_changes_not_identified_by_quit_are_journaled_and_queued_at_next_start(t
             service.stop(3.0)
         assert fake.user_data(fake.uid, fake.iid).play_count == 1
         assert not list((tmp_path / "data").glob("unqueued-changes.jsonl*"))
+
+
+def test_changes_made_while_the_queue_cannot_open_are_journaled(jellyfin, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "queue.sqlite").mkdir()  # the queue's file name is taken by a folder: the queue cannot open
+    server = ServerConfig(id="home", type="jellyfin", url=jellyfin.url, token=jellyfin.token,
+                          user_id=jellyfin.uid, path_mappings=(PathMapping("/mnt/media", "/srv/media"),))
+    service = SyncService(Config(servers=(server,)), str(data))
+    messages = []
+    service.subscribe(messages.append)
+    service.start()
+    with pytest.raises(Exception):
+        service.wait_ready(10)
+    play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+    service.stop(3.0)
+    assert any(m.kind == "failed" and "sync is off" in m.message for m in messages)
+    lines = (data / "unqueued-changes.jsonl").read_text().splitlines()
+    assert any('"mark_watched"' in line for line in lines)

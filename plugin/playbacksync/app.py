@@ -4,11 +4,12 @@ Hosts call ``handle(event)`` from their player's callback thread. That call
 only runs the tracker (pure, microseconds) and hands what it decides to the
 service thread, which identifies the item on each server (cached per file),
 writes the changes to the queue and wakes the worker. So the player never
-waits on the network, and the database (≈230 ms to import) loads after the
-first frame.
+waits on the network or the disk.
 
 ``stop()`` drains that hand-off before stopping the worker: every change the
-tracker produced is in the queue before the process exits.
+tracker produced is in the queue before the process exits, or, when the queue
+cannot take it (a file still waiting on a slow first identification, a
+storage fault), in the journal that the next start queues (journal.py).
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class SyncService:
         self._inbox.put(_STOP)
         self._thread.join(max(0.1, self.FLUSH_SECONDS if flush_timeout is None else flush_timeout))
         clean = not self._thread.is_alive()
-        if not clean:
+        if not clean or self._start_error is not None:  # stuck, or never opened the queue
             self._journal_leftovers()
         deadline = time.monotonic() + timeout
         if self.identifier is not None:
