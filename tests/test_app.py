@@ -168,3 +168,16 @@ def test_changes_made_while_the_queue_cannot_open_are_journaled(jellyfin, tmp_pa
     assert any(m.kind == "failed" and "sync is off" in m.message for m in messages)
     lines = (data / "unqueued-changes.jsonl").read_text().splitlines()
     assert any('"mark_watched"' in line for line in lines)
+
+
+def test_unsubscribed_callback_hears_nothing_more(jellyfin, tmp_path):
+    service, kept = make_service(jellyfin, tmp_path)
+    dropped = []
+    unsubscribe = service.subscribe(dropped.append)
+    unsubscribe()
+    try:
+        play(service, "/mnt/media/clip.mkv", [(t, t * 10.0) for t in range(1, 61)], "eof")
+        assert wait_for(lambda: any(m.kind == "completed" for m in kept))
+    finally:
+        service.stop(3.0)
+    assert dropped == []

@@ -60,7 +60,7 @@ class SyncService:
         self._queue_options = dict(queue_options or {})
         self._inbox: "_stdqueue.Queue" = _stdqueue.Queue()
         self._subscribers: List[Callable] = []
-        self._worker_unsubs: List[Callable] = []
+        self._worker_unsubs: Dict[Callable, Callable] = {}  # subscriber -> its worker unsubscribe
         self._unsaved: List = []  # changes made but not yet in the queue (storage fault)
         self._current = None  # the tracked change being identified right now
         self._write_lock = threading.Lock()  # queue writes vs. stop() giving up on the service thread
@@ -152,11 +152,12 @@ class SyncService:
         """callback(event) for worker events and service messages; returns an unsubscribe."""
         self._subscribers.append(callback)
         if self.worker is not None:
-            self._worker_unsubs.append(self.worker.subscribe(callback))
+            self._worker_unsubs[callback] = self.worker.subscribe(callback)
 
         def unsubscribe():
             if callback in self._subscribers:
                 self._subscribers.remove(callback)
+            self._worker_unsubs.pop(callback, lambda: None)()
         return unsubscribe
 
     # -- service thread --------------------------------------------------
@@ -181,7 +182,7 @@ class SyncService:
         self.identifier = Identifier(self.config, self.backends, ItemIndex(folder))
         self.identifier.refresh(wait=False)  # fill the index while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
-        self._worker_unsubs = [self.worker.subscribe(cb) for cb in self._subscribers]
+        self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self.worker.start()
         self._replay_journal()
 
