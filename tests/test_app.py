@@ -181,3 +181,30 @@ def test_unsubscribed_callback_hears_nothing_more(jellyfin, tmp_path):
     finally:
         service.stop(3.0)
     assert dropped == []
+
+
+def test_reload_while_playing_sends_to_the_server_added_and_keeps_the_viewing(jellyfin, tmp_path):
+    """Settings saved during playback apply at once: a server added then gets the file's changes."""
+    server = ServerConfig(id="home", type="jellyfin", url=jellyfin.url, token=jellyfin.token,
+                          user_id=jellyfin.uid, path_mappings=(PathMapping("/elsewhere", "/srv/media"),))
+    service = SyncService(Config(servers=(server,)), str(tmp_path / "data"))
+    messages = []
+    service.subscribe(messages.append)
+    service.start()
+    assert service.wait_ready(10)
+    media = MediaRef(path="/mnt/media/clip.mkv", entry_key="1")
+    try:
+        service.handle(PlaybackEvent(STARTED, media=media, position=0.0, duration=600.0, at=0.0))
+        service.handle(PlaybackEvent(POSITION, media=media, position=100.0, duration=600.0, at=100.0))
+        assert wait_for(lambda: any(m.kind == "not_identified" for m in messages))
+        fixed = ServerConfig(id="home", type="jellyfin", url=jellyfin.url, token=jellyfin.token,
+                             user_id=jellyfin.uid, path_mappings=(PathMapping("/mnt/media", "/srv/media"),))
+        service.reload(Config(servers=(fixed,), sync=SyncOptions(progress_interval=10)))
+        # The same viewing goes on: no new STARTED, and it ends watched on the server.
+        for at in range(110, 601, 10):
+            service.handle(PlaybackEvent(POSITION, media=media, position=float(at), duration=600.0, at=float(at)))
+        service.handle(PlaybackEvent(ENDED, media=media, position=600.0, duration=600.0, reason="eof", at=601.0))
+        assert wait_for(lambda: jellyfin.user_data(jellyfin.uid, jellyfin.iid).played)
+    finally:
+        service.stop(3.0)
+    assert jellyfin.user_data(jellyfin.uid, jellyfin.iid).play_count == 1

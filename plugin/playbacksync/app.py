@@ -137,6 +137,31 @@ class SyncService:
         except OSError as exc:
             log.error("%d playback change(s) lost: %s", len(left), exc)
 
+    def reload(self, config: Config) -> None:
+        """New settings while playing (the settings dialog was saved).
+
+        Servers, path mappings and options change at once; the viewing in
+        progress goes on (the tracker keeps its state), and what is queued is
+        sent with the new settings. Runs on the service thread, in order with
+        the changes handed over before it.
+        """
+        self._inbox.put(("reload", config))
+
+    def _apply_reload(self, config: Config) -> None:
+        self.config = config
+        self._tracker.progress_interval = float(config.sync.progress_interval)
+        self._tracker.watched_percent = float(config.sync.watched_percent)
+        if self.worker is None:  # not open yet: _open reads self.config
+            return
+        self.worker.stop(3.0)  # requests in flight go back to pending for the new worker
+        self.identifier.close(0.2)
+        for backend in self.backends.values():
+            backend.close()
+        self._matches.clear()
+        self._told_unmatched.clear()
+        self._connect()
+        log.info("settings reloaded: servers %s", ", ".join(sorted(self.backends)) or "none")
+
     # -- host side -------------------------------------------------------
     def handle(self, event: PlaybackEvent) -> None:
         """Take one playback event. Cheap, never raises (it runs on the player's thread)."""
@@ -162,29 +187,34 @@ class SyncService:
 
     # -- service thread --------------------------------------------------
     def _open(self) -> None:
-        from .backends import make_backend
-        from .identify import Identifier, ItemIndex
         from .paths import data_dir
         from .queue import SyncQueue
-        from .worker import SyncWorker
 
         folder = self._folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
         if self.queue.moved_aside:  # the viewer must hear of it, not only the log
             self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
                                       f"{self.queue.moved_aside} and started a new queue"))
+        self._connect()
+        self._replay_journal()
+
+    def _connect(self) -> None:
+        """Backends, identification and the worker for the current config."""
+        from .backends import make_backend
+        from .identify import Identifier, ItemIndex
+        from .worker import SyncWorker
+
         self.backends = {}
         for server in self.config.enabled_servers():
             try:
                 self.backends[server.id] = make_backend(server)
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
-        self.identifier = Identifier(self.config, self.backends, ItemIndex(folder))
+        self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
         self.identifier.refresh(wait=False)  # fill the index while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self.worker.start()
-        self._replay_journal()
 
     def _replay_journal(self) -> None:
         """Queue what an earlier run could not identify before it quit (journal.py)."""
@@ -227,6 +257,8 @@ class SyncService:
                 kind, payload = item
                 if kind == "identify":
                     self._identify(payload)
+                elif kind == "reload":
+                    self._apply_reload(payload)
                 else:
                     self._enqueue(payload)
             except Exception:

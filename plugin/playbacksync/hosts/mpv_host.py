@@ -620,6 +620,10 @@ class MpvHost:
         except Exception:
             log.exception("could not show a sync message")
 
+    def show_message(self, text: str) -> None:
+        """A short OSD message (tokens redacted)."""
+        self._show(text)
+
     def _show(self, text: str) -> None:
         player = self.player
         if player is None:
@@ -778,6 +782,17 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         if getattr(args, "config", None):
             cmd += ["--config", args.config]
         subprocess.run(cmd + ["settings"], check=False)
+        try:  # what the dialog saved applies at once, to the file playing too
+            config = cli.load_config(args)
+        except Exception as exc:
+            log.error("settings not reloaded: %s", exc)
+            host.show_message(f"Playback Sync: settings not reloaded: {exc}")
+            return
+        host.set_notifications(config.sync.notifications)
+        with lock:
+            service = state["service"]
+        if service is not None:
+            service.reload(config)
 
     host = MpvHost(late, mpv_options=options, subscribe=late.subscribe, on_first_frame=first_frame,
                    on_settings=open_settings, config_dir=os.environ.get("PLAYBACK_SYNC_MPV_CONFIG_DIR") or None)
