@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import re
 import sys
@@ -35,7 +34,7 @@ except (ImportError, OSError) as _exc:  # python-mpv present but libmpv missing 
     _MPV_MISSING = f"{type(_exc).__name__}: {_exc}"
 
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
-                              STARTED, MediaRef, PlaybackEvent)
+                              STARTED, MediaRef, PlaybackEvent, finite)
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +190,6 @@ def _fs(value) -> str:
     if value is None:
         return ""
     return os.fsdecode(value) if isinstance(value, bytes) else str(value)
-
-
-def _number(value) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 class _Entry:
@@ -398,7 +389,7 @@ class MpvHost:
         """time-pos, only if it surely belongs to ``entry_id``."""
         if self._playing_entry_id() != entry_id:
             return None
-        position = _number(self._get("time-pos"))
+        position = finite(self._get("time-pos"))
         if self._playing_entry_id() != entry_id:
             return None
         return position
@@ -460,7 +451,7 @@ class MpvHost:
                 title = redact_url(title) if _SCHEME.match(title) else title.split("?", 1)[0]
                 self._set_async("file-local-options/force-media-title", title)
             entry.media = MediaRef(path=path, title=title, entry_key=str(entry.id))
-            entry.duration = _number(self._get("duration"))
+            entry.duration = finite(self._get("duration"))
             entry.paused = bool(self._get("pause"))
             self._loaded_any = True
             log.info("playing %s (entry %s)", redact_url(path), entry.id)
@@ -514,7 +505,7 @@ class MpvHost:
             if entry is None or entry.media is None:
                 return
             if name == "duration":
-                duration = _number(value)
+                duration = finite(value)
                 if duration is not None:
                     entry.duration = duration
             elif name == "pause":
@@ -543,7 +534,7 @@ class MpvHost:
             except (TypeError, ValueError):  # no id (after `stop`): the entry being unloaded is ours
                 key = self._entry.id if self._entry is not None else None
             if key is not None:
-                self._unload_positions[key] = _number(_text(position)) if position else None
+                self._unload_positions[key] = finite(_text(position)) if position else None
 
     @_guarded
     def _on_hello(self, *_):

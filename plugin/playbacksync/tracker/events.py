@@ -6,6 +6,7 @@ players give them; None where the player does not know.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -38,3 +39,12 @@ class PlaybackEvent:
     duration: Optional[float] = None  # seconds
     reason: Optional[str] = None  # for ENDED
     at: float = 0.0  # host's monotonic clock, seconds
+
+
+def finite(value) -> Optional[float]:
+    """A player's number as a finite float, or None (None, NaN, inf, junk)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

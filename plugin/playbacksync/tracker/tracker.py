@@ -43,14 +43,13 @@ Rules (README "How playback is tracked" says the same for users):
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED
 from .events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
-                     STARTED, MediaRef, PlaybackEvent)
+                     STARTED, MediaRef, PlaybackEvent, finite)
 
 _SAME_POSITION = 1.0  # seconds: closer than this to the last progress sent is "the same place"
 
@@ -64,14 +63,6 @@ class TrackedChange:
     position_ms: Optional[int]
     duration_ms: Optional[int]
     created_at: float  # wall-clock epoch seconds
-
-
-def _finite(value) -> Optional[float]:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _same_media(a: MediaRef, b: MediaRef) -> bool:
@@ -152,10 +143,10 @@ class Tracker:
 
     # -- rules -----------------------------------------------------------
     def _update(self, v: _Viewing, event: PlaybackEvent) -> None:
-        duration = _finite(event.duration)
+        duration = finite(event.duration)
         if duration is not None:
             v.duration = duration if duration > 0 else None
-        position = _finite(event.position)
+        position = finite(event.position)
         if position is not None:
             position = max(0.0, position)
             if v.duration is not None:
@@ -217,8 +208,8 @@ class Tracker:
             v.auto_watched_off = change_type == UNWATCHED
             out.append(self._change(v, change_type))
             return
-        duration = _finite(event.duration)
-        position = _finite(event.position)
+        duration = finite(event.duration)
+        position = finite(event.position)
         out.append(TrackedChange(media, change_type,
                                  _ms(None if position is None else max(0.0, position)),
                                  _ms(duration if duration and duration > 0 else None),
