@@ -152,3 +152,18 @@ def test_console_script_runs(env):
     assert "Queue:" in done.stdout and "No servers configured" in done.stdout
     logs = list((env / "state").rglob("playback-sync.log"))
     assert logs and oct(logs[0].stat().st_mode & 0o777) == "0o600"
+
+
+def test_identify_provider_id_must_be_kind_equals_id(env, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["identify", "--provider-id", "tt0133093", "/x.mkv"])
+    assert exit_.value.code == 2
+    assert "KIND=ID" in capsys.readouterr().err
+
+
+def test_identify_by_provider_id(env, jellyfin, capsys):
+    cfg = write_config(env / "c.toml", jellyfin)
+    code, out, _ = run(capsys, "--config", cfg, "identify", "--json", "--provider-id", "imdb=tt0000001",
+                       "/nowhere/renamed.mkv")
+    result = json.loads(out)["/nowhere/renamed.mkv"]["home"]
+    assert code == 0 and result["item_id"] == jellyfin.iid and result["method"] == "provider_id"

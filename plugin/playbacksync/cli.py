@@ -255,10 +255,10 @@ def cmd_identify(args) -> int:
         for target in args.targets:
             media = _media_ref(target)
             if args.provider_id:
-                media = type(media)(path=media.path, title=media.title,
-                                    provider_ids=dict(p.split("=", 1) for p in args.provider_id))
+                media = type(media)(path=media.path, title=media.title, provider_ids=dict(args.provider_id))
             results[target] = identifier.identify(media)
     finally:
+        identifier.close(0.5)
         for b in backends.values():
             b.close()
     if args.json:
@@ -295,6 +295,13 @@ def cmd_login(args) -> int:
                      url=args.url, username=args.username, server_id=args.server_id)
 
 
+def _provider_id(text: str):
+    kind, sep, value = text.partition("=")
+    if not sep or not kind.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KIND=ID (e.g. imdb=tt0133093)")
+    return kind.strip(), value.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="playback-sync", description=(
         "Keeps Plex, Jellyfin and Emby up to date with what you watch in mpv."))
@@ -327,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("identify", help="show which item each server has for a file or URL")
     s.add_argument("targets", nargs="+", metavar="TARGET")
-    s.add_argument("--provider-id", action="append", metavar="KIND=ID", default=[],
+    s.add_argument("--provider-id", action="append", metavar="KIND=ID", default=[], type=_provider_id,
                    help="also match on a provider id, e.g. imdb=tt0133093")
     s.add_argument("--json", action="store_true", help="per server: item_id (or null), method, reason")
     s.set_defaults(func=cmd_identify)
