@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..backends.base import ItemState
 from ..changes import PROGRESS, QueuedChange
@@ -83,7 +83,3 @@ def conflict(row: QueuedChange, state: ItemState, *, own_write_until: Optional[f
         return None
     return (f"the server's state changed at {_fmt(t)}, after this change was made "
             f"({_fmt(row.created_at)}): kept the server's")
-
-
-def earliest(values: Dict[ItemKey, float]) -> Optional[float]:
-    return min(values.values()) if values else None
