@@ -12,7 +12,6 @@ import os
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 from typing import Dict, Optional
 
 import xbmc
@@ -69,27 +68,12 @@ def _install_logging() -> None:
 
 
 # -- settings --------------------------------------------------------------
-def _setting_ids(addon) -> list:
-    """Every non-action setting id declared in the add-on's settings.xml."""
-    path = os.path.join(xbmcvfs.translatePath(addon.getAddonInfo("path")), "resources", "settings.xml")
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        log(f"cannot read {path}: {exc}", xbmc.LOGERROR)
-        return []
-    return [s.get("id") for s in root.iter("setting") if s.get("id") and s.get("type") != "action"]
-
-
 def read_flat_settings(addon=None) -> Dict[str, str]:
+    """Every setting's value; settings.xml is generated from the same schema (kodi_settings.py)."""
+    from ..settings import kodi_setting_ids
+
     addon = addon or xbmcaddon.Addon(ADDON_ID)
-    return {sid: addon.getSetting(sid) for sid in _setting_ids(addon)}
-
-
-def config_from_settings(flat: Dict[str, str]):
-    """Kodi's flat settings → Config (raises ConfigError naming the setting and the fix)."""
-    from ..settings import config_from_flat
-
-    return config_from_flat(flat)
+    return {sid: addon.getSetting(sid) for sid in kodi_setting_ids()}
 
 
 def _register_tokens(config) -> None:
@@ -276,7 +260,6 @@ class _Monitor(xbmc.Monitor):
 
 class KodiHost:
     def __init__(self):
-        self.addon = xbmcaddon.Addon(ADDON_ID)
         self.monitor = _Monitor(self)
         self.player = _Player(self)
         self.service = None
@@ -287,9 +270,10 @@ class KodiHost:
     # -- service lifecycle ----------------------------------------------
     def start_service(self) -> None:
         from ..app import SyncService
+        from ..settings import config_from_flat
 
         try:
-            config = config_from_settings(read_flat_settings(xbmcaddon.Addon(ADDON_ID)))
+            config = config_from_flat(read_flat_settings())
         except Exception as exc:  # bad settings: say which, keep running so a fix reloads
             log(f"settings not usable: {exc}", xbmc.LOGERROR)
             _notify(f"Settings: {exc}", error=True)
@@ -454,9 +438,11 @@ def run_action(argv) -> None:
 
 
 def _server(server_type: str):
+    from ..settings import config_from_flat
+
     flat = read_flat_settings()
     flat[f"{server_type}_enabled"] = "true"  # test or sign in before enabling it
-    config = config_from_settings(flat)
+    config = config_from_flat(flat)
     _register_tokens(config)
     server = next((s for s in config.servers if s.type == server_type), None)
     if server is None or not server.url:
