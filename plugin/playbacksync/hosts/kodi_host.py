@@ -19,6 +19,7 @@ import xbmcaddon
 import xbmcgui
 import xbmcvfs
 
+from ..redact import redact, register_secret
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED,
                               SEEKED, STARTED, MediaRef, PlaybackEvent)
 
@@ -33,16 +34,8 @@ _NOTIFY_ERRORS = {"failed", "auth_required", "offline", "not_identified"}
 _NOTIFY_ALL = _NOTIFY_ERRORS | {"completed", "online", "superseded"}  # not "progress": every 10 s is noise
 
 
-def _redact(text) -> str:
-    try:
-        from ..backends.http import redact
-        return redact(text)
-    except Exception:  # redaction must never stop a log line; a missing helper means no secrets known
-        return str(text)
-
-
 def log(message, level=xbmc.LOGINFO) -> None:
-    xbmc.log(f"[{ADDON_ID}] {_redact(message)}", level)
+    xbmc.log(f"[{ADDON_ID}] {redact(message)}", level)
 
 
 class _KodiLogHandler(logging.Handler):
@@ -77,10 +70,6 @@ def read_flat_settings(addon=None) -> Dict[str, str]:
 
 
 def _register_tokens(config) -> None:
-    try:
-        from ..backends.http import register_secret
-    except ImportError:
-        return
     for server in config.servers:
         register_secret(server.token)
 
@@ -93,7 +82,7 @@ def profile_dir() -> str:
 
 def _notify(message: str, error: bool = False) -> None:
     icon = xbmcgui.NOTIFICATION_ERROR if error else xbmcgui.NOTIFICATION_INFO
-    xbmcgui.Dialog().notification("Playback Sync", _redact(message), icon, 5000 if error else 3000)
+    xbmcgui.Dialog().notification("Playback Sync", redact(message), icon, 5000 if error else 3000)
 
 
 # -- what is playing -------------------------------------------------------
@@ -434,7 +423,7 @@ def run_action(argv) -> None:
             log(f"unknown action {args}", xbmc.LOGERROR)
     except Exception as exc:
         log(f"{action} {server_type} failed: {exc}", xbmc.LOGERROR)
-        xbmcgui.Dialog().ok("Playback Sync", _redact(f"{action} {server_type}: {exc}"))
+        xbmcgui.Dialog().ok("Playback Sync", redact(f"{action} {server_type}: {exc}"))
 
 
 def _server(server_type: str):
@@ -455,7 +444,7 @@ def _test_connection(server_type: str) -> None:
 
     result = test_connection(_server(server_type))
     log(f"test {server_type}: {result}")
-    xbmcgui.Dialog().ok("Playback Sync", _redact(result))
+    xbmcgui.Dialog().ok("Playback Sync", redact(result))
 
 
 def _sign_in(server_type: str) -> None:
