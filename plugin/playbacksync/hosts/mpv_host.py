@@ -238,7 +238,6 @@ class MpvHost:
         self._lock = threading.RLock()
         self._entry: Optional[_Entry] = None
         self._unload_positions: Dict[int, Optional[float]] = {}
-        self._lua = False
         self._loaded_any = False
         self._errors = 0
         self._first_frame_called = False
@@ -273,7 +272,6 @@ class MpvHost:
             raise PlayerError(_explain_option_error(exc)) from None
         self.player = player
         player.register_message_handler("playback-sync-unload", self._on_unload_message)
-        player.register_message_handler("playback-sync-hello", self._on_hello)
         player.register_message_handler(MESSAGE, self._on_user_message)
         player.register_event_callback(self._on_event)
         for name in ("pause", "eof-reached", "duration"):
@@ -537,10 +535,6 @@ class MpvHost:
                 self._unload_positions[key] = finite(_text(position)) if position else None
 
     @_guarded
-    def _on_hello(self, *_):
-        self._lua = True
-
-    @_guarded
     def _on_user_message(self, action=b"", *_):
         self._act(_text(action))
 
@@ -634,13 +628,6 @@ class MpvHost:
                 log.warning("mpv %s: %s", prefix, line)
         except Exception:
             pass
-
-
-def _is_tty(stream) -> bool:
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (OSError, ValueError):
-        return False
 
 
 def _explain_option_error(exc: Exception) -> str:

@@ -10,4 +10,3 @@ mp.add_hook("on_unload", 50, function()
     mp.commandv("script-message", "playback-sync-unload", id and tostring(id) or "",
                 pos and string.format("%.3f", pos) or "")
 end)
-mp.commandv("script-message", "playback-sync-hello")
