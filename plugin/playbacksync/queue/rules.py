@@ -74,6 +74,12 @@ def plan_enqueue(rows: Sequence[KeyRow], change_type: str) -> Plan:
     return plan
 
 
+def _counting_after(row: KeyRow, later: Sequence[KeyRow]) -> List[KeyRow]:
+    """Rows of the key after ``row`` that stand: open, failed, or applied (not superseded)."""
+    return [r for r in later if r.id > row.id and (
+        r.status in (PENDING, SYNCING, FAILED) or (r.status == SYNCED and r.resolution == APPLIED))]
+
+
 def superseded_by_later(row: KeyRow, later: Sequence[KeyRow]) -> bool:
     """Would sending ``row`` now be pointless or harmful given the key's later rows?
 
@@ -81,16 +87,7 @@ def superseded_by_later(row: KeyRow, later: Sequence[KeyRow]) -> bool:
     Any later watched/unwatched overrides it; a later progress overrides an
     earlier progress.
     """
-    for r in later:
-        if r.id <= row.id:
-            continue
-        if r.status == SYNCED and r.resolution != APPLIED:
-            continue
-        if r.status not in (PENDING, SYNCING, FAILED, SYNCED):
-            continue
-        if r.change_type != PROGRESS or row.change_type == PROGRESS:
-            return True
-    return False
+    return any(r.change_type != PROGRESS or row.change_type == PROGRESS for r in _counting_after(row, later))
 
 
 def progress_to_resend(row: KeyRow, later: Sequence[KeyRow]) -> Optional[int]:
@@ -100,9 +97,7 @@ def progress_to_resend(row: KeyRow, later: Sequence[KeyRow]) -> Optional[int]:
     """
     if row.change_type == PROGRESS:
         return None
-    progress = [r for r in later if r.id > row.id and r.change_type == PROGRESS
-                and r.status in (PENDING, SYNCING, FAILED, SYNCED)
-                and not (r.status == SYNCED and r.resolution != APPLIED)]
+    progress = [r for r in _counting_after(row, later) if r.change_type == PROGRESS]
     if not progress:
         return None
     latest = max(progress, key=lambda r: r.id)
