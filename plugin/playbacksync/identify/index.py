@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional
 
 from ..backends.base import IndexedItem
-from ..paths import private_file
+from ..paths import data_dir as default_data_dir, private_file
 from .paths import path_key, storable
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,6 @@ def normalize_provider(name: str, value: str) -> Optional[tuple]:
     if not name or not value:
         return None
     return name, value
-
-
-def default_data_dir() -> str:
-    import platformdirs  # only when no data dir is given
-
-    return platformdirs.user_data_dir("playback-sync", appauthor=False)
 
 
 class ItemIndex:
