@@ -7,7 +7,6 @@ under /Users/{userId}/PlayedItems. The version comes from /System/Info.
 """
 from __future__ import annotations
 
-import threading
 from typing import Iterator, Optional, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
@@ -37,7 +36,6 @@ class JellyfinBackend(Backend):
         self.http = HttpClient(server, headers={"Authorization": auth_header(device_id_for(server), server.token)})
         self._version: Optional[tuple] = None
         self._user_id = server.user_id
-        self._lock = threading.Lock()
 
     # -- helpers ------------------------------------------------------------
     def _modern(self) -> bool:
