@@ -130,8 +130,7 @@ def need_json_dict(data: Any, what: str) -> dict:
 
 def sign_in_request(server: ServerConfig, path: str, headers: Dict[str, str], username: str,
                     password: str) -> Tuple[str, str]:
-    register_secret(password)
-    client = HttpClient(server, headers=headers, secrets=[password])
+    client = HttpClient(server, headers=headers, secrets=[password])  # registers the password for redaction
     try:
         data = need_json_dict(client.request("POST", path, json={"Username": username, "Pw": password}),
                               f"POST {path}")
