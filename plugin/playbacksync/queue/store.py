@@ -177,9 +177,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, belongs to someone else
-        return True
-    except OSError:
+    except OSError:  # PermissionError: it exists, someone else's; otherwise assume alive
         return True
     return True
 
