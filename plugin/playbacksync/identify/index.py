@@ -176,6 +176,18 @@ class ItemIndex:
     def close(self) -> None:
         self._close_all()
 
+    def close_thread(self) -> None:
+        """Close the calling thread's connection (a refresh thread that is ending)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            return
+        self._local.con = None
+        with self._conns_lock:
+            if con in self._conns:
+                self._conns.remove(con)
+        with contextlib.suppress(sqlite3.Error):
+            con.close()
+
     # -- writing -----------------------------------------------------------------
 
     def replace(self, server_id: str, items: Iterable[IndexedItem]) -> int:
