@@ -149,8 +149,8 @@ class HttpClient:
         self.session.close()
 
 
-def _short(e: BaseException) -> str:
-    s = str(e)
+def _short(text: Any) -> str:
+    s = str(text)
     return s if len(s) <= 300 else s[:300] + "…"
 
 
@@ -171,7 +171,4 @@ def _detail(resp: requests.Response) -> str:
                     break
     except ValueError:
         pass
-    body = " ".join(body.split())
-    if len(body) > 300:
-        body = body[:300] + "…"
-    return ": " + redact(body)
+    return ": " + redact(_short(" ".join(body.split())))
