@@ -60,9 +60,11 @@ class EmbyBackend(Backend):
         return ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
                           version=str(d.get("Version") or ""), product="Emby Server")
 
+    def _item(self, item_id: str) -> dict:
+        return need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")
+
     def _user_data(self, item_id: str) -> dict:
-        d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")
-        u = d.get("UserData")
+        u = self._item(item_id).get("UserData")
         return u if isinstance(u, dict) else {}
 
     def apply(self, change: Change) -> None:
@@ -91,10 +93,9 @@ class EmbyBackend(Backend):
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         try:
-            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")
+            return indexed_item(self._item(item_id))
         except NotFoundError:
             return None
-        return indexed_item(d)
 
     def _query(self, extra: Dict[str, object], page_size: int) -> Iterator[IndexedItem]:
         def fetch(start: int) -> dict:
