@@ -257,8 +257,8 @@ class KodiHost:
         self._unsubscribe = None
 
     # -- service lifecycle ----------------------------------------------
-    def start_service(self) -> None:
-        from ..app import SyncService
+    def _load_config(self):
+        """The add-on's settings as a Config, or None when they are not usable (said so)."""
         from ..settings import config_from_flat
 
         try:
@@ -266,11 +266,19 @@ class KodiHost:
         except Exception as exc:  # bad settings: say which, keep running so a fix reloads
             log(f"settings not usable: {exc}", xbmc.LOGERROR)
             _notify(f"Settings: {exc}", error=True)
-            return
+            return None
         self.notifications = config.sync.notifications
         _register_tokens(config)
         servers = ", ".join(f"{s.id} ({s.type}) {s.url}" for s in config.enabled_servers()) or "none"
         log(f"starting sync; servers: {servers}; queue in {profile_dir()}")
+        return config
+
+    def start_service(self) -> None:
+        from ..app import SyncService
+
+        config = self._load_config()
+        if config is None:
+            return
         self.service = SyncService(config, profile_dir())
         self._unsubscribe = self.service.subscribe(self._on_sync_event)
         self.service.start()
@@ -287,8 +295,12 @@ class KodiHost:
     def reload(self) -> None:
         self.reload_requested = False
         log("settings changed: reloading")
-        with self.player.lock:
-            self.stop_service()
+        if self.service is not None:
+            config = self._load_config()
+            if config is not None:  # the viewing in progress goes on; unusable settings: the old stay
+                self.service.reload(config)
+            return
+        with self.player.lock:  # the settings were not usable before: start now
             self.start_service()
             if self.player.media is not None:  # the new tracker needs the current item
                 self.emit(STARTED, self.player.media, self.player.position, self.player.duration)
