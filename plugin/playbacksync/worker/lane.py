@@ -61,6 +61,18 @@ class Lane:
         return (self.w._stopping.is_set() or self.paused or self.auth_required or self.state == OFFLINE
                 or self.w.clock() < self.not_before)
 
+    def replace_backend(self, backend: Backend) -> None:
+        """Settings changed: a fresh start with ``backend`` (auth pause, backoff and Retry-After lifted)."""
+        with self.probe_lock:
+            self.generation += 1
+            self.backend = backend
+            self.auth_required = False
+            self.state = UNKNOWN
+            self.probe_attempts = 0
+            self.next_probe_at = 0.0
+            self.not_before = 0.0
+        self.wake.set()
+
     # -- thread ------------------------------------------------------------
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"playback-sync-worker:{self.source_id}",

@@ -133,15 +133,7 @@ class SyncWorker:
                 if self._started and not self._stopping.is_set():
                     lane.start()
                 return
-        with lane.probe_lock:
-            lane.generation += 1
-            lane.backend = backend
-            lane.auth_required = False
-            lane.state = "unknown"
-            lane.probe_attempts = 0
-            lane.next_probe_at = 0.0
-            lane.not_before = 0.0
-        lane.wake.set()
+        lane.replace_backend(backend)
 
     # -- status and events -----------------------------------------------------------
     def server_states(self) -> Dict[str, str]:
