@@ -167,10 +167,8 @@ class MediaBrowserFake(FakeServer):
                 pos = 0
             elif pct > self.max_resume_pct:
                 pos, done = 0, True
-        d = self.user_data(uid, iid)
         if done:
-            return self.set_user_data(uid, iid, played=True, play_count=d.play_count + 1, position_ticks=0,
-                                      last_played=self.now())
+            return self.mark_played(uid, iid)
         return self.set_user_data(uid, iid, position_ticks=pos, last_played=self.now())
 
     def user_data_json(self, uid: str, iid: str) -> dict:
