@@ -215,7 +215,6 @@ class FakePlexTV(FakeServer):
         self.pins: Dict[int, dict] = {}
         self._next = 4000
         self._pins_lock = threading.Lock()
-        self.problems = self.violations  # header problems fail the test like spec violations
         self.route("POST", "/api/v2/pins", self.create_pin)
         self.route("GET", "/api/v2/pins/{pin_id}", self.get_pin)
 

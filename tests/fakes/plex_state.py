@@ -135,10 +135,6 @@ class PlexLibrary:
         with self._lock:
             self._state[(token, rating_key)] = UserState(view_offset, view_count, last_viewed_at)
 
-    def reset_state(self) -> None:
-        with self._lock:
-            self._state.clear()
-
     # --- views as Plex's JSON --------------------------------------------------
     def section_json(self, section: Section) -> dict:
         return {
