@@ -100,10 +100,6 @@ class Tracker:
         self._wall_clock = wall_clock
         self._viewing: Optional[_Viewing] = None
 
-    @property
-    def current(self) -> Optional[MediaRef]:
-        return self._viewing.media if self._viewing else None
-
     def handle(self, event: PlaybackEvent) -> List[TrackedChange]:
         out: List[TrackedChange] = []
         kind = event.kind
@@ -165,8 +161,8 @@ class Tracker:
             return self.start_grace_seconds
         return min(self.start_grace_seconds, v.duration * self.start_grace_percent / 100.0)
 
-    def _change(self, v: _Viewing, change_type: str, media: Optional[MediaRef] = None) -> TrackedChange:
-        return TrackedChange(media or v.media, change_type, _ms(v.position), _ms(v.duration),
+    def _change(self, v: _Viewing, change_type: str) -> TrackedChange:
+        return TrackedChange(v.media, change_type, _ms(v.position), _ms(v.duration),
                              self._wall_clock())
 
     def _check_watched(self, v: _Viewing, out: List[TrackedChange]) -> None:
