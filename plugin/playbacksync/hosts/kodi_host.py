@@ -486,14 +486,13 @@ def _plex_sign_in(addon, server) -> None:
     progress = xbmcgui.DialogProgress()
     progress.create("Playback Sync", f"Go to plex.tv/link and enter the code [B]{code}[/B]")
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not progress.iscanceled():
-            token = actions.plex_poll_pin(server, pin_id)
-            if token:
-                addon.setSetting("plex_token", token)
-                progress.close()
-                xbmcgui.Dialog().ok("Playback Sync", "Signed in to Plex.")
-                return
-            xbmc.sleep(2000)
+        token = actions.plex_wait_for_token(server, pin_id, timeout=300, cancelled=progress.iscanceled,
+                                            sleep=lambda seconds: xbmc.sleep(int(seconds * 1000)))
+    except actions.ActionError:
+        if progress.iscanceled():  # the viewer closed the code dialog: nothing to say
+            return
+        raise
     finally:
         progress.close()
+    addon.setSetting("plex_token", token)
+    xbmcgui.Dialog().ok("Playback Sync", "Signed in to Plex.")
