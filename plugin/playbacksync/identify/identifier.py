@@ -235,7 +235,7 @@ class Identifier:
     def _parse(self, media: MediaRef) -> _Media:
         path = media.path or ""
         is_http = parse_origin(path) is not None
-        servers = [s for s in self.config.servers if s.enabled]
+        servers = self.config.enabled_servers()
         ids = []
         for name, value in (media.provider_ids or {}).items():
             pv = normalize_provider(name, value)
