@@ -52,7 +52,7 @@ def _flat_value(f: Field, sid: str, raw: Any, problems: List[Problem]) -> Any:
         if (f.minimum is not None and v < f.minimum) or (f.maximum is not None and v > f.maximum):
             problems.append(Problem(key, f"{v:g} is out of range", f"use a value from {f.minimum:g} to {f.maximum:g}"))
         return v
-    v = "" if raw is None else str(raw)
+    v = str(raw)
     if f.kind == "choice" and v not in f.choices:
         problems.append(Problem(key, f"{v!r} is not one of {', '.join(f.choices)}", "pick one from the list"))
         return f.default
@@ -174,7 +174,7 @@ def _setting(group, f: Field, sid: str, enable_on: Optional[str]):
         c = _sub(el, "control", type="button", format="file")
         _sub(c, "heading", f.label_id)
     elif f.kind == "int":
-        _sub(el, "control", type="slider", format="integer").append(_popup())
+        _sub(_sub(el, "control", type="slider", format="integer"), "popup", "false")
     elif f.kind == "float":
         c = _sub(el, "control", type="edit", format="number")
         _sub(c, "heading", f.label_id)
@@ -184,12 +184,6 @@ def _setting(group, f: Field, sid: str, enable_on: Optional[str]):
             _sub(c, "hidden", "true")
         _sub(c, "heading", f.label_id)
     return el
-
-
-def _popup():
-    p = ET.Element("popup")
-    p.text = "false"
-    return p
 
 
 def _action(group, action, server_type: Optional[str]):
