@@ -2,6 +2,7 @@
 session-based resume point, user discovery, Emby's server-side filters."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -15,10 +16,20 @@ from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
 
 
-def _jf(version):
-    fake = JellyfinFake(version=version).start()
-    uid = fake.add_user("alice", "pw")
-    return fake, uid, fake.issue_token(uid)
+@contextlib.contextmanager
+def _jellyfin(version, fake_cls=JellyfinFake, **over):
+    """A started fake with one user, and a backend with her token (``over`` changes its config); both closed after."""
+    fake = fake_cls(version=version).start()
+    try:
+        uid = fake.add_user("alice", "pw")
+        cfg = dict(id="j", type="jellyfin", url=fake.url, token=fake.issue_token(uid), user_id=uid)
+        b = make_backend(ServerConfig(**{**cfg, **over}))
+        try:
+            yield fake, uid, b
+        finally:
+            b.close()
+    finally:
+        fake.stop()
 
 
 def _progress(item, ms):
@@ -28,10 +39,8 @@ def _progress(item, ms):
 
 @pytest.mark.parametrize("version", ["10.8.13", "10.9.11", "12.0.0"])
 def test_progress_route_follows_the_version(version):
-    fake, uid, tok = _jf(version)
-    try:
+    with _jellyfin(version) as (fake, uid, b):
         item = fake.add_item("Film", path="/f.mkv", runtime_s=3600)
-        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid))
         b.apply(_progress(item, 1_000_000))  # no check() first: the backend asks for the version itself
         paths = [r.path for r in fake.requests if r.method == "POST"]
         if version == "10.8.13":
@@ -41,52 +50,34 @@ def test_progress_route_follows_the_version(version):
         else:
             assert paths == [f"/UserItems/{item}/UserData"] and not fake.sessions
         assert fake.user_data(uid, item).position_ticks == 1000 * TICKS_PER_SECOND
-        b.close()
-    finally:
-        fake.stop()
 
 
 def test_10_8_server_resume_rules_apply():
     # On 10.8 the position goes through a playback session, so the server's own
     # rules decide: under 5 % is "not started", over 90 % is "played".
-    fake, uid, tok = _jf("10.8.13")
-    try:
+    with _jellyfin("10.8.13") as (fake, uid, b):
         item = fake.add_item("Film", runtime_s=1000)
-        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid))
         b.apply(_progress(item, 20_000))
         assert fake.user_data(uid, item).position_ticks == 0
         b.apply(_progress(item, 950_000))
         assert fake.user_data(uid, item).played is True
-        b.close()
-    finally:
-        fake.stop()
 
 
 def test_user_id_found_from_token_when_not_configured():
-    fake, uid, tok = _jf("10.10.7")
-    try:
+    with _jellyfin("10.10.7", user_id="") as (fake, uid, b):
         item = fake.add_item("Film")
-        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok))
         b.apply(Change(media_item_id=item, source_id="j", user_id="", change_type=WATCHED, created_at=time.time()))
         assert fake.user_data(uid, item).played
-        b.close()
-    finally:
-        fake.stop()
 
 
 def test_jellyfin_sends_the_mediabrowser_header():
-    fake, uid, tok = _jf("12.0.0")
-    try:
-        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=tok, user_id=uid,
-                                      device_id="dev-42"))
+    with _jellyfin("12.0.0", device_id="dev-42") as (fake, uid, b):
+        tok = b.server.token
         b.check()
         auth = fake.requests[-1].headers["Authorization"]
         assert auth.startswith('MediaBrowser Client="Playback Sync", Device="')
         assert 'DeviceId="dev-42"' in auth and f'Token="{tok}"' in auth and 'Version="' in auth
         assert "X-Emby-Token" not in fake.requests[-1].headers  # off by default from 12.0
-        b.close()
-    finally:
-        fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +132,7 @@ class _NoPagingJellyfin(JellyfinFake):
 
 
 def test_iter_items_stops_when_the_server_ignores_paging():
-    fake = _NoPagingJellyfin(version="10.10.7").start()
-    try:
-        uid = fake.add_user("a", "b")
+    with _jellyfin("10.10.7", fake_cls=_NoPagingJellyfin) as (fake, uid, b):
         ids = {fake.add_item(f"Item {i}", path=f"/x/{i}.mkv") for i in range(5)}
-        b = make_backend(ServerConfig(id="j", type="jellyfin", url=fake.url, token=fake.issue_token(uid),
-                                      user_id=uid))
         got = [i.item_id for i in b.iter_items(page_size=2)]
         assert sorted(got) == sorted(ids)  # each once, and it ended
-        b.close()
-    finally:
-        fake.stop()
