@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import SERVER_TYPES, Config, PathMapping, ServerConfig, SyncOptions
+from ..paths import config_dir
 from .schema import SERVER_FIELDS, SYNC_FIELDS, Field
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,6 @@ class ConfigError(Exception):
         else:
             text = f"{file}: {len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
         super().__init__(text)
-
-
-def config_dir() -> str:
-    """The user's config folder (``playbacksync.paths`` when present)."""
-    try:
-        from ..paths import config_dir as _config_dir  # written by the queue part
-    except ImportError:
-        from platformdirs import user_config_dir
-
-        return user_config_dir("playback-sync", appauthor=False)
-    return _config_dir()
 
 
 def default_config_path() -> str:
