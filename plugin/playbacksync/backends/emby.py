@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from itertools import islice
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -118,12 +119,7 @@ class EmbyBackend(Backend):
             extra["Path"] = path
         if not extra:
             raise ValueError("find_items needs provider_ids or path")
-        out: List[IndexedItem] = []
-        for item in self._query(extra, limit):
-            out.append(item)
-            if len(out) >= limit:
-                break
-        return out
+        return list(islice(self._query(extra, limit), limit))
 
     def close(self) -> None:
         self.http.close()
