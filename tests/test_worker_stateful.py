@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from playbacksync.backends.base import Backend
-from playbacksync.changes import Change
 from playbacksync.queue import SyncQueue
 from playbacksync.worker import SyncWorker
 from tests.fakes.mediabrowser import TICKS_PER_SECOND

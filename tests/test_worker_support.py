@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 from playbacksync.backends import make_backend
 from playbacksync.changes import PROGRESS, UNWATCHED, WATCHED, Change
