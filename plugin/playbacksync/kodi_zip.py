@@ -44,9 +44,9 @@ BUNDLED = {
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".c", ".pyx", ".pxd", ".orig", ".pyi")
 _SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db", "py.typed"}
 _LIB_SKIP_DIRS = ("alembic/templates/",)  # only for `alembic init`, never used at run time
-# mpv's host and its Lua helper have no use in Kodi; the migration template only serves
-# `alembic revision` (upgrades never read it).
-_PACKAGE_SKIP = {"hosts/mpv_host.py", "hosts/playback_sync.lua", "queue/migrations/script.py.mako"}
+# This builder, mpv's host and its Lua helper have no use in Kodi; the migration template
+# only serves `alembic revision` (upgrades never read it).
+_PACKAGE_SKIP = {"kodi_zip.py", "hosts/mpv_host.py", "hosts/playback_sync.lua", "queue/migrations/script.py.mako"}
 # Repo resources that are not part of the add-on (the README's screenshot ships as an asset).
 _RESOURCE_SKIP = {"lib"}
 
@@ -109,8 +109,6 @@ def _library_files() -> List[Tuple[Path, str]]:
         for entry in dist.files or ():
             name = entry.name.upper()
             if name.startswith(("LICENSE", "LICENCE", "COPYING", "NOTICE")) or "licenses/" in str(entry):
-                if entry.name.upper() == "RECORD":
-                    continue
                 files.append((Path(entry.locate()), f"LICENSES/{dist_name}/{entry.name}"))
     return files
 
@@ -139,7 +137,7 @@ def build(out_dir: Optional[os.PathLike] = None) -> Path:
     package = Path(playbacksync.__file__).parent
     for path in _walk(package):
         rel = path.relative_to(package).as_posix()
-        if rel not in _PACKAGE_SKIP and rel != "kodi_zip.py" and not rel.startswith("hosts/mpv"):
+        if rel not in _PACKAGE_SKIP:
             entries.append((path, f"resources/lib/playbacksync/{rel}"))
     entries += [(src, f"resources/lib/{name}") for src, name in _library_files()]
 
