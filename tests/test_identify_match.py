@@ -364,3 +364,36 @@ def test_broken_index_never_raises(tmp_path):
     assert r["jf"].item_id is None and r["jf"].reason.startswith("identification failed: ")
     assert "no such table" in r["jf"].reason
     assert ident.close(timeout=5)
+
+
+def test_refresh_stale_leaves_a_fresh_index_alone(tmp_path):
+    """refresh_stale (used at every player start) walks a server's library only when its index is stale."""
+    walks = []
+
+    class Library:
+        def iter_items(self, page_size=200):
+            walks.append(1)
+            return iter(())
+
+    now = [1_000_000.0]
+    server = ServerConfig(id="s", type="jellyfin", url="http://127.0.0.1:9")
+    index = ItemIndex(str(tmp_path), clock=lambda: now[0])
+    ident = Identifier(Config(servers=(server,)), {"s": Library()}, index, clock=lambda: now[0], max_age=1800)
+    try:
+        ident.refresh_stale()
+        deadline = time.monotonic() + 5
+        while index.info("s").refreshed_at is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert walks == [1]
+        ident.refresh_stale()  # fresh: nothing walks
+        time.sleep(0.2)
+        assert walks == [1]
+        now[0] += 1801
+        ident.refresh_stale()
+        deadline = time.monotonic() + 5
+        while len(walks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert walks == [1, 1]
+    finally:
+        ident.close(1)
+        index.close()

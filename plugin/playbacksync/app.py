@@ -109,7 +109,7 @@ class SyncService:
             self._journal_leftovers()
         deadline = time.monotonic() + timeout
         if self.identifier is not None:
-            self.identifier.close(0.2)
+            self._close_identifier()
         if self.worker is not None:
             clean = self.worker.stop(max(0.1, deadline - time.monotonic())) and clean
         if self.queue is not None:
@@ -154,13 +154,17 @@ class SyncService:
         if self.worker is None:  # not open yet: _open reads self.config
             return
         self.worker.stop(3.0)  # requests in flight go back to pending for the new worker
-        self.identifier.close(0.2)
+        self._close_identifier()
         for backend in self.backends.values():
             backend.close()
         self._matches.clear()
         self._told_unmatched.clear()
         self._connect()
         log.info("settings reloaded: servers %s", ", ".join(sorted(self.backends)) or "none")
+
+    def _close_identifier(self) -> None:
+        if self.identifier.close(0.2):  # a refresh still winding down keeps its connection
+            self.identifier.index.close()
 
     # -- host side -------------------------------------------------------
     def handle(self, event: PlaybackEvent) -> None:
@@ -211,7 +215,7 @@ class SyncService:
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
         self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
-        self.identifier.refresh(wait=False)  # fill the index while the first seconds play
+        self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self.worker.start()

@@ -202,6 +202,12 @@ class Identifier:
             log.exception("cannot start an index refresh of %s", server_id)
             return None
 
+    def refresh_stale(self) -> None:
+        """Start, in the background, a refresh of each enabled server whose index is stale."""
+        for server in self.config.enabled_servers():
+            if server.id in self.backends:
+                self._refresh_if_stale(server.id)
+
     def _refresh_if_stale(self, server_id: str) -> None:
         try:
             info = self.index.info(server_id)
