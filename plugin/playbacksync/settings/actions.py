@@ -18,7 +18,7 @@ class ActionError(Exception):
 
 
 def _safe(exc: BaseException) -> str:
-    from ..backends.http import redact
+    from ..redact import redact
 
     return redact(str(exc) or type(exc).__name__)
 

@@ -226,7 +226,7 @@ class SettingsDialog:
             d["token"] = pasted
             d["user_id"] = d["user_id"] if d["type"] != "plex" else ""
             self.vars["paste_token"].set("")
-            from ..backends.http import register_secret
+            from ..redact import register_secret
 
             register_secret(pasted)
         self.token_shown.set(mask_token(d["token"]))
@@ -378,7 +378,7 @@ class SettingsDialog:
             except actions.ActionError as exc:
                 result = (False, str(exc))
             except Exception as exc:  # shown, never raised into Tk
-                from ..backends.http import redact
+                from ..redact import redact
 
                 result = (False, redact(f"{type(exc).__name__}: {exc}"))
             self._results.put((done, result))

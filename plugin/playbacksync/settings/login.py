@@ -106,7 +106,7 @@ def run_login(server_type: str, config_path: str, *, url: Optional[str] = None, 
                 say("Waiting for you to sign in there (Ctrl+C to stop)…")
                 token = actions.plex_wait_for_token(server, pin_id, plex_tv_url=plex_tv_url,
                                                     interval=poll_interval, timeout=timeout)
-            from ..backends.http import register_secret
+            from ..redact import register_secret
 
             register_secret(token)
             server = replace(server, token=token)
