@@ -444,3 +444,24 @@ def test_folder_names_that_look_like_url_syntax_are_used_as_is(tmp_path):
     finally:
         q.close()
     assert not [p for p in os.listdir(tmp_path) if p != folder.name]
+
+
+def test_claim_not_due_only_keeps_the_per_item_rule(tmp_path):
+    """'Sync now' takes rows waiting out a backoff, but still one per item and none behind one in flight."""
+    from playbacksync.changes import Change
+    from playbacksync.queue import SyncQueue
+
+    now = [1000.0]
+    q = SyncQueue(str(tmp_path), clock=lambda: now[0])
+    try:
+        watched = q.enqueue_change(Change("a", "s", "u", "mark_watched", completed=True, created_at=1.0))
+        q.enqueue_change(Change("a", "s", "u", "progress_update", position_ms=5000, created_at=2.0))
+        other = q.enqueue_change(Change("b", "s", "u", "progress_update", position_ms=7000, created_at=3.0))
+        (row,) = q.claim("s", limit=1)
+        assert row.id == watched
+        q.mark_retry(watched, "busy", next_attempt_at=now[0] + 60)  # waiting out a backoff
+        assert [r.id for r in q.claim("s")] == [other]  # a's watched not due, and a's progress waits behind it
+        taken = q.claim("s", due_only=False)
+        assert [r.id for r in taken] == [watched]  # due or not, a's progress still waits for its watched
+    finally:
+        q.close()

@@ -596,16 +596,19 @@ class SyncQueue:
         return out
 
     # -- claiming --------------------------------------------------------
-    def claim(self, source_id: str, *, limit: int = 100) -> List[QueuedChange]:
+    def claim(self, source_id: str, *, limit: int = 100, due_only: bool = True) -> List[QueuedChange]:
         """Atomically move due pending rows of one server to syncing; ordered by id.
 
         Per key only its oldest pending row, and none while the key has a row in flight.
+        ``due_only=False`` ("sync now") also takes rows still waiting out a backoff,
+        under the same per-key rule.
         """
         now = self.clock()
+        due = " AND c.next_attempt_at <= :now" if due_only else ""
         with self._tx("claim changes") as q:
             ids = [r[0] for r in q(
                 f"SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending'"
-                " AND c.next_attempt_at <= :now AND NOT EXISTS ("
+                f"{due} AND NOT EXISTS ("
                 f" SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id"
                 "  AND o.media_item_id = c.media_item_id AND o.user_id = c.user_id"
                 "  AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"

@@ -128,11 +128,8 @@ class Lane:
         with self.lock:
             if self.abandoned:
                 return []
-            if force:  # "sync now": our own backoff is skipped, the order is kept
-                ids = [r.id for r in q.get_pending(self.source_id, due_only=False, limit=self.w.batch_size)]
-                rows = q.mark_syncing(ids) if ids else []
-            else:
-                rows = q.claim(self.source_id, limit=self.w.batch_size)
+            # "sync now" (force) skips our own backoff; the queue's per-item order holds either way.
+            rows = q.claim(self.source_id, limit=self.w.batch_size, due_only=not force)
             self.inflight.update(r.id for r in rows)
         return rows
 
