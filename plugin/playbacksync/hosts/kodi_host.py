@@ -19,7 +19,7 @@ import xbmcaddon
 import xbmcgui
 import xbmcvfs
 
-from ..redact import redact, register_secret
+from ..redact import redact
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED,
                               SEEKED, STARTED, MediaRef, PlaybackEvent)
 
@@ -67,11 +67,6 @@ def read_flat_settings(addon=None) -> Dict[str, str]:
 
     addon = addon or xbmcaddon.Addon(ADDON_ID)
     return {sid: addon.getSetting(sid) for sid in kodi_setting_ids()}
-
-
-def _register_tokens(config) -> None:
-    for server in config.servers:
-        register_secret(server.token)
 
 
 def profile_dir() -> str:
@@ -268,7 +263,6 @@ class KodiHost:
             _notify(f"Settings: {exc}", error=True)
             return None
         self.notifications = config.sync.notifications
-        _register_tokens(config)
         servers = ", ".join(f"{s.id} ({s.type}) {s.url}" for s in config.enabled_servers()) or "none"
         log(f"starting sync; servers: {servers}; queue in {profile_dir()}")
         return config
@@ -444,7 +438,6 @@ def _server(server_type: str):
     flat = read_flat_settings()
     flat[f"{server_type}_enabled"] = "true"  # test or sign in before enabling it
     config = config_from_flat(flat)
-    _register_tokens(config)
     server = next((s for s in config.servers if s.type == server_type), None)
     if server is None or not server.url:
         raise ValueError(f"set the {server_type} server URL first")

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..config import SERVER_TYPES, Config, PathMapping, ServerConfig, SyncOptions
-from .config_file import ConfigError, Problem, check_url
+from .config_file import ConfigError, Problem, _register_tokens, check_url
 from .schema import (ACTIONS, ADDON_ID, CATEGORY_LABELS, CHOICE_LABELS, FIELD_GROUPS, GROUP_LABELS,
                      SERVER_FIELDS, SYNC_FIELDS, TYPE_LABELS, Field, action_command, kodi_setting_ids)
 
@@ -116,7 +116,9 @@ def config_from_flat(flat: Mapping[str, Any]) -> Config:
     sync = {f.key: _flat_value(f, f.key, flat.get(f.key), problems) for f in SYNC_FIELDS}
     if problems:
         raise ConfigError(KODI_SOURCE, problems)
-    return Config(servers=tuple(servers), sync=SyncOptions(**sync))
+    config = Config(servers=tuple(servers), sync=SyncOptions(**sync))
+    _register_tokens(config)  # as load_config does: no log line or message may show them
+    return config
 
 
 # -- generator -------------------------------------------------------------------------
