@@ -199,7 +199,8 @@ def test_reload_while_playing_sends_to_the_server_added_and_keeps_the_viewing(je
         assert wait_for(lambda: any(m.kind == "not_identified" for m in messages))
         fixed = ServerConfig(id="home", type="jellyfin", url=jellyfin.url, token=jellyfin.token,
                              user_id=jellyfin.uid, path_mappings=(PathMapping("/mnt/media", "/srv/media"),))
-        service.reload(Config(servers=(fixed,), sync=SyncOptions(progress_interval=10)))
+        service.reload(Config(servers=(fixed,), sync=SyncOptions(progress_interval=10, retention_days=3)))
+        assert wait_for(lambda: service.queue.retention_days == 3.0)
         # The same viewing goes on: no new STARTED, and it ends watched on the server.
         for at in range(110, 601, 10):
             service.handle(PlaybackEvent(POSITION, media=media, position=float(at), duration=600.0, at=float(at)))

@@ -153,6 +153,7 @@ class SyncService:
         self._tracker.watched_percent = float(config.sync.watched_percent)
         if self.worker is None:  # not open yet: _open reads self.config
             return
+        self.queue.retention_days = float(config.sync.retention_days)
         self.worker.stop(3.0)  # requests in flight go back to pending for the new worker
         self._close_identifier()
         for backend in self.backends.values():
