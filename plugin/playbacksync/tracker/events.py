@@ -29,6 +29,7 @@ class MediaRef:
     title: str = ""
     provider_ids: Dict[str, str] = field(default_factory=dict)  # imdb/tmdb/tvdb, when the host knows them
     entry_key: str = ""  # host's per-entry key (mpv playlist_entry_id, Kodi item), tells entries apart
+    kind: str = ""  # "movie" | "episode" | "" (unknown); provider ids are compared only within a kind
 
 
 @dataclass(frozen=True)
