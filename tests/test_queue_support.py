@@ -45,9 +45,9 @@ def insert_raw(path, *, kind, status="pending", item="item1", source="srv", user
         cur = con.execute(
             f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, completed, "
             "created_at, attempt_count, status, next_attempt_at, updated_at, claim_owner, lease_expires_at, "
-            "resolution) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "resolution, media_key) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             (item, source, user, kind, pos, kind == "mark_watched", updated_at, status, next_at,
-             updated_at, owner, lease, resolution))
+             updated_at, owner, lease, resolution, f"item:{item}"))
         row_id = cur.lastrowid
     con.close()
     return row_id

@@ -387,20 +387,22 @@ def test_stop_abandons_a_stuck_request_within_its_deadline_and_loses_nothing(env
     s = env.server(read_timeout=10.0)
     w = env.worker(s)
     assert online(w, "jf")
-    env.clock.advance(1)  # a live change: sent without a state read
-    s.fake.delay(1.5)
+    env.clock.advance(1)
+    s.fake.late_write(1.5)
     rid = env.enqueue(s, 0, WATCHED)
-    assert wait_for(lambda: env.row(rid).status == "syncing")
-    time.sleep(0.1)
+    assert wait_for(lambda: env.row(rid).sent_at is not None)  # the write is out
     t = time.monotonic()
     assert w.stop(0.4) is False
     assert time.monotonic() - t < 0.7
-    assert env.row(rid).status == PENDING  # given back, not lost
+    row = env.row(rid)
+    assert row.status == PENDING and row.unsure_until > env.clock()  # given back, in doubt
     # The abandoned request still lands on the server later; the next run must not apply it twice.
     assert wait_for(lambda: s.state(0).played, 3.0)
     w2 = env.worker(s)
+    env.clock.advance(row.unsure_until - env.clock() + 0.01)  # the first send's window has closed
+    w2.process_now()
     assert settled(env, rid, SYNCED)
-    assert env.row(rid).resolution == SUPERSEDED
+    assert env.row(rid).resolution == "applied" and "not sent again" in env.row(rid).error_message
     assert s.state(0).play_count == 1 and s.played_requests(0) == 1
     assert w2.stop(1.0)
 

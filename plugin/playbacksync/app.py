@@ -1,37 +1,36 @@
-"""The sync service a host runs: tracker → identification → queue → worker.
+"""The sync service a host runs: tracker → queue → worker (which identifies, then sends).
 
 Hosts call ``handle(event)`` from their player's callback thread. That call
 only runs the tracker (pure, microseconds) and hands what it decides to the
-service thread, which identifies the item on each server (cached per file),
-writes the changes to the queue and wakes the worker. So the player never
-waits on the network or the disk.
+service thread, which records each change at once in the queue, one row per
+enabled server, against the media reference (path or URL, title, provider
+ids, kind, duration), and wakes the worker. Record first, resolve later:
+nothing waits for identification, so a slow, failed or recently stopped
+index refresh can no longer drop a viewing; the worker resolves the
+reference to the server's item as a step of syncing (worker/resolve.py).
+So the player never waits on the network, and only briefly on the disk.
 
 ``stop()`` drains that hand-off before stopping the worker: every change the
-tracker produced is in the queue before the process exits, or, when the queue
-cannot take it (a file still waiting on a slow first identification, a
-storage fault), in the journal that the next start queues (journal.py).
+tracker produced is in the queue before the process exits. When the queue
+cannot take it (a storage fault that outlasts the quit), the changes are
+lost and ``unrecorded()`` says how many and why, so ``play`` can say so and
+exit non-zero. Journals that older versions left are imported once at
+start (legacy_journal.py).
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue as _stdqueue
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .config import Config, ServerConfig
-from .tracker import TrackedChange
 from .tracker.events import STARTED, MediaRef, PlaybackEvent
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
-
-
-def media_key(media: MediaRef) -> Tuple:
-    """A hashable key for one thing played (MediaRef holds a dict)."""
-    return (media.path, tuple(sorted(media.provider_ids.items())))
 
 
 class ServiceMessage:
@@ -46,7 +45,7 @@ class ServiceMessage:
 
 class SyncService:
     RETRY_SAVE_SECONDS = 0.5
-    FLUSH_SECONDS = 20.0  # at quit, how long a slow first identification may hold the exit
+    FLUSH_SECONDS = 20.0  # at quit, how long recording may hold the exit (a queue locked by another program)
 
     def __init__(self, config: Config, data_dir: Optional[str] = None, *, wall_clock=time.time,
                  worker_options: Optional[dict] = None, queue_options: Optional[dict] = None):
@@ -62,13 +61,13 @@ class SyncService:
         self._subscribers: List[Callable] = []
         self._worker_unsubs: Dict[Callable, Callable] = {}  # subscriber -> its worker unsubscribe
         self._unsaved: List = []  # changes made but not yet in the queue (storage fault)
-        self._current = None  # the tracked change being identified right now
+        self._unrecorded: Tuple[int, str] = (0, "")  # changes lost at quit, and why
         self._write_lock = threading.Lock()  # queue writes vs. stop() giving up on the service thread
         self._abandoned = False
         self._folder: Optional[str] = None
         self._told_storage = False
-        self._matches: Dict[Tuple, Dict] = {}
-        self._told_unmatched: set = set()
+        self._last_storage_error: Optional[BaseException] = None
+        self._told_no_server = False
         self._thread: Optional[threading.Thread] = None
         self._started = threading.Event()
         self._start_error: Optional[BaseException] = None
@@ -95,10 +94,9 @@ class SyncService:
     def stop(self, timeout: float = 3.0, flush_timeout: Optional[float] = None) -> bool:
         """Queue every change handed over so far, then stop the worker within ``timeout``.
 
-        Queuing is local and takes milliseconds, unless a file's first
-        identification is still waiting for the server's item list: that may
-        hold the exit up to ``flush_timeout`` (FLUSH_SECONDS). What is still
-        unidentified then goes to the journal and is queued at the next start.
+        Queuing is local and takes milliseconds; a queue locked by another
+        program may hold the exit up to ``flush_timeout`` (FLUSH_SECONDS).
+        What could not be recorded by then is counted in ``unrecorded()``.
         """
         if self._thread is None:
             return True
@@ -106,7 +104,7 @@ class SyncService:
         self._thread.join(max(0.1, self.FLUSH_SECONDS if flush_timeout is None else flush_timeout))
         clean = not self._thread.is_alive()
         if not clean or self._start_error is not None:  # stuck, or never opened the queue
-            self._journal_leftovers()
+            self._give_up()
         deadline = time.monotonic() + timeout
         if self.identifier is not None:
             self._close_identifier()
@@ -116,26 +114,30 @@ class SyncService:
             self.queue.close()
         return clean
 
-    def _journal_leftovers(self) -> None:
-        from . import journal
-
+    def _give_up(self) -> None:
+        """Quit with changes the queue could not take: count them, say why (``unrecorded``)."""
         with self._write_lock:
             self._abandoned = True  # the service thread writes nothing from now on
-            left = list(self._unsaved) + ([self._current] if self._current is not None else [])
+            left = len(self._unsaved)
+            self._unsaved = []
         while True:
             try:
                 item = self._inbox.get_nowait()
             except _stdqueue.Empty:
                 break
             if item is not _STOP and item[0] == "change":
-                left.append(item[1])
-        if self._folder is None:
-            log.error("%d playback change(s) lost: the sync service never started", len(left))
-            return
-        try:
-            journal.write(self._folder, left)
-        except OSError as exc:
-            log.error("%d playback change(s) lost: %s", len(left), exc)
+                left += max(1, len(self.config.enabled_servers()))
+        if left:
+            self._lost(left, str(self._start_error or self._last_storage_error or "the queue did not answer in time"))
+
+    def _lost(self, n: int, why: str) -> None:
+        total = self._unrecorded[0] + n
+        self._unrecorded = (total, why)
+        log.error("%d playback change(s) could not be recorded: %s", n, why)
+
+    def unrecorded(self) -> Tuple[int, str]:
+        """(how many changes this service could not record, why): ``play`` exits non-zero on them."""
+        return self._unrecorded
 
     def reload(self, config: Config) -> None:
         """New settings while playing (the settings dialog was saved).
@@ -158,8 +160,6 @@ class SyncService:
         self._close_identifier()
         for backend in self.backends.values():
             backend.close()
-        self._matches.clear()
-        self._told_unmatched.clear()
         self._connect()
         log.info("settings reloaded: servers %s", ", ".join(sorted(self.backends)) or "none")
 
@@ -172,7 +172,7 @@ class SyncService:
         """Take one playback event. Cheap, never raises (it runs on the player's thread)."""
         try:
             if event.kind == STARTED and event.media is not None:
-                self._inbox.put(("identify", event.media))
+                self._inbox.put(("prefetch", event.media))
             for tracked in self._tracker.handle(event):
                 self._inbox.put(("change", tracked))
         except Exception:  # a bug here must not take the player down
@@ -201,7 +201,7 @@ class SyncService:
             self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
                                       f"{self.queue.moved_aside} and started a new queue"))
         self._connect()
-        self._replay_journal()
+        self._import_legacy_journals()
 
     def _connect(self) -> None:
         """Backends, identification and the worker for the current config."""
@@ -217,25 +217,22 @@ class SyncService:
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
         self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
-        self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
+        options = {"unidentified_after": self.config.sync.unidentified_days * 86400.0, **self._worker_options}
+        self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
+        self.identifier.on_refreshed.append(self.worker.index_refreshed)
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self.worker.start()
 
-    def _replay_journal(self) -> None:
-        """Queue what an earlier run could not identify before it quit (journal.py)."""
-        from . import journal
+    def _import_legacy_journals(self) -> None:
+        """Queue what older versions left in their journal files, each file once (legacy_journal.py)."""
+        from . import legacy_journal
+        from .queue import QueueError
 
-        items, claimed = journal.claim(self._folder)
-        for item in items:
-            if isinstance(item, TrackedChange):
-                self._enqueue(item)
-            else:
-                self._unsaved.append(item)
-        self._save_unsaved()
-        if claimed and not self._unsaved:
-            os.remove(claimed)
-        elif claimed:
-            log.error("journal %s kept: its changes could not all be queued yet", claimed)
+        try:
+            legacy_journal.import_leftovers(self._folder, self.queue, self._changes_for,
+                                            tell=lambda text: self._emit(ServiceMessage("failed", None, text)))
+        except QueueError as exc:  # kept on disk: the next start tries again
+            log.error("could not queue the changes an older version left: %s", exc)
 
     def _run(self) -> None:
         try:
@@ -260,8 +257,8 @@ class SyncService:
                 continue
             try:
                 kind, payload = item
-                if kind == "identify":
-                    self._identify(payload)
+                if kind == "prefetch":
+                    self._prefetch(payload)
                 elif kind == "reload":
                     self._apply_reload(payload)
                 else:
@@ -269,42 +266,31 @@ class SyncService:
             except Exception:
                 log.exception("could not record a playback change")
 
-    def _identify(self, media: MediaRef) -> Dict:
-        key = media_key(media)
-        matches = self._matches.get(key)
-        if matches is None:
-            matches = self.identifier.identify(media)
-            if all(m.item_id for m in matches.values()):
-                self._matches[key] = matches  # misses are asked again: the index may have been refreshed
-        return matches
+    def _prefetch(self, media: MediaRef) -> None:
+        """A file started: look it up now (never waiting), so a refresh its miss needs is
+        under way by the time its first change is synced."""
+        for server_id in self.backends:
+            self.identifier.identify_one(server_id, media, wait=0)
 
-    def _enqueue(self, tracked) -> None:
+    def _changes_for(self, tracked) -> List:
+        """One change per enabled server, recorded against the media reference (no item yet)."""
         from .changes import Change
 
-        self._current = tracked
-        matches = self._identify(tracked.media)
-        if not matches and "no servers" not in self._told_unmatched:
-            self._told_unmatched.add("no servers")
+        return [Change(media_item_id=None, source_id=server.id, user_id=_user_of(server),
+                       change_type=tracked.change_type, position_ms=tracked.position_ms,
+                       duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
+                       created_at=tracked.created_at, media=tracked.media)
+                for server in self.config.enabled_servers()]
+
+    def _enqueue(self, tracked) -> None:
+        made = self._changes_for(tracked)
+        if not made and not self._told_no_server:
+            self._told_no_server = True
             self._emit(ServiceMessage("not_identified", None, "no server is configured: nothing is synced"))
-        made = []
-        for server_id, match in matches.items():
-            server = self.config.server(server_id)
-            if match.item_id is None or server is None:
-                told = (media_key(tracked.media), server_id)
-                if told not in self._told_unmatched:
-                    self._told_unmatched.add(told)
-                    self._emit(ServiceMessage("not_identified", server_id, match.reason))
-                continue
-            made.append(Change(
-                media_item_id=match.item_id, source_id=server_id, user_id=_user_of(server),
-                change_type=tracked.change_type, position_ms=tracked.position_ms,
-                duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
-                created_at=tracked.created_at))
         with self._write_lock:
-            if self._abandoned:  # stop() journaled this change already
+            if self._abandoned:  # stop() gave up on this change already
                 return
             self._unsaved.extend(made)
-            self._current = None
         self._save_unsaved()
 
     def _save_unsaved(self, final: bool = False) -> None:
@@ -326,6 +312,7 @@ class SyncService:
                     self._unsaved.pop(0)
             except QueueError as exc:
                 tries -= 1
+                self._last_storage_error = exc
                 if not self._told_storage:
                     self._told_storage = True
                     log.error("could not save a playback change (kept, will retry): %s", exc)
@@ -335,15 +322,10 @@ class SyncService:
                 continue
             self._told_storage = False
             self.worker.notify()
-        if final and self._unsaved:  # the queue is still unusable: keep them for the next start
-            from . import journal
-
+        if final and self._unsaved:  # the queue is still unusable: they are lost, and the viewer is told
             with self._write_lock:
-                self._abandoned, left, self._unsaved = True, list(self._unsaved), []
-            try:
-                journal.write(self._folder, left)
-            except OSError as exc:
-                log.error("%d playback change(s) could not be saved before exit: %s", len(left), exc)
+                self._abandoned, left, self._unsaved = True, len(self._unsaved), []
+            self._lost(left, str(self._last_storage_error))
 
     def _emit(self, message) -> None:
         for callback in list(self._subscribers):

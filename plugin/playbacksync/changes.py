@@ -6,7 +6,10 @@ them, the worker hands them to a backend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # pragma: no cover (tracker imports this module: no import cycle at run time)
+    from .tracker.events import MediaRef
 
 PROGRESS = "progress_update"
 WATCHED = "mark_watched"
@@ -29,10 +32,13 @@ class Change:
     """A change to apply: which item on which server, and what happened.
 
     ``created_at`` is wall-clock epoch seconds (it is compared with the
-    server's last-played time in the conflict check).
+    server's last-played time in the conflict check). ``media`` is what the
+    player knew (path or URL, title, provider ids, kind): the app records a
+    change against it at once, with ``media_item_id`` None, and the worker
+    resolves it to the server's item when it syncs (record first, resolve later).
     """
 
-    media_item_id: str
+    media_item_id: Optional[str]
     source_id: str
     user_id: str
     change_type: str
@@ -40,6 +46,7 @@ class Change:
     duration_ms: Optional[int] = None
     completed: bool = False
     created_at: float = 0.0
+    media: Optional["MediaRef"] = None
 
     def __post_init__(self):
         if self.change_type not in CHANGE_TYPES:
@@ -48,7 +55,13 @@ class Change:
 
 @dataclass(frozen=True)
 class QueuedChange(Change):
-    """A change as a queue row, with the worker's bookkeeping."""
+    """A change as a queue row, with the worker's bookkeeping.
+
+    ``media`` is always set on a row read from the queue (an empty reference
+    for rows recorded before references were kept). ``unsure_until``: a send
+    of this row may have reached the server and may still be applied until
+    then (0: no send is in doubt); see the worker's docstring.
+    """
 
     id: int = 0
     status: str = PENDING
@@ -58,3 +71,12 @@ class QueuedChange(Change):
     updated_at: Optional[float] = None
     error_message: Optional[str] = None
     resolution: Optional[str] = None
+    media_key: str = ""
+    sent_at: Optional[float] = None
+    unsure_until: float = 0.0
+    seen_play_count: Optional[int] = None
+
+    @property
+    def resolved(self) -> bool:
+        """Is the server's item known?"""
+        return bool(self.media_item_id)

@@ -44,6 +44,7 @@ class SyncOptions:
     watched_percent: float = 90.0  # past this share of the duration a file counts as watched
     notifications: str = "errors"  # all | errors | off
     retention_days: float = 7.0  # synced rows are pruned after this
+    unidentified_days: float = 3.0  # a change whose item is not found this long becomes a failed change
 
 
 @dataclass(frozen=True)

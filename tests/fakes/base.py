@@ -42,6 +42,9 @@ object (200 JSON). Handlers run in server threads: guard shared state with
 Misbehaviour (each applies to the next request(s) whatever the route):
     fail_next(status, times=1, retry_after=None, body=None)
     delay(seconds, times=1, body=False)  # sleep before answering, or mid-body
+    late_write(seconds, times=1)         # the next write (POST/PUT/DELETE) is applied only after
+                                         # `seconds`: past the client's read timeout, it gave up,
+                                         # yet the server applies it (reads pass meanwhile)
     reset_next(times=1)                  # TCP reset instead of an answer
     malformed_next(times=1)              # 200 with a broken JSON body
     redirect_next(to_url, status=302, times=1)  # Location: to_url + path?query
@@ -143,6 +146,7 @@ class _Trouble:
     kind: str
     times: int
     args: dict
+    methods: Optional[tuple] = None  # only requests with these methods meet it (None: any)
 
 
 class _Handler(WSGIRequestHandler):
@@ -279,9 +283,9 @@ class FakeServer:
             self.requests.clear()
 
     # -- misbehaviour --------------------------------------------------------
-    def _add(self, kind: str, times: int, **args) -> None:
+    def _add(self, kind: str, times: int, methods: Optional[tuple] = None, **args) -> None:
         with self.lock:
-            self._trouble.append(_Trouble(kind, times, args))
+            self._trouble.append(_Trouble(kind, times, args, methods))
 
     def fail_next(self, status: int, times: int = 1, retry_after=None, body=None) -> None:
         """Answer the next ``times`` requests with ``status`` (and Retry-After, and a body)."""
@@ -290,6 +294,15 @@ class FakeServer:
     def delay(self, seconds: float, times: int = 1, body: bool = False) -> None:
         """Sleep ``seconds`` before answering, or (body=True) after the first bytes of the body."""
         self._add("delay", times, seconds=seconds, body=body)
+
+    def late_write(self, seconds: float, times: int = 1) -> None:
+        """Hold the next ``times`` writes ``seconds`` before applying them (then answer).
+
+        A real server keeps working on a request whose client timed out: with
+        ``seconds`` > the client's read timeout, the client sees a timeout and
+        the write still lands, ``seconds`` after it arrived.
+        """
+        self._add("delay", times, methods=("POST", "PUT", "DELETE"), seconds=seconds, body=False)
 
     def reset_next(self, times: int = 1) -> None:
         self._add("reset", times)
@@ -304,14 +317,14 @@ class FakeServer:
         with self.lock:
             self._trouble.clear()
 
-    def _take_trouble(self) -> Optional[_Trouble]:
+    def _take_trouble(self, method: str = "") -> Optional[_Trouble]:
         with self.lock:
-            if not self._trouble:
+            t = next((t for t in self._trouble if t.methods is None or method in t.methods), None)
+            if t is None:
                 return None
-            t = self._trouble[0]
             t.times -= 1
             if t.times <= 0:
-                self._trouble.pop(0)
+                self._trouble.remove(t)
             return t
 
     # -- validation hooks ----------------------------------------------------
@@ -361,7 +374,7 @@ class FakeServer:
         return resp(environ, start_response)
 
     def _respond(self, req: Request, body: bytes, environ) -> Response:
-        trouble = self._take_trouble()
+        trouble = self._take_trouble(req.method)
         if trouble is not None:
             r = self._misbehave(trouble, req, environ)
             if r is not None:

@@ -20,11 +20,15 @@ class TransientError(BackendError):
     """Network error, timeout, 5xx or 429: try again later.
 
     ``retry_after`` is the server's Retry-After in seconds, when it sent one.
+    ``answered``: the server itself answered that it did not do the request
+    (429, 500, 501, 503); otherwise (no answer, a timeout, a gateway's 502/504,
+    an unreadable 2xx) a write may have been applied, or may still be.
     """
 
-    def __init__(self, message: str, retry_after: Optional[float] = None):
+    def __init__(self, message: str, retry_after: Optional[float] = None, *, answered: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.answered = answered
 
 
 class AuthError(BackendError):

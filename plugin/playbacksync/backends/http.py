@@ -116,14 +116,16 @@ class HttpClient:
             # nothing for us, so its "OK" must not close the change as applied.
             p = urlsplit(resp.url)
             raise TransientError(f"{what}: redirected to another address ({p.scheme}://{p.netloc}); nothing was "
-                                 "saved — if the server moved, put its new address in the settings")
+                                 "saved — if the server moved, put its new address in the settings", answered=True)
         return self._result(what, resp, expect_json)
 
     def _result(self, what: str, resp: requests.Response, expect_json: bool) -> Any:
         code = resp.status_code
         if code == 429 or code >= 500:
+            # A gateway's 502/504 says nothing of whether the server behind it applied the write.
             raise TransientError(f"{what}: HTTP {code} {resp.reason or ''}".rstrip() + _detail(resp),
-                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                                 answered=code not in (502, 504))
         if code in (401, 403):
             raise AuthError(f"{what}: HTTP {code}: the server refused the credentials; sign in again"
                             + _detail(resp))

@@ -45,6 +45,7 @@ DEFAULT_KEYS = {"mark-watched": "Alt+w", "mark-unwatched": "Alt+u", "settings": 
 MESSAGE = "playback-sync"  # input.conf: `KEY script-message playback-sync mark-watched`
 
 EXIT_OK, EXIT_NOTHING_PLAYED, EXIT_BAD_OPTIONS = 0, 1, 2
+EXIT_NOT_RECORDED = 3  # played, but the queue could not record what was watched (the reason is printed)
 OSD_MS = 4000
 
 _KEY = re.compile(r"^[\w+\-]+$")  # a key name as input.conf writes it; nothing that could add a command
@@ -805,4 +806,9 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
             except Exception as exc:
                 log.error("sync service failed: %s", exc)
             service.stop(3.0)
+            lost, why = service.unrecorded()
+            if lost:  # the viewer must see it, and scripts must not take it for success
+                print(f"playback-sync: {lost} change(s) of this viewing could not be recorded: {why}",
+                      file=sys.stderr)
+                code = EXIT_NOT_RECORDED
     return code

@@ -42,6 +42,7 @@ class Match:
     item_id: Optional[str]
     method: Optional[str]  # "url" | "path" | "provider_id" | None
     reason: str
+    final: bool = False  # True only when trying again later cannot help (a miss's reason says why)
 
     @property
     def matched(self) -> bool:
@@ -93,6 +94,7 @@ class Identifier:
         self._threads: Dict[str, threading.Thread] = {}
         self._last_start: Dict[str, float] = {}
         self._stopping = threading.Event()
+        self.on_refreshed: List = []  # callback(server_id) after a refresh that succeeded
 
     # -- public ----------------------------------------------------------------------
 
@@ -132,6 +134,30 @@ class Identifier:
                 thread.join(max(0.0, deadline - time.monotonic()))
                 results[server.id] = self._safe_match(server, parsed)[0]
         return {sid: Match(m.item_id, m.method, _describe(m.reason)) for sid, m in results.items()}
+
+    def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> Match:
+        """The item one server holds for ``media`` (the worker's resolving step). Never raises.
+
+        A miss a refresh could fix starts one (rate-limited as usual) and, with
+        ``wait`` > 0, waits for it at most that long.
+        """
+        server = self.config.server(server_id)
+        if server is None or not server.enabled:
+            return Match(None, None, "server %s is not configured or is disabled" % server_id)
+        try:
+            parsed = self._parse(media)
+        except Exception as e:
+            log.exception("cannot read what is playing")
+            return Match(None, None, "cannot read what is playing: %s" % _describe(e))
+        match, refreshable = self._safe_match(server, parsed)
+        if match.item_id is None and refreshable:
+            thread = self._safe_start(server.id)
+            if thread is not None:
+                thread.join(max(0.0, wait))
+                match = self._safe_match(server, parsed)[0]
+        elif match.item_id is not None:
+            self._refresh_if_stale(server.id)
+        return Match(match.item_id, match.method, _describe(match.reason))
 
     def refresh(self, server_id: Optional[str] = None, *, wait: bool = True,
                 timeout: Optional[float] = None) -> Dict[str, Optional[str]]:
@@ -229,6 +255,11 @@ class Identifier:
 
         try:
             self.index.refresh(server_id, _Stoppable(), page_size=self.page_size)
+            for callback in list(self.on_refreshed):
+                try:
+                    callback(server_id)
+                except Exception:
+                    log.exception("a callback after the index refresh of %s failed", server_id)
         except _Stopped:
             log.info("index refresh of %s stopped; old rows kept", server_id)
         except Exception as e:

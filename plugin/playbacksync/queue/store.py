@@ -33,7 +33,10 @@ Transactions
     dataset's engine, which is closed before any change is read or written,
     so no stale metadata survives a migration.
 
-Coalescing (per key = server, item, user; only rows not yet sent are touched)
+Coalescing (per key = server, media, user; only rows not yet sent are touched)
+    The media is the reference the change was recorded against (rows.py's
+    ``media_key``: path as played + provider ids), so coalescing bounds the
+    rows per (server, media) before and after the server's item is known.
     * A new ``progress_update`` updates in place the key's latest pending row if
       that row is a progress_update (position, duration, created_at,
       updated_at); otherwise it is added after the key's rows. Older pending
@@ -84,7 +87,6 @@ Damaged files
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import sqlite3
@@ -94,20 +96,16 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
 
-from ..changes import APPLIED, FAILED, PENDING, PROGRESS, STATUSES, Change, QueuedChange
+from ..changes import APPLIED, FAILED, PENDING, STATUSES, SYNCING, Change, QueuedChange
+from .rows import COLUMNS as _COLUMNS, INSERT_COLUMNS, TABLE, to_change as _to_change, to_values
 from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
 
-TABLE = "playback_sync_queue"
 DAY = 86400.0
 
 # SQLite primary result codes we tell apart.
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 5, 6, 8, 10, 11, 13, 14, 26, 3
-
-_COLUMNS = ("id, media_item_id, source_id, user_id, change_type, position_ms, duration_ms, completed, "
-            "created_at, status, attempt_count, last_attempt_at, next_attempt_at, updated_at, "
-            "error_message, resolution, claim_owner, lease_expires_at")
 
 
 class QueueError(Exception):
@@ -180,37 +178,6 @@ def _pid_alive(pid: int) -> bool:
     except OSError:  # PermissionError: it exists, someone else's; otherwise assume alive
         return True
     return True
-
-
-def _to_change(row) -> QueuedChange:
-    return QueuedChange(
-        media_item_id=row["media_item_id"], source_id=row["source_id"], user_id=row["user_id"],
-        change_type=row["change_type"], position_ms=row["position_ms"],
-        duration_ms=row["duration_ms"], completed=bool(row["completed"]),
-        created_at=row["created_at"], id=row["id"], status=row["status"],
-        attempt_count=row["attempt_count"], last_attempt_at=row["last_attempt_at"],
-        next_attempt_at=row["next_attempt_at"], updated_at=row["updated_at"],
-        error_message=row["error_message"], resolution=row["resolution"])
-
-
-def _check_change(change: Change) -> None:
-    if not isinstance(change, Change):
-        raise TypeError(f"enqueue_change needs a Change, not {type(change).__name__}")
-    for name in ("media_item_id", "source_id"):
-        value = getattr(change, name)
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"change.{name} must be a non-empty string, got {value!r}")
-    if not isinstance(change.user_id, str):
-        raise ValueError(f"change.user_id must be a string, got {change.user_id!r}")
-    for name in ("position_ms", "duration_ms"):
-        value = getattr(change, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"change.{name} must be a whole number of ms >= 0 or None, got {value!r}")
-    if change.change_type == PROGRESS and change.position_ms is None:
-        raise ValueError("a progress_update needs position_ms")
-    at = change.created_at
-    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at < 0:
-        raise ValueError(f"change.created_at must be epoch seconds (0 = now), got {at!r}")
 
 
 class SyncQueue:
@@ -477,28 +444,55 @@ class SyncQueue:
     # -- writing changes -------------------------------------------------
     def enqueue_change(self, change: Change) -> int:
         """Store ``change`` (coalescing, see module docstring); durable when it returns. Returns the row id."""
-        _check_change(change)
         now = self.clock()
-        created = change.created_at or now
-        completed = bool(change.completed) if change.change_type == PROGRESS else change.change_type == "mark_watched"
+        values = to_values(change, now)
         with self._tx("queue a change") as q:
-            rows = [KeyRow(*r) for r in q(
-                f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
-                "AND media_item_id = :m AND user_id = :u AND status IN ('pending', 'syncing', 'failed') "
-                "ORDER BY id", s=change.source_id, m=change.media_item_id, u=change.user_id)]
-            plan = plan_enqueue(rows, change.change_type)
-            for row_id, why in plan.close:
-                self._close_superseded(q, row_id, why, now)
-            values = dict(p=change.position_ms, d=change.duration_ms, c=completed, ca=created, now=now)
-            if plan.update_id is not None:
-                q(f"UPDATE {TABLE} SET position_ms = :p, duration_ms = :d, completed = :c, created_at = :ca, "
-                  "updated_at = :now WHERE id = :id", id=plan.update_id, **values)
-                return plan.update_id
-            return q(f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, "
-                     "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
-                     "VALUES (:m, :s, :u, :t, :p, :d, :c, :ca, :now, 'pending', 0, 0)",
-                     m=change.media_item_id, s=change.source_id, u=change.user_id,
-                     t=change.change_type, **values).lastrowid
+            return self._enqueue(q, change.change_type, values, now)
+
+    def import_once(self, token: str, changes: Iterable[Change]) -> bool:
+        """Queue ``changes`` in one transaction, unless ``token`` was imported before.
+
+        For files of older versions (their journal): killed at any point, a
+        start imports each file's changes exactly once. False: already imported.
+        """
+        now = self.clock()
+        rows = [(c.change_type, to_values(c, now)) for c in changes]
+        with self._tx("import changes of an older version") as q:
+            if q("SELECT 1 FROM legacy_imports WHERE token = :t", t=token).fetchone() is not None:
+                return False
+            for change_type, values in rows:
+                self._enqueue(q, change_type, values, now)
+            q("INSERT INTO legacy_imports (token, imported_at) VALUES (:t, :now)", t=token, now=now)
+        return True
+
+    def _enqueue(self, q, change_type: str, values: dict, now: float) -> int:
+        rows = self._key_rows(q, values["source_id"], values["media_key"], values["user_id"],
+                              "AND status IN ('pending', 'syncing', 'failed')")
+        plan = plan_enqueue(rows, change_type)
+        for row_id, why in plan.close:
+            self._close_superseded(q, row_id, why, now)
+        if plan.update_id is not None:
+            q(f"UPDATE {TABLE} SET position_ms = :position_ms, duration_ms = :duration_ms, "
+              "completed = :completed, created_at = :created_at, updated_at = :now WHERE id = :id",
+              id=plan.update_id, now=now, **{k: values[k] for k in
+                                            ("position_ms", "duration_ms", "completed", "created_at")})
+            return plan.update_id
+        names = [n.strip() for n in INSERT_COLUMNS.split(",")]
+        return q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
+                 f"VALUES ({', '.join(':' + n for n in names)}, :now, 'pending', 0, 0)",
+                 now=now, **values).lastrowid
+
+    @staticmethod
+    def _key_rows(q, source_id: str, key: str, user_id: str, where: str = "", **params) -> List[KeyRow]:
+        """The rows of one (server, media, user) as the coalescing rules see them.
+
+        A pending row whose last send may still land (``sent_at`` set) counts as
+        in flight: nothing may absorb, close or overtake it until the worker knows.
+        """
+        return [KeyRow(r[0], r[1], SYNCING if (r[2] == PENDING and r[4] is not None) else r[2], r[3])
+                for r in q(f"SELECT id, change_type, status, resolution, sent_at FROM {TABLE} "
+                           f"WHERE source_id = :s AND media_key = :k AND user_id = :u {where} ORDER BY id",
+                           s=source_id, k=key, u=user_id, **params)]
 
     @staticmethod
     def _close_superseded(q, row_id: int, why: str, now: float) -> None:
@@ -507,17 +501,18 @@ class SyncQueue:
           id=row_id, why=why, now=now)
 
     def _settle(self, q, row_ids: Iterable[int], now: float) -> int:
-        """Close rows just returned to pending that a later row of their key overrides."""
+        """Close rows just returned to pending that a later row of their key overrides.
+
+        A row whose send is in doubt is left for the worker (it checks the server
+        once that send can no longer land; see worker.py).
+        """
         closed = 0
         for row_id in row_ids:
-            me = q(f"SELECT id, change_type, status, resolution, source_id, media_item_id, user_id "
+            me = q(f"SELECT id, change_type, status, resolution, source_id, media_key, user_id, sent_at "
                    f"FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
-            if me is None or me["status"] != PENDING:
+            if me is None or me["status"] != PENDING or me["sent_at"] is not None:
                 continue
-            later = [KeyRow(*r) for r in q(
-                f"SELECT id, change_type, status, resolution FROM {TABLE} WHERE source_id = :s "
-                "AND media_item_id = :m AND user_id = :u AND id > :id",
-                s=me["source_id"], m=me["media_item_id"], u=me["user_id"], id=row_id)]
+            later = self._key_rows(q, me["source_id"], me["media_key"], me["user_id"], "AND id > :id", id=row_id)
             row = KeyRow(me["id"], me["change_type"], me["status"], me["resolution"])
             if superseded_by_later(row, later):
                 newer = max(r.id for r in later)
@@ -529,11 +524,29 @@ class SyncQueue:
             if resend is not None:
                 # A rewatch's position already went out before this watched/unwatched mark,
                 # which resets it on the server: send that position again after the mark.
-                q(f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, "
-                  "duration_ms, completed, created_at, updated_at, status, attempt_count, next_attempt_at) "
-                  "SELECT media_item_id, source_id, user_id, change_type, position_ms, duration_ms, completed, "
-                  f"created_at, :now, 'pending', 0, 0 FROM {TABLE} WHERE id = :id", id=resend, now=now)
+                q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
+                  f"SELECT {INSERT_COLUMNS}, :now, 'pending', 0, 0 FROM {TABLE} WHERE id = :id", id=resend, now=now)
         return closed
+
+    def resolve_item(self, row_id: int, item_id: str) -> int:
+        """The server's item for this row's media is known: write it into the row and into
+        every open row of the same (server, media, user) still waiting for it. Returns how many."""
+        now = self.clock()
+        with self._tx("record the identified item") as q:
+            me = q(f"SELECT source_id, media_key, user_id FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
+            if me is None:
+                return 0
+            return q(f"UPDATE {TABLE} SET media_item_id = :item, updated_at = :now, "
+                     "attempt_count = 0 "
+                     "WHERE source_id = :s AND media_key = :k AND user_id = :u AND media_item_id IS NULL "
+                     "AND status IN ('pending', 'syncing', 'failed')",
+                     item=str(item_id), now=now, s=me["source_id"], k=me["media_key"], u=me["user_id"]).rowcount
+
+    def make_unresolved_due(self, source_id: str) -> int:
+        """The server's index was refreshed: rows still waiting to identify are due at once."""
+        with self._tx("wake changes waiting to identify") as q:
+            return q(f"UPDATE {TABLE} SET next_attempt_at = 0 WHERE source_id = :s AND status = 'pending' "
+                     "AND media_item_id IS NULL AND next_attempt_at > 0", s=source_id).rowcount
 
     # -- reading ---------------------------------------------------------
     def get_pending(self, source_id: Optional[str] = None, *, due_only: bool = True,
@@ -599,18 +612,21 @@ class SyncQueue:
     def claim(self, source_id: str, *, limit: int = 100, due_only: bool = True) -> List[QueuedChange]:
         """Atomically move due pending rows of one server to syncing; ordered by id.
 
-        Per key only its oldest pending row, and none while the key has a row in flight.
+        Per media (same reference, or same resolved item) only its oldest pending
+        row, and none while it has a row in flight.
         ``due_only=False`` ("sync now") also takes rows still waiting out a backoff,
         under the same per-key rule.
         """
         now = self.clock()
         due = " AND c.next_attempt_at <= :now" if due_only else ""
+        # A row whose earlier send may still land waits for that window even on "sync now";
+        # it is its key's oldest open row, so the key's later rows wait behind it.
         with self._tx("claim changes") as q:
             ids = [r[0] for r in q(
-                f"SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending'"
-                f"{due} AND NOT EXISTS ("
-                f" SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id"
-                "  AND o.media_item_id = c.media_item_id AND o.user_id = c.user_id"
+                f"SELECT c.id FROM {TABLE} c WHERE c.source_id = :s AND c.status = 'pending' "
+                f"AND c.unsure_until <= :now{due} AND NOT EXISTS ("
+                f" SELECT 1 FROM {TABLE} o WHERE o.source_id = c.source_id AND o.user_id = c.user_id"
+                "  AND (o.media_key = c.media_key OR o.media_item_id = c.media_item_id)"
                 "  AND (o.status = 'syncing' OR (o.status = 'pending' AND o.id < c.id)))"
                 " ORDER BY c.id LIMIT :lim", s=source_id, now=now, lim=int(limit))]
             return self._take(q, ids, now)
@@ -649,6 +665,17 @@ class SyncQueue:
                      "AND claim_owner = :owner", ids=ids, owner=self.owner,
                      lease=now + self.lease_seconds).rowcount
 
+    def begin_send(self, row_id: int, unsure_for: float, seen_play_count: Optional[int] = None) -> bool:
+        """Record, durably and before the request, that a write of our claimed row goes out now
+        and may land until ``unsure_for`` seconds from now; renews the lease. False (send
+        nothing) when the claim is no longer ours."""
+        now = self.clock()
+        with self._tx("record a send") as q:
+            return bool(q(f"UPDATE {TABLE} SET sent_at = :now, unsure_until = :until, seen_play_count = :seen, "
+                          "lease_expires_at = :lease WHERE id = :id AND status = 'syncing' AND claim_owner = :owner",
+                          id=row_id, now=now, until=now + max(0.0, float(unsure_for)), seen=seen_play_count,
+                          lease=now + self.lease_seconds, owner=self.owner).rowcount)
+
     # -- outcomes --------------------------------------------------------
     def mark_synced(self, row_id: int, *, resolution: str = APPLIED, note: Optional[str] = None) -> bool:
         """Close a row: sent (``applied``) or not needed (``superseded``, ``note`` says why).
@@ -667,13 +694,19 @@ class SyncQueue:
             log.warning("queue row %s was not ours to close as %s", row_id, resolution)
         return bool(n)
 
-    def mark_retry(self, row_id: int, error: str, next_attempt_at: float, *, count_attempt: bool = True) -> bool:
-        """syncing → pending, not to be sent before ``next_attempt_at``; False if not our claim."""
+    def mark_retry(self, row_id: int, error: str, next_attempt_at: float, *, count_attempt: bool = True,
+                   in_doubt: bool = False) -> bool:
+        """syncing → pending, not to be sent before ``next_attempt_at``; False if not our claim.
+
+        ``in_doubt``: our write may still land (no answer came); the row keeps its
+        send time and waits out ``unsure_until``. Otherwise a recorded send is settled.
+        """
         now = self.clock()
+        keep = "" if in_doubt else ", sent_at = NULL, unsure_until = 0, seen_play_count = NULL"
         with self._tx("schedule a retry") as q:
             n = q(f"UPDATE {TABLE} SET status = 'pending', error_message = :err, next_attempt_at = :at, "
                   "attempt_count = attempt_count + :inc, updated_at = :now, claim_owner = NULL, "
-                  "lease_expires_at = NULL WHERE id = :id AND status = 'syncing' AND claim_owner = :owner",
+                  f"lease_expires_at = NULL{keep} WHERE id = :id AND status = 'syncing' AND claim_owner = :owner",
                   id=row_id, err=error, at=float(next_attempt_at), inc=1 if count_attempt else 0,
                   now=now, owner=self.owner).rowcount
             if n:

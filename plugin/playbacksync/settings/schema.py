@@ -107,6 +107,9 @@ SYNC_FIELDS: Tuple[Field, ...] = (
     Field("retention_days", "int", "Keep synced history (days)",
           "Synced changes are kept this long for the status view, then removed.", 30206, default=7,
           minimum=1, maximum=365, step=1, kodi_level=2),
+    Field("unidentified_days", "int", "Wait to identify (days)",
+          "A change whose item a server does not list yet is kept and tried again this long, then shown "
+          "as failed.", 30208, default=3, minimum=1, maximum=365, step=1, kodi_level=2),
 )
 
 CHOICE_LABELS = {"all": ("All changes", 30210), "errors": ("Errors only", 30211), "off": ("Off", 30212)}

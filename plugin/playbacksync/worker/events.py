@@ -13,7 +13,8 @@ ONLINE = "online"              # a server answers again (or for the first time)
 OFFLINE = "offline"            # a server stopped answering; changes wait for it
 AUTH_REQUIRED = "auth_required"  # a server refused the credentials; paused until settings change
 SUPERSEDED = "superseded"      # a change was not sent: the server holds a newer state
-KINDS = (PROGRESS, COMPLETED, FAILED, ONLINE, OFFLINE, AUTH_REQUIRED, SUPERSEDED)
+NOT_IDENTIFIED = "not_identified"  # a change's item is not found on a server yet (kept, tried again)
+KINDS = (PROGRESS, COMPLETED, FAILED, ONLINE, OFFLINE, AUTH_REQUIRED, SUPERSEDED, NOT_IDENTIFIED)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 
-from ..backends.base import AuthError, Backend, PermanentError, TransientError
+from ..backends.base import AuthError, Backend, ItemState, PermanentError, TransientError
 from ..redact import redact
 from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
-from .plan import ItemKey, conflict, plan_batch, waited
+from .plan import ItemKey, conflict, landed, plan_batch, waited
+from .resolve import describe as _what, resolve_rows
+from .sending import LeaseHeartbeat, send_window
 
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import SyncWorker
@@ -45,6 +47,7 @@ class Lane:
         self.not_before = 0.0        # the server's Retry-After, for the whole server
         self.own_writes: Dict[ItemKey, float] = {}  # item -> when this worker last wrote it
         self.inflight: Set[int] = set()             # claimed row ids not yet closed or released
+        self.told_unidentified: Set[str] = set()    # media keys whose "not identified yet" was told
         self.abandoned = False
         self.thread: Optional[threading.Thread] = None
 
@@ -179,6 +182,20 @@ class Lane:
 
     # -- a batch ---------------------------------------------------------------
     def _run_batch(self, rows: Sequence[QueuedChange]) -> None:
+        heartbeat = LeaseHeartbeat(self.w.queue, self._inflight_ids, self.w.queue.lease_seconds / 3,
+                                   f"playback-sync-lease:{self.source_id}").start()
+        try:
+            self._send_batch(resolve_rows(self, rows))
+        finally:
+            heartbeat.stop()
+
+    def _inflight_ids(self) -> List[int]:
+        with self.lock:
+            return sorted(self.inflight)
+
+    def _send_batch(self, rows: Sequence[QueuedChange]) -> None:
+        if not rows:
+            return
         batch = plan_batch(rows)
         for row, why in batch.superseded:  # dedup: never sent, closed with the reason
             self._close(row, SUPERSEDED, why, event=False)
@@ -218,28 +235,36 @@ class Lane:
             if self.halted():
                 self._release(rows)
                 return
-            try:
-                state = backend.read_state(key[0])
-            except AuthError as e:
-                self._auth(e, gen)
-                self._release(rows)
+            state = self._read(backend, gen, key, rows)
+            if state is None:
                 return
-            except PermanentError as e:  # the item is gone: nothing of it can be applied
-                for r in rows:
-                    self._fail(r, e)
-                return
-            except Exception as e:
-                self._transient(gen, key, rows[0], e, rows[1:])
-                return
+        window = send_window(backend, self.w.send_window)
         for i, row in enumerate(rows):
             if self.halted():
                 self._release(rows[i:])
                 return
+            seen = None
+            if row.change_type == WATCHED:
+                # Fresh, just before the send: an earlier send in doubt is judged on it,
+                # and its play count tells the next judge whether this send landed.
+                state = self._read(backend, gen, key, rows[i:])
+                if state is None:
+                    return
+                why = landed(row, state) if row.sent_at is not None else None
+                if why is not None:
+                    self.own_writes[key] = self.w.clock()
+                    self._close(row, APPLIED, why, event=True)
+                    continue
+                seen = state.play_count
             if state is not None and waited(row, now, self.online_since, conflict_age):
                 why = conflict(row, state, own_write_until=self.own_writes.get(key))
                 if why is not None:
                     self._close(row, SUPERSEDED, why, event=True)
                     continue
+            with self.lock:  # durably "a write of this row goes out now", before it does
+                if self.abandoned or not self.w.queue.begin_send(row.id, window, seen):
+                    self.inflight.discard(row.id)  # no longer ours: whoever holds it decides
+                    return
             try:
                 backend.apply(row)
             except AuthError as e:
@@ -255,8 +280,28 @@ class Lane:
             self.own_writes[key] = self.w.clock()
             self._close(row, APPLIED, None, event=True)
 
+    def _read(self, backend: Backend, gen: int, key: ItemKey,
+              rows: List[QueuedChange]) -> Optional[ItemState]:
+        """The server's state of the item, or None when ``rows`` were dealt with (error)."""
+        try:
+            return backend.read_state(key[0])
+        except AuthError as e:
+            self._auth(e, gen)
+            self._release(rows)
+        except PermanentError as e:  # the item is gone: nothing of it can be applied
+            for r in rows:
+                self._fail(r, e)
+        except Exception as e:
+            self._transient(gen, key, rows[0], e, rows[1:], sent=False)
+        return None
+
     def _transient(self, gen: int, key: ItemKey, row: QueuedChange, exc: BaseException,
-                   rest: Sequence[QueuedChange]) -> None:
+                   rest: Sequence[QueuedChange], *, sent: bool = True) -> None:
+        """``sent``: ``row``'s write went out; unless the server answered that it did not do it,
+        the write may still land, so the row stays in doubt (it waits out its send window)."""
+        # A read that failed leaves an earlier doubt as it was; a send answered "not done"
+        # settles it (an earlier send in doubt was judged not landed just before).
+        in_doubt = (sent and not getattr(exc, "answered", False)) or (not sent and row.sent_at is not None)
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
             # The server is down: not this change's fault, no attempt counted.
@@ -275,7 +320,8 @@ class Lane:
                                              cap=self.w.backoff_cap, rng=self.w.rng)
         if retry_after is not None:  # the server asked every client to wait
             self.not_before = max(self.not_before, until)
-        self._retry(row, message, until, count=True)
+        self._write([row.id], self.w.queue.mark_retry, row.id, message, until, count_attempt=True,
+                    in_doubt=in_doubt)
         for r in rest:
             self._retry(r, _WAITING, until, count=False)
 
@@ -334,11 +380,3 @@ class Lane:
             if got:
                 self.lock.release()
 
-
-def _what(row: QueuedChange) -> str:
-    if row.change_type == WATCHED:
-        return f"watched ({row.media_item_id})"
-    if row.change_type == "mark_unwatched":
-        return f"unwatched ({row.media_item_id})"
-    pos = (row.position_ms or 0) // 1000
-    return f"position {pos // 3600}:{pos // 60 % 60:02d}:{pos % 60:02d} ({row.media_item_id})"

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from ..backends.base import ItemState
-from ..changes import PROGRESS, QueuedChange
+from ..changes import PENDING, WATCHED, QueuedChange
+from ..queue.rules import KeyRow, superseded_by_later
 
 ItemKey = Tuple[str, str]  # (media_item_id, user_id)
 
@@ -25,10 +26,9 @@ class Batch:
 def plan_batch(rows: Sequence[QueuedChange]) -> Batch:
     """Group by item (keeping id order) and drop what a later row of the item makes pointless.
 
-    A later watched/unwatched resets the whole state, so it overrides anything
-    earlier; a later progress overrides an earlier progress only (a progress
-    after a watched is a rewatch and must follow it). Same rule as the queue's
-    coalescing, applied again because rows claimed together may predate it.
+    The queue's own coalescing rule decides (queue/rules.py ``superseded_by_later``),
+    applied again here because rows claimed together may predate it.
+    Rows must be resolved (their ``media_item_id`` known).
     """
     groups: "OrderedDict[ItemKey, List[QueuedChange]]" = OrderedDict()
     for row in sorted(rows, key=lambda r: r.id):
@@ -37,10 +37,11 @@ def plan_batch(rows: Sequence[QueuedChange]) -> Batch:
     for key, group in groups.items():
         keep: List[QueuedChange] = []
         for i, row in enumerate(group):
-            later = next((r for r in group[i + 1:]
-                          if r.change_type != PROGRESS or row.change_type == PROGRESS), None)
-            if later is not None:
-                batch.superseded.append((row, f"replaced by a later {later.change_type} (#{later.id})"))
+            me = KeyRow(row.id, row.change_type, PENDING)
+            later = [KeyRow(r.id, r.change_type, PENDING) for r in group[i + 1:]]
+            by = next((r for r in later if superseded_by_later(me, [r])), None)
+            if by is not None:
+                batch.superseded.append((row, f"replaced by a later {by.change_type} (#{by.id})"))
             else:
                 keep.append(row)
         batch.jobs[key] = keep
@@ -75,11 +76,37 @@ def conflict(row: QueuedChange, state: ItemState, *, own_write_until: Optional[f
     t = state.last_played_at
     if t is None:
         return None
-    # Plex stamps whole seconds (truncated): allow for it, else a microsecond.
-    slack = 1.0 if float(t).is_integer() else 0.001
+    slack = _slack(t)
     if t + slack < row.created_at:
         return None
     if own_write_until is not None and t <= own_write_until + slack:
         return None
     return (f"the server's state changed at {_fmt(t)}, after this change was made "
             f"({_fmt(row.created_at)}): kept the server's")
+
+
+def _slack(t: float) -> float:
+    # Plex stamps whole seconds (truncated): allow for it, else a microsecond.
+    return 1.0 if float(t).is_integer() else 0.001
+
+
+def landed(row: QueuedChange, state: ItemState) -> Optional[str]:
+    """Did an earlier send of this watched mark, whose answer never came, reach the server?
+
+    Asked only once that send can no longer land (see worker.py). Yes when the
+    server's play count went up since just before that send, or the server's
+    last-played time is at or after the change was made (our own write stamps
+    the change's time on Jellyfin/Emby and the server's clock on Plex, both no
+    earlier). Returns the reason, or None when it did not land (send it).
+    Only watched marks are checked: unwatched and positions are absolute, so
+    sending one again changes nothing.
+    """
+    if row.change_type != WATCHED or not state.played:
+        return None
+    if row.seen_play_count is not None and state.play_count > row.seen_play_count:
+        return (f"an earlier send that got no answer was applied (play count {row.seen_play_count} → "
+                f"{state.play_count}): not sent again")
+    t = state.last_played_at
+    if t is not None and t + _slack(t) >= row.created_at:
+        return f"the server has it as watched at {_fmt(t)} (an earlier send that got no answer): not sent again"
+    return None

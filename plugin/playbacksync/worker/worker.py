@@ -6,15 +6,62 @@ split per server because a request to a slow or dead server blocks its
 thread for up to the connect/read timeout, and one server's outage must not
 delay another's changes. While a lane sends a batch it may add up to
 ``connections - 1`` short-lived helper threads so independent items go out
-in parallel (each item's changes stay in order on one thread). Every thread
-is a daemon, so a request stuck in a slow server never holds the process;
-``stop()`` gives such rows back to the queue (pending) at its deadline.
+in parallel (each item's changes stay in order on one thread), and a lease
+heartbeat (sending.py). Every thread is a daemon, so a request stuck in a
+slow server never holds the process; ``stop()`` gives such rows back to the
+queue (pending) at its deadline.
 
-Per change: dedup within the batch, a conflict check for changes that waited,
-apply, then close the row (applied / superseded), retry it with backoff, or
-mark it failed. Per server: online/offline from ``check()`` and from errors,
-probing with backoff while offline; Retry-After; auth errors pause the server
-until ``set_backend``.
+Per change: resolve its media reference to the server's item (resolve.py;
+a miss waits, "waiting to identify"), dedup within the batch (the queue's
+own coalescing rule), a conflict check for changes that waited, apply, then
+close the row (applied / superseded), retry it with backoff, or mark it
+failed. Per server: online/offline from ``check()`` and from errors, probing
+with backoff while offline; Retry-After; auth errors pause the server until
+``set_backend``. The worker uses the queue only through the small contract
+in contract.py.
+
+Exactly once for watched marks
+------------------------------
+A watched mark raises the server's play count, so sending it twice is
+visible. The hard case is a write whose outcome we do not know: the request
+timed out (the server may apply it later), the answer was lost, the player
+quit or was killed mid-request, or another process took the row over. The
+rules, each closing one way of sending twice:
+
+1. *Record the send before it goes out.* ``begin_send`` writes, in the row
+   and durably, the send time, ``unsure_until`` = now + the send window
+   (``2 × (connect + read timeout) + 5 s``, sending.py: past it the server
+   cannot still be working on a request whose client gave up), and the play
+   count read from the server just before. It also checks the claim is still
+   ours (a claim lost to another process sends nothing) and renews the lease.
+2. *An unknown outcome keeps the row in doubt.* A timeout, a lost connection,
+   a gateway's 502/504 or an unreadable 2xx leave ``sent_at`` set
+   (``mark_retry(in_doubt=True)``); so do ``stop()``'s release, a kill
+   (the row is recovered from ``syncing`` with its columns as they were) and
+   a lease taken over. Only an answer in which the server says it did not do
+   it (429, 500, 501, 503, 4xx) settles the doubt.
+3. *Nobody looks before the window has closed.* ``claim`` never hands out a
+   row before its ``unsure_until``, not even on "sync now" and not in another
+   process or after a restart (the time is in the row, not in memory).
+   Coalescing treats a row in doubt as in flight: nothing absorbs, closes or
+   overtakes it, so the key's later changes wait behind it, in order.
+4. *Then ask the server.* A watched mark in doubt is re-read once the window
+   has closed: if the play count went up since just before the send, or the
+   server's last-played time is at/after the change's own time, the earlier
+   send landed, and the row is closed as applied without sending
+   (plan.py ``landed``). Otherwise it is sent, as rule 1 again. Unwatched
+   marks and positions are absolute writes: sending one again changes
+   nothing, so they are simply resent after the window.
+5. *Leases outlive sends.* While a batch is out, the lane's heartbeat renews
+   the claim every lease/3 (``extend_lease``), so a slow server never lets the
+   lease run out under a live sender; two processes race only through the
+   queue's atomic claim, which gives a row to one of them.
+
+What is left: a process frozen (SIGSTOP, a suspended laptop) for longer than
+the lease and the send window *between* ``begin_send`` and the bytes leaving
+— another process may then judge and send, and the frozen one sends on
+waking. Nothing short of the server's help (Jellyfin 10.9+'s absolute
+UserData write, which a later issue may use) closes that.
 """
 from __future__ import annotations
 
@@ -25,6 +72,7 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional
 
 from ..backends.base import Backend
+from .contract import Resolver, WorkerQueue
 from .events import WorkerEvent
 from .lane import Lane
 
@@ -32,10 +80,11 @@ log = logging.getLogger(__name__)
 
 
 class SyncWorker:
-    def __init__(self, queue, backends: Mapping[str, Backend], *, clock: Callable[[], float] = time.time,
+    def __init__(self, queue: WorkerQueue, backends: Mapping[str, Backend], *, clock: Callable[[], float] = time.time,
                  poll_interval: float = 5.0, max_attempts: int = 5, backoff_base: float = 1.0,
                  backoff_cap: float = 60.0, rng: Optional[random.Random] = None, conflict_age: float = 60.0,
-                 connections: int = 2, batch_size: int = 100):
+                 connections: int = 2, batch_size: int = 100, identifier: Optional[Resolver] = None,
+                 unidentified_after: float = 3 * 86400.0, send_window: Optional[float] = None):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if poll_interval <= 0:
@@ -50,6 +99,9 @@ class SyncWorker:
         self.conflict_age = float(conflict_age)
         self.connections = max(1, int(connections))
         self.batch_size = max(1, int(batch_size))
+        self.identifier = identifier  # resolves media references (None: rows without an item wait)
+        self.unidentified_after = float(unidentified_after)
+        self.send_window = send_window  # None: from each backend's timeouts (sending.py)
         self._stopping = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -98,6 +150,17 @@ class SyncWorker:
         """A change was enqueued: look at the queue now instead of at the next poll."""
         for lane in list(self._lanes.values()):
             lane.wake.set()
+
+    def index_refreshed(self, source_id: str) -> None:
+        """A server's item index was refreshed: changes waiting to identify are tried now."""
+        lane = self._lanes.get(source_id)
+        if lane is None:
+            return
+        try:
+            self.queue.make_unresolved_due(source_id)
+        except Exception:
+            log.exception("server %s: could not wake the changes waiting to identify", source_id)
+        lane.wake.set()
 
     # -- commands -----------------------------------------------------------------
     def process_now(self) -> None:

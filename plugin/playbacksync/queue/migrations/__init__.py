@@ -12,7 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Revisions, oldest first; tests use them to build old files.
 QUEUE_TABLE = "0001"
 WORKER_COLUMNS = "0002"
-HEAD = WORKER_COLUMNS
+MEDIA_REFERENCE = "0003"
+HEAD = MEDIA_REFERENCE
 
 
 def alembic_config(connection):

@@ -1,0 +1,98 @@
+"""Resolving a row's media reference to the server's item: a step of syncing.
+
+A change is recorded against what the player knew (app.py); the lane asks
+identification for the server's item just before sending, never blocking
+(``wait=0``). A miss waits with backoff like a transient error, is tried
+again at once when that server's index refreshes, and reads "waiting to
+identify: <reason>" in ``status``. Past ``unidentified_after`` seconds (the
+``unidentified_days`` setting), or when identification says trying again
+cannot help, the row becomes a failed change naming why: kept, shown,
+retryable and clearable, never dropped silently.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, List, Sequence
+
+from ..changes import WATCHED, QueuedChange
+from ..redact import redact
+from . import events as ev
+from .backoff import backoff_delay
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lane import Lane
+
+log = logging.getLogger(__name__)
+
+WAITING = "waiting to identify: "
+
+
+def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChange]:
+    """The rows whose item is known (resolving those that are not); the others are put back."""
+    out: List[QueuedChange] = []
+    for row in rows:
+        if row.resolved:
+            out.append(row)
+            continue
+        if lane.halted():
+            lane._release([row])
+            continue
+        match = _identify(lane, row)
+        if match is not None and match.item_id:
+            item_id = str(match.item_id)
+            with lane.lock:
+                if lane.abandoned:
+                    continue
+                lane.w.queue.resolve_item(row.id, item_id)
+            out.append(replace(row, media_item_id=item_id))
+        else:
+            _unidentified(lane, row, getattr(match, "reason", "") or "no identification is running",
+                          bool(getattr(match, "final", False)))
+    return out
+
+
+def _identify(lane: "Lane", row: QueuedChange):
+    identifier = lane.w.identifier
+    if identifier is None:
+        return None
+    try:
+        return identifier.identify_one(lane.source_id, row.media, wait=0)
+    except Exception as exc:  # identification must never stop a lane
+        log.exception("server %s: identifying change #%s failed", lane.source_id, row.id)
+
+        class _Miss:
+            item_id, final, reason = None, False, f"identification failed: {redact(exc)}"
+        return _Miss()
+
+
+def _unidentified(lane: "Lane", row: QueuedChange, reason: str, final: bool) -> None:
+    w = lane.w
+    now = w.clock()
+    age = now - row.created_at
+    if final or age >= w.unidentified_after:
+        days = w.unidentified_after / 86400
+        why = (f"not identified on {lane.source_id}: {reason}" if final else
+               f"not identified on {lane.source_id} within {days:g} day{'s' * (days != 1)}: {reason}")
+        lane._fail(row, why)
+        return
+    attempts = row.attempt_count + 1
+    until = now + backoff_delay(attempts, base=w.backoff_base, cap=w.backoff_cap, rng=w.rng)
+    if lane._write([row.id], w.queue.mark_retry, row.id, WAITING + reason, until, count_attempt=True) \
+            and row.media_key not in lane.told_unidentified:
+        lane.told_unidentified.add(row.media_key)  # once per media and run, not once per row
+        w._emit(ev.NOT_IDENTIFIED, lane.source_id,
+                f"{describe(row)} is not identified on {lane.source_id} yet (kept; tried again when its "
+                f"index refreshes): {reason}", row)
+
+
+def describe(row: QueuedChange) -> str:
+    """A change as the viewer knows it: what, and the title (or item) it is for."""
+    name = (row.media.title if row.media is not None and row.media.title else "") or row.media_item_id or \
+        (row.media.path if row.media is not None else "") or f"#{row.id}"
+    if row.change_type == WATCHED:
+        return f"watched ({name})"
+    if row.change_type == "mark_unwatched":
+        return f"unwatched ({name})"
+    pos = (row.position_ms or 0) // 1000
+    return f"position {pos // 3600}:{pos // 60 % 60:02d}:{pos % 60:02d} ({name})"
