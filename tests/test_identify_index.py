@@ -184,11 +184,12 @@ def test_lookups_use_an_index_not_a_scan(tmp_path):
     idx = ItemIndex(tmp_path)
     idx.replace("s", items(50))
     seen = []
-    idx._conn().set_trace_callback(seen.append)  # the statements the lookups really run
+    with idx._db.session("trace") as traced:  # back in the pool: the lookups below reuse it
+        traced.set_trace_callback(seen.append)  # the statements the lookups really run
     idx.by_path_key("s", path_key("/srv/media/m1.mkv"))
     idx.by_provider("s", "imdb", "tt0000001")
     idx.provider_ids("s", "i1")
-    idx._conn().set_trace_callback(None)
+    traced.set_trace_callback(None)
     con = sqlite3.connect(idx.path)
     assert len(seen) == 3
     for statement in seen:

@@ -264,8 +264,6 @@ class Identifier:
             log.info("index refresh of %s stopped; old rows kept", server_id)
         except Exception as e:
             log.warning("index refresh of %s failed: %s", server_id, _describe(e))
-        finally:  # each refresh runs on a new thread: its connection would stay open until close()
-            self.index.close_thread()
 
     # -- matching --------------------------------------------------------------------
 

@@ -9,17 +9,15 @@ never half; a refresh that fails keeps the old rows and records the error.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from ..backends.base import IndexedItem
 from ..paths import data_dir as default_data_dir, private_file
+from ..sqlite_file import SqliteFile, StorageError, move_aside
 from .paths import path_key, storable
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ CREATE INDEX IF NOT EXISTS staging_parts_by_refresh ON staging_parts (refresh_id
 _TABLES = ("items", "ids", "parts", "meta", "staging_items", "staging_ids", "staging_parts")
 
 
-class IndexStorageError(Exception):
+class IndexStorageError(StorageError):
     """The index file cannot be created or opened (message names the file)."""
 
 
@@ -88,10 +86,9 @@ class ItemIndex:
         self.data_dir = str(data_dir or default_data_dir())
         self.path = os.path.join(self.data_dir, filename)
         self._clock = clock
-        self._timeout = busy_timeout
-        self._local = threading.local()
-        self._conns: List[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        # synchronous NORMAL: a cache, losing the last refresh costs a refresh
+        self._db = SqliteFile(self.path, what="the item index", error=IndexStorageError,
+                              busy_timeout=busy_timeout, synchronous="NORMAL")
         try:
             os.makedirs(self.data_dir, exist_ok=True)
         except OSError as e:
@@ -105,34 +102,24 @@ class ItemIndex:
     def _open(self) -> None:
         try:
             self._init_schema()
-        except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and not os.path.exists(self.path):
-                raise IndexStorageError("cannot create the item index %s: %s" % (self.path, e)) from None
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                raise IndexStorageError("the item index %s is locked by another program: %s"
-                                        % (self.path, e)) from None
+        except IndexStorageError as e:
+            if not e.damaged:
+                raise
             # Unreadable (not a database, corrupt): it is only a cache, start afresh.
-            self._close_all()
-            aside = "%s.unreadable-%d" % (self.path, int(time.time()))
+            self._db.close()
+            aside = move_aside(self.path, "unreadable", what=self._db.what, error=IndexStorageError)
             log.warning("item index %s is unreadable (%s); moved to %s and rebuilt", self.path, e, aside)
-            try:
-                os.replace(self.path, aside)
-                for suffix in ("-wal", "-shm"):
-                    if os.path.exists(self.path + suffix):
-                        os.remove(self.path + suffix)
-                self._init_schema()
-            except (OSError, sqlite3.DatabaseError) as e2:
-                raise IndexStorageError("the item index %s is unusable: %s" % (self.path, e2)) from None
+            self._init_schema()
 
     def _init_schema(self) -> None:
-        con = self._conn()
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            for t in _TABLES:  # an older layout: it is a cache, rebuild it
-                con.execute("DROP TABLE IF EXISTS %s" % t)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)  # idempotent
-        con.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+        self._db.open()
+        with self._db.session("create the item index") as con:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                for t in _TABLES:  # an older layout: it is a cache, rebuild it
+                    con.execute("DROP TABLE IF EXISTS %s" % t)
+            con.executescript(_SCHEMA)  # idempotent
+            con.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         with self._tx() as con:
             # staging rows of refreshes that died over a day ago
             con.execute("DELETE FROM staging_items WHERE created_at < ?", (self._clock() - 86400,))
@@ -140,53 +127,14 @@ class ItemIndex:
             con.execute("DELETE FROM staging_ids WHERE refresh_id NOT IN (%s)" % live)
             con.execute("DELETE FROM staging_parts WHERE refresh_id NOT IN (%s)" % live)
 
-    def _conn(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            try:
-                con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                      check_same_thread=False)
-            except sqlite3.Error as e:
-                raise IndexStorageError("cannot open the item index %s: %s" % (self.path, e)) from None
-            con.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last refresh costs a refresh
-            self._local.con = con
-            with self._conns_lock:
-                self._conns.append(con)
-        return con
+    def _tx(self, action: str = "update the item index"):
+        return self._db.tx(action)
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        con = self._conn()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-
-    def _close_all(self) -> None:
-        with self._conns_lock:
-            for con in self._conns:
-                with contextlib.suppress(sqlite3.Error):
-                    con.close()
-            self._conns.clear()
-        self._local = threading.local()
+    def _read(self, action: str = "read the item index"):
+        return self._db.session(action)
 
     def close(self) -> None:
-        self._close_all()
-
-    def close_thread(self) -> None:
-        """Close the calling thread's connection (a refresh thread that is ending)."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            return
-        self._local.con = None
-        with self._conns_lock:
-            if con in self._conns:
-                self._conns.remove(con)
-        with contextlib.suppress(sqlite3.Error):
-            con.close()
+        self._db.close()
 
     # -- writing -----------------------------------------------------------------
 
@@ -290,48 +238,53 @@ class ItemIndex:
     # -- reading -----------------------------------------------------------------
 
     def info(self, server_id: str) -> IndexInfo:
-        row = self._conn().execute(
-            "SELECT refreshed_at, item_count, last_error, last_error_at FROM meta WHERE server_id = ?",
-            (server_id,)).fetchone()
+        with self._read() as con:
+            row = con.execute(
+                "SELECT refreshed_at, item_count, last_error, last_error_at FROM meta WHERE server_id = ?",
+                (server_id,)).fetchone()
         if row is None:
             return IndexInfo(None, 0, None, None)
         return IndexInfo(row[0], row[1] or 0, row[2], row[3])
 
     def by_path_key(self, server_id: str, key: str) -> List[str]:
         # sorted here: ORDER BY would steer SQLite onto the primary key and a full scan
-        rows = self._conn().execute(
-            "SELECT item_id FROM items WHERE server_id = ? AND path_key = ?", (server_id, key)).fetchall()
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT item_id FROM items WHERE server_id = ? AND path_key = ?", (server_id, key)).fetchall()
         return sorted(r[0] for r in rows)
 
     def by_provider(self, server_id: str, provider: str, value: str) -> List[str]:
         pv = normalize_provider(provider, value)
         if pv is None:
             return []
-        rows = self._conn().execute(
-            "SELECT DISTINCT item_id FROM ids WHERE server_id = ? AND provider = ? AND value = ?",
-            (server_id, pv[0], pv[1])).fetchall()
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT DISTINCT item_id FROM ids WHERE server_id = ? AND provider = ? AND value = ?",
+                (server_id, pv[0], pv[1])).fetchall()
         return sorted(r[0] for r in rows)
 
     def provider_ids(self, server_id: str, item_id: str) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {}
-        for p, v in self._conn().execute(
-                "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id)):
-            out.setdefault(p, []).append(v)
+        with self._read() as con:
+            for p, v in con.execute(
+                    "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id)):
+                out.setdefault(p, []).append(v)
         return out
 
     def item_for_part(self, server_id: str, part_id: str) -> Optional[str]:
-        row = self._conn().execute("SELECT item_id FROM parts WHERE server_id = ? AND part_id = ?",
-                                   (server_id, str(part_id))).fetchone()
+        with self._read() as con:
+            row = con.execute("SELECT item_id FROM parts WHERE server_id = ? AND part_id = ?",
+                              (server_id, str(part_id))).fetchone()
         return row[0] if row else None
 
     def get(self, server_id: str, item_id: str) -> Optional[IndexedItem]:
-        con = self._conn()
-        row = con.execute("SELECT name, path, duration_ms FROM items WHERE server_id = ? AND item_id = ?",
-                          (server_id, item_id)).fetchone()
-        if row is None:
-            return None
-        ids = {p: v for p, v in con.execute(
-            "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id))}
+        with self._read() as con:
+            row = con.execute("SELECT name, path, duration_ms FROM items WHERE server_id = ? AND item_id = ?",
+                              (server_id, item_id)).fetchone()
+            if row is None:
+                return None
+            ids = {p: v for p, v in con.execute(
+                "SELECT provider, value FROM ids WHERE server_id = ? AND item_id = ?", (server_id, item_id))}
         return IndexedItem(item_id=item_id, name=row[0] or "", path=row[1] or "", provider_ids=ids,
                            duration_ms=row[2])
 

@@ -81,22 +81,26 @@ Retention
 Damaged files
     A file SQLite reports as corrupt or not a database is renamed
     ``queue.sqlite.corrupt-<UTC time>`` (with its -wal/-shm), logged, and a
-    fresh queue started. A locked file, a read-only folder or a full disk
-    raise :class:`QueueError`.
+    fresh queue started (:mod:`.opening`). A locked file, a read-only folder
+    or a full disk raise :class:`QueueError` (messages: :mod:`playbacksync.sqlite_file`).
+
+Modules
+    :mod:`playbacksync.sqlite_file` (connections, transactions, error
+    messages, shared with the item index), :mod:`.opening` (check, migrate,
+    move aside), :mod:`.rules` (coalescing), this module (queue operations).
 """
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import sqlite3
-import sys
-import threading
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
 
 from ..changes import APPLIED, FAILED, PENDING, STATUSES, SYNCING, Change, QueuedChange
+from ..sqlite_file import SqliteFile, StorageError
+from .opening import open_queue
 from .rows import COLUMNS as _COLUMNS, INSERT_COLUMNS, TABLE, to_change as _to_change, to_values
 from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
@@ -104,70 +108,10 @@ log = logging.getLogger(__name__)
 
 DAY = 86400.0
 
-# SQLite primary result codes we tell apart.
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 5, 6, 8, 10, 11, 13, 14, 26, 3
 
 
-class QueueError(Exception):
+class QueueError(StorageError):
     """The queue's storage cannot be used; the message says which file and why."""
-
-
-class _Damaged(Exception):
-    pass
-
-
-class _Connections:
-    """sqlite3 connections for the queue's threads: one per transaction, idle ones kept for reuse."""
-
-    KEEP = 5
-
-    def __init__(self, connect):
-        self._connect = connect
-        self._idle: List[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def get(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
-
-    def put(self, con: sqlite3.Connection, reuse: bool = True) -> None:
-        with self._lock:
-            if reuse and not self.closed and not con.in_transaction and len(self._idle) < self.KEEP:
-                self._idle.append(con)
-                return
-        con.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle, self.closed = self._idle, [], True
-        for con in idle:
-            con.close()
-
-
-def _sqlite_error(exc: BaseException):
-    """(primary code or None, message) of a sqlite3 error, possibly wrapped by SQLAlchemy."""
-    orig = getattr(exc, "orig", None) or exc
-    code = getattr(orig, "sqlite_errorcode", None)
-    return (code & 0xFF if isinstance(code, int) else None), str(orig)
-
-
-def _is_db_error(exc: BaseException) -> bool:
-    """A sqlite3 error, or SQLAlchemy's wrapper of one (SQLAlchemy is loaded only to migrate)."""
-    if isinstance(exc, sqlite3.Error):
-        return True
-    sa_exc = sys.modules.get("sqlalchemy.exc")
-    return sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)
-
-
-def _is_damaged(exc: BaseException) -> bool:
-    code, msg = _sqlite_error(exc)
-    if code is not None:
-        return code in (_CORRUPT, _NOTADB)
-    msg = msg.lower()
-    return "malformed" in msg or "not a database" in msg
 
 
 def _pid_alive(pid: int) -> bool:
@@ -201,196 +145,24 @@ class SyncQueue:
         self.lease_seconds = float(lease_seconds)
         self.retention_days = float(retention_days)
         self.busy_timeout = float(busy_timeout)
-        self._synchronous = synchronous.upper()
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"  # as secrets.token_hex, without its hmac imports
-        self._db = None  # dataset's engine, only while migrating
-        self._pool: Optional[_Connections] = None
+        self._db = SqliteFile(self.path, what="the queue database", error=QueueError, held="queued",
+                              busy_timeout=busy_timeout, synchronous=synchronous)
         self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
         self._open()
 
-    # -- opening ---------------------------------------------------------
-    def _new_connection(self) -> sqlite3.Connection:
-        # isolation_level None: pysqlite's own implicit BEGIN is deferred and skips SELECTs; we begin ourselves.
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None)
-        try:
-            con.row_factory = sqlite3.Row
-            for pragma in (f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}",
-                           f"PRAGMA synchronous={self._synchronous}", "PRAGMA journal_mode=WAL"):
-                con.execute(pragma)
-        except BaseException:
-            con.close()
-            raise
-        return con
-
-    def _connect(self):
-        """dataset's engine, for the migrations (alembic works on a SQLAlchemy connection)."""
-        import dataset
-        from sqlalchemy import event
-
-        def creator():
-            # The path goes to sqlite3 as is: in a URL a "?" or "#" in a folder name would
-            # silently open another file.
-            return sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
-
-        db = dataset.connect(
-            "sqlite:///" + os.path.basename(self.path),  # picks the file-database pool; see creator
-            engine_kwargs={"creator": creator},
-            on_connect_statements=[f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}",
-                                   f"PRAGMA synchronous={self._synchronous}"],
-            sqlite_wal_mode=True,
-        )
-
-        def on_connect(dbapi_con, _record):
-            # pysqlite's own implicit BEGIN is deferred and skips SELECTs; we begin ourselves.
-            dbapi_con.isolation_level = None
-            dbapi_con.row_factory = sqlite3.Row
-
-        def on_begin(conn):
-            # SQLAlchemy-level transactions (the migrations) take the write lock at once too.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        event.listen(db.engine, "connect", on_connect)
-        event.listen(db.engine, "begin", on_begin)
-        return db
-
+    # -- opening -------------------------------------------------------
     def _open(self) -> None:
-        try:
-            self._open_once()
-        except _Damaged as damaged:
-            self._close_db()
-            moved = self._move_aside()
-            log.error("the queue database %s was damaged (%s); moved it to %s and started an empty queue",
-                      self.path, damaged, moved)
-            self.moved_aside = moved
-            self._open_once()
+        self.moved_aside = open_queue(self._db)
         try:
             self.recover_stale()
             self.prune()
         except BaseException:
-            self._close_db()
+            self._db.close()
             raise
-
-    def _check_read_only(self):
-        """Check an existing file on a read-only connection, before anything may write to it.
-
-        A read-write connection would checkpoint or delete the -wal on close, so a
-        damaged file would not be moved aside as it was. Returns (True, its schema
-        revision or None) if the file is verified sound; (False, None) if this check
-        could not run (the normal open decides).
-        """
-        from urllib.parse import quote
-
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            return False, None
-        try:
-            con = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, timeout=self.busy_timeout)
-        except sqlite3.Error as exc:
-            if _is_damaged(exc):
-                raise _Damaged(_sqlite_error(exc)[1]) from None
-            return False, None
-        try:
-            # quick_check reads every page: a truncated or scribbled file shows here.
-            problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
-        except sqlite3.Error as exc:
-            if _is_damaged(exc):
-                raise _Damaged(_sqlite_error(exc)[1]) from None
-            return False, None
-        else:
-            if problems != ["ok"]:
-                raise _Damaged("; ".join(problems[:3]))
-            try:  # the table alembic keeps its revision in (absent in a new or foreign file)
-                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-            except sqlite3.Error:
-                row = None
-        finally:
-            con.close()
-        return True, (row[0] if row else None)
-
-    def _open_once(self) -> None:
-        from .. import paths
-        from . import migrations
-
-        try:
-            checked, revision = self._check_read_only()
-            paths.private_file(self.path)
-            if not (checked and revision == migrations.HEAD):  # else sound and current: nothing to migrate
-                self._migrate(checked)
-            self._pool = _Connections(self._new_connection)
-            self._pool.put(self._pool.get())  # connect now: an unusable file fails the open, as it should
-        except _Damaged:
-            raise
-        except Exception as exc:
-            if not _is_db_error(exc):
-                self._close_db()
-                raise
-            if _is_damaged(exc):
-                raise _Damaged(_sqlite_error(exc)[1]) from None
-            self._close_db()
-            raise self._error(exc, "open") from None
-
-    def _migrate(self, checked: bool) -> None:
-        from . import migrations
-
-        self._db = self._connect()
-        with self._db.engine.connect() as conn:
-            with conn.begin():
-                if not checked:
-                    problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
-                    if problems != ["ok"]:
-                        raise _Damaged("; ".join(problems[:3]))
-                migrations.upgrade(conn)
-        self._db.close()
-        self._db = None
-
-    def _move_aside(self) -> str:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = f"{self.path}.corrupt-{stamp}"
-        n = 1
-        while os.path.exists(target):
-            n += 1
-            target = f"{self.path}.corrupt-{stamp}-{n}"
-        try:
-            os.replace(self.path, target)
-            for suffix in ("-wal", "-shm", "-journal"):
-                if os.path.exists(self.path + suffix):
-                    os.replace(self.path + suffix, target + suffix)
-        except OSError as exc:
-            raise QueueError(f"the queue database {self.path} is damaged and could not be moved "
-                             f"aside: {exc.strerror or exc}") from None
-        return target
-
-    def _close_db(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception:  # closing a broken engine must not hide the real error
-                log.debug("closing the queue database failed", exc_info=True)
-            self._db = None
 
     # -- plumbing --------------------------------------------------------
-    def _error(self, exc: BaseException, action: str) -> QueueError:
-        code, msg = _sqlite_error(exc)
-        low = msg.lower()
-        if code in (_BUSY, _LOCKED) or "locked" in low or "busy" in low:
-            text = (f"the queue database {self.path} stayed locked by another program for more than "
-                    f"{self.busy_timeout:g} s ({action}); nothing already queued was lost, try again")
-        elif code == _READONLY or "readonly" in low or "read-only" in low:
-            text = (f"the queue database {self.path} is read-only ({action}): check that "
-                    f"{self.folder} and the file are writable")
-        elif code in (_CANTOPEN, _PERM) or "unable to open" in low:
-            text = f"cannot open the queue database {self.path}: check that {self.folder} exists and is writable"
-        elif code == _FULL or "full" in low:
-            text = f"the disk holding the queue database {self.path} is full ({action})"
-        elif code in (_CORRUPT, _NOTADB):
-            text = f"the queue database {self.path} is damaged ({msg}); restart to move it aside"
-        else:
-            text = f"queue database error while trying to {action} on {self.path}: {msg}"
-        return QueueError(text)
-
     @staticmethod
     def _expand(sql: str, params: dict):
         """``IN :ids`` with a list → ``IN (:ids0, :ids1, …)`` (sqlite3 binds scalars only)."""
@@ -405,41 +177,13 @@ class SyncQueue:
 
     @contextmanager
     def _tx(self, action: str, write: bool = True):
-        """One transaction on a connection of the queue's own; errors become QueueError.
+        """One transaction (see :meth:`SqliteFile.tx`); yields ``q(sql, **params)``.
 
         Statements go straight to a sqlite3 connection (SQLAlchemy's per-statement
-        work would triple the enqueue cost); a connection whose ROLLBACK failed
-        is closed, never reused.
+        work would triple the enqueue cost).
         """
-        pool = self._pool
-        if pool is None or pool.closed:
-            raise QueueError(f"the queue {self.path} is closed")
-        try:
-            con = pool.get()
-        except sqlite3.Error as exc:
-            raise self._error(exc, action) from None
-        reuse = True
-
-        def run(sql, **params):
-            return con.execute(*self._expand(sql, params))
-
-        try:
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield run
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if con.in_transaction:
-                try:
-                    con.execute("ROLLBACK")
-                except sqlite3.Error:
-                    reuse = False
-            raise self._error(exc, action) from None
-        finally:
-            pool.put(con, reuse)
+        with self._db.tx(action, write) as con:
+            yield lambda sql, **params: con.execute(*self._expand(sql, params))
 
     # -- writing changes -------------------------------------------------
     def enqueue_change(self, change: Change) -> int:
@@ -798,7 +542,7 @@ class SyncQueue:
                      cut=now - self.retention_days * DAY).rowcount
 
     def close(self) -> None:
-        self._close_db()
+        self._db.close()
 
     def __enter__(self):
         return self
