@@ -183,3 +183,34 @@ def test_idle_session_is_stopped_after_five_minutes(version):
         assert len(fake.expire_idle_sessions()) == 1 and not fake.now_playing
         d = fake.user_data(uid, item)
         assert (d.position_ticks, d.play_count) == (1200 * S, 1)
+
+
+def test_plex_scrobble_timeline_and_threshold_once_per_session():
+    from tests.fakes.plex import FakePlex
+
+    fake = FakePlex().start()
+    try:
+        lib = fake.library
+        key = next(k for k, i in lib.items.items() if i.type == "movie")
+        dur = lib.items[key].duration
+        h = {"X-Plex-Token": fake.token, "X-Plex-Client-Identifier": "tv-1", "Accept": "application/json"}
+
+        def timeline(state, t, **extra):
+            r = requests.post(fake.url + "/:/timeline", headers=h,
+                              params={"ratingKey": key, "key": f"/library/metadata/{key}", "state": state,
+                                      "time": t, "duration": dur, **extra})
+            assert r.ok, r.text
+
+        timeline("playing", dur // 3)
+        assert (lib.state(fake.token, key).view_offset, lib.state(fake.token, key).view_count) == (dur // 3, 0)
+        for t in (int(dur * 0.91), int(dur * 0.95), int(dur * 0.99)):  # one session past the threshold
+            timeline("playing", t)
+        timeline("stopped", int(dur * 0.99))
+        assert (lib.state(fake.token, key).view_count, lib.state(fake.token, key).view_offset) == (1, 0)
+        assert requests.put(fake.url + "/:/scrobble", headers=h,
+                            params={"identifier": "com.plexapp.plugins.library", "key": key}).ok
+        assert lib.state(fake.token, key).view_count == 2
+        timeline("stopped", dur // 2, offline="1", updated="1700000000")
+        assert lib.state(fake.token, key).last_viewed_at == 1700000000
+    finally:
+        fake.stop()
