@@ -8,6 +8,7 @@ import time
 import pytest
 
 from playbacksync.backends import make_backend
+from playbacksync.backends.base import AuthError
 from playbacksync.changes import PROGRESS, WATCHED, Change
 from playbacksync.config import ServerConfig
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
@@ -161,3 +162,27 @@ def test_iter_items_stops_when_the_server_ignores_paging():
         ids = {fake.add_item(f"Item {i}", path=f"/x/{i}.mkv") for i in range(5)}
         got = [i.item_id for i in b.iter_items(page_size=2)]
         assert sorted(got) == sorted(ids)  # each once, and it ended
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.8.13", "jellyfin-10.11.11", "jellyfin-12.0.0", "emby"])
+def test_another_users_token_is_refused_before_anything_is_sent(kind):
+    fake = EmbyFake() if kind == "emby" else JellyfinFake(version=kind.split("-")[1])
+    fake.start()
+    try:
+        bob = fake.add_user("bob", "pw")
+        root = fake.add_user("root", "pw", is_admin=True)
+        item = fake.add_item("Film", runtime_s=3600)
+        b = make_backend(ServerConfig(id="j", type=kind.split("-")[0], url=fake.url, token=fake.issue_token(root),
+                                      user_id=bob, username="bob"))
+        with pytest.raises(AuthError, match="belongs to user 'root'.*not to the configured user 'bob'"):
+            b.check()
+        b.close()
+        own = make_backend(ServerConfig(id="j", type=kind.split("-")[0], url=fake.url,
+                                        token=fake.issue_token(bob), user_id=bob))
+        own.check()
+        own.apply(_progress(item, 1_800_000))
+        own.close()
+        assert fake.user_data(bob, item).position_ticks == 1800 * TICKS_PER_SECOND
+        assert fake.user_data(root, item).position_ticks == 0
+    finally:
+        fake.stop()

@@ -48,6 +48,7 @@ class EmbyFake(MediaBrowserFake):
         r("GET", "/Users/{UserId}/Items/{Id}", lambda q, UserId, Id: self._one_item(q, UserId, Id))
         r("GET", "/Users/{UserId}/Items", lambda q, UserId: self._list(q, UserId))
         r("GET", "/Items", lambda q: self._list(q, q.args.get("UserId")))
+        r("GET", "/Sessions", self.list_sessions)
         for suffix, kind in (("", "start"), ("/Progress", "progress"), ("/Stopped", "stopped")):
             r("POST", "/Sessions/Playing" + suffix, lambda q, kind=kind: self._session(q, kind))
 
@@ -104,6 +105,20 @@ class EmbyFake(MediaBrowserFake):
     def system_info(self, req):
         uid, err = self._uid_for(req, None)
         return err if err is not None else {**self._info(), "HasPendingRestart": False, "IsShuttingDown": False}
+
+    def list_sessions(self, req):
+        """The server keeps a session per device and user; a request with a token and a device id
+        refreshes it (so the caller's own session always exists here)."""
+        uid, err = self._uid_for(req, None)
+        if err is not None:
+            return err
+        device = parse_auth_fields(req.headers.get("X-Emby-Authorization", "")).get("DeviceId", "")
+        wanted = req.args.get("DeviceId")
+        with self.lock:
+            name = self.users[uid].name
+        mine = {"Id": f"{uid}-{device}", "UserId": uid, "UserName": name, "DeviceId": device,
+                "Client": "Playback Sync"}
+        return [mine] if not wanted or wanted == device else []
 
     def post_user_data(self, req, UserId, ItemId):
         uid, item, err = self._update_user_data(req, UserId, ItemId)

@@ -23,8 +23,8 @@ from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, sign_in_request, ticks_to_ms,
-                           version_tuple)
+                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request,
+                           ticks_to_ms, version_tuple)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ class JellyfinBackend(Backend):
         info = ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
                           version=str(d.get("Version") or ""), product=str(d.get("ProductName") or "Jellyfin"))
         self._version = version_tuple(info.version)
+        if self.server.user_id:
+            me = need_json_dict(self.http.request("GET", "/Users/Me"), "GET /Users/Me")
+            refuse_other_users_token(self.server, str(me.get("Id") or ""), str(me.get("Name") or ""))
         return info
 
     def apply(self, change: Change) -> None:
