@@ -167,3 +167,16 @@ def test_identify_by_provider_id(env, jellyfin, capsys):
                        "/nowhere/renamed.mkv")
     result = json.loads(out)["/nowhere/renamed.mkv"]["home"]
     assert code == 0 and result["item_id"] == jellyfin.iid and result["method"] == "provider_id"
+
+
+def test_status_refuses_a_token_of_another_user(env, jellyfin, capsys):
+    # An administrator's token with alice's user id: on Jellyfin its UserData writes would land on the
+    # administrator (jellyfin#15733). status says so and the worker would pause, sending nothing.
+    root = jellyfin.add_user("root", "pw", is_admin=True)
+    cfg = write_config(env / "c.toml", jellyfin, token=jellyfin.issue_token(root, "admin-token-987654"))
+    code, out, _ = run(capsys, "--config", cfg, "status", "--json")
+    assert code == 1
+    entry = json.loads(out)["servers"]["home"]
+    assert entry["state"] == "auth_required"
+    assert "belongs to user 'root'" in entry["error"] and "own token" in entry["error"]
+    assert "admin-token-987654" not in out

@@ -2,7 +2,7 @@
 import pytest
 
 from playbacksync.config import ServerConfig
-from playbacksync.identify.urls import item_ref, owners, rest_after_base, safe_url
+from playbacksync.identify.urls import item_ref, owners, rest_after_base, safe_url, url_token
 
 JF = ServerConfig(id="jf", type="jellyfin", url="http://192.168.1.10:8096")
 JF_SUB = ServerConfig(id="jf-sub", type="jellyfin", url="https://media.example.org/jellyfin/")
@@ -97,3 +97,26 @@ def test_safe_url_drops_credentials_and_query():
     text = safe_url("http://bob:hunter2@Host:8096/Videos/x/stream?api_key=SECRET&X-Plex-Token=T")
     assert text == "http://host:8096/Videos/x/stream"
     assert "hunter2" not in safe_url("smb://bob:hunter2@nas/x") and "SECRET" not in safe_url("rtsp://x?SECRET")
+
+
+@pytest.mark.parametrize("param", ["ApiKey", "api_key", "apikey", "API_KEY"])
+def test_stream_token_picks_the_user_when_a_server_is_configured_twice(param):
+    alice = ServerConfig(id="jf-alice", type="jellyfin", url="http://192.168.1.10:8096", token="tokALICE123")
+    bob = ServerConfig(id="jf-bob", type="jellyfin", url="http://192.168.1.10:8096", token="tokBOB45678")
+    url = "http://192.168.1.10:8096/Videos/%s/stream.mkv?Static=true&%s=tokBOB45678" % (GUID, param)
+    assert [s.id for s in owners(url, (alice, bob))] == ["jf-bob"]
+    assert url_token(url) == "tokBOB45678"
+    # Another client's token (say the web app's): both stay candidates.
+    other = url.replace("tokBOB45678", "tokWEBAPP999")
+    assert [s.id for s in owners(other, (alice, bob))] == ["jf-alice", "jf-bob"]
+
+
+@pytest.mark.parametrize("param", ["ApiKey", "api_key"])
+def test_stream_tokens_stay_out_of_logs_and_messages(param):
+    from playbacksync.redact import redact
+
+    url = "http://192.168.1.10:8096/Videos/%s/stream?%s=s3cretTOKENvalue&Static=true" % (GUID, param)
+    assert "s3cretTOKENvalue" not in redact(url)  # what the log handlers' filter applies
+    assert "s3cretTOKENvalue" not in safe_url(url)
+    assert "s3cretTOKENvalue" not in redact(f'{{"{param}": "s3cretTOKENvalue"}}')
+    assert "s3cretTOKENvalue" not in redact(f"{param}: s3cretTOKENvalue")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from playbacksync.backends import make_backend
+from playbacksync.backends.base import AuthError
 from playbacksync.changes import PROGRESS, WATCHED, Change
 from playbacksync.config import ServerConfig
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
@@ -44,9 +45,11 @@ def test_progress_route_follows_the_version(version):
         b.apply(_progress(item, 1_000_000))  # no check() first: the backend asks for the version itself
         paths = [r.path for r in fake.requests if r.method == "POST"]
         if version == "10.8.13":
-            assert paths == ["/Sessions/Playing", "/Sessions/Playing/Stopped"]
-            assert [s["kind"] for s in fake.sessions] == ["start", "stopped"]
+            # Never a session start: on 10.8 each start adds a play and clears Played.
+            assert paths == ["/Sessions/Playing/Progress", "/Sessions/Playing/Stopped"]
+            assert [s["kind"] for s in fake.sessions] == ["progress", "stopped"]
             assert fake.sessions[-1]["PositionTicks"] == 1000 * TICKS_PER_SECOND
+            assert not fake.now_playing  # the stop takes it off the dashboard
         else:
             assert paths == [f"/UserItems/{item}/UserData"] and not fake.sessions
         assert fake.user_data(uid, item).position_ticks == 1000 * TICKS_PER_SECOND
@@ -61,6 +64,29 @@ def test_10_8_server_resume_rules_apply():
         assert fake.user_data(uid, item).position_ticks == 0
         b.apply(_progress(item, 950_000))
         assert fake.user_data(uid, item).played is True
+
+
+def test_10_8_many_progress_updates_leave_count_and_flag_alone():
+    # The reported fault: each update was a start+stop pair, so one partial viewing gave count 17.
+    with _jellyfin("10.8.13") as (fake, uid, b):
+        item = fake.add_item("Film", runtime_s=7200)
+        fake.set_user_data(uid, item, played=True, play_count=2)
+        for minute in range(10, 27):
+            b.apply(_progress(item, minute * 60_000))
+        d = fake.user_data(uid, item)
+        assert (d.play_count, d.played, d.position_ticks) == (2, True, 26 * 60 * TICKS_PER_SECOND)
+
+
+@pytest.mark.parametrize("runtime_s", [240, None])
+def test_10_8_short_or_unknown_length_item_is_not_marked_watched_by_a_position(runtime_s):
+    # UpdatePlayState marks an item under MinResumeDurationSeconds (300 s), or of unknown runtime,
+    # played when any position between 5 % and 90 % is reported: Playback Sync sends none there.
+    with _jellyfin("10.8.13") as (fake, uid, b):
+        item = fake.add_item("Clip", runtime_s=runtime_s)
+        b.apply(_progress(item, 100_000))
+        d = fake.user_data(uid, item)
+        assert (d.played, d.play_count) == (False, 0)
+        assert not [r for r in fake.requests if r.path.startswith("/Sessions")]
 
 
 def test_user_id_found_from_token_when_not_configured():
@@ -136,3 +162,27 @@ def test_iter_items_stops_when_the_server_ignores_paging():
         ids = {fake.add_item(f"Item {i}", path=f"/x/{i}.mkv") for i in range(5)}
         got = [i.item_id for i in b.iter_items(page_size=2)]
         assert sorted(got) == sorted(ids)  # each once, and it ended
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.8.13", "jellyfin-10.11.11", "jellyfin-12.0.0", "emby"])
+def test_another_users_token_is_refused_before_anything_is_sent(kind):
+    fake = EmbyFake() if kind == "emby" else JellyfinFake(version=kind.split("-")[1])
+    fake.start()
+    try:
+        bob = fake.add_user("bob", "pw")
+        root = fake.add_user("root", "pw", is_admin=True)
+        item = fake.add_item("Film", runtime_s=3600)
+        b = make_backend(ServerConfig(id="j", type=kind.split("-")[0], url=fake.url, token=fake.issue_token(root),
+                                      user_id=bob, username="bob"))
+        with pytest.raises(AuthError, match="belongs to user 'root'.*not to the configured user 'bob'"):
+            b.check()
+        b.close()
+        own = make_backend(ServerConfig(id="j", type=kind.split("-")[0], url=fake.url,
+                                        token=fake.issue_token(bob), user_id=bob))
+        own.check()
+        own.apply(_progress(item, 1_800_000))
+        own.close()
+        assert fake.user_data(bob, item).position_ticks == 1800 * TICKS_PER_SECOND
+        assert fake.user_data(root, item).position_ticks == 0
+    finally:
+        fake.stop()

@@ -131,3 +131,21 @@ def test_broken_config_is_reported_not_overwritten(tmp_path):
     rc = run_login("jellyfin", str(path), input=_no_prompt, getpass=_no_prompt, out=out)
     assert rc == 2 and "sync.watched_percent" in out.getvalue()
     assert path.read_text() == "[sync]\nwatched_percent = 5\n"
+
+
+@pytest.mark.parametrize("fake_cls", [JellyfinFake, EmbyFake], ids=["jellyfin", "emby"])
+def test_login_as_another_user_than_the_entry_is_for_is_refused(tmp_path, fake_cls):
+    kind = "jellyfin" if fake_cls is JellyfinFake else "emby"
+    path = str(tmp_path / "config.toml")
+    with fake_cls() as fake:
+        alice = fake.add_user("alice", "pw-a")
+        fake.add_user("root", "pw-r", is_admin=True)
+        mine = ServerConfig(id="home", type=kind, url=fake.url, username="alice", user_id=alice,
+                            token=fake.issue_token(alice))
+        save_config(Config(servers=(mine,)), path)
+        out = io.StringIO()
+        rc = run_login(kind, path, url=fake.url, username="root", input=_no_prompt, getpass=_answers("pw-r"),
+                       out=out)
+    assert rc == 1
+    assert "another user" in out.getvalue() and "Nothing saved" in out.getvalue()
+    assert load_config(path).server("home") == mine

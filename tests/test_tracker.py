@@ -27,9 +27,17 @@ SHORT = {PROGRESS: P, WATCHED: W, UNWATCHED: U}
 
 # (id, events, expected [(kind, position seconds, media)] ; media defaults to A)
 CASES = [
-    ("eof marks watched at the end, after periodic progress",
-     [start(), ev(POSITION, 50, 5), ev(POSITION, 60, 12), ev(ENDED, None, 20, reason="eof")],
-     [(P, 60), (W, 1000)]),
+    ("eof 10 % before the end (below the threshold) is progress, not watched",
+     [start(), ev(POSITION, 50, 5), ev(POSITION, 60, 12), ev(SEEKED, 880, 13), ev(POSITION, 896, 29),
+      ev(ENDED, None, 30, reason="eof")],
+     [(P, 60), (P, 880), (P, 896)]),
+    ("eof part-way (--end/--length/--ab-loop at 40 %, truncated file) is progress where it ended",
+     [start(), ev(POSITION, 50, 5), ev(POSITION, 390, 12), ev(POSITION, 400, 13),
+      ev(ENDED, None, 14, reason="eof")],
+     [(P, 390), (P, 400)]),
+    ("eof with nothing known but the start is not watched",
+     [start(), ev(ENDED, None, 1, reason="eof")],
+     []),
     ("passing the threshold while playing marks watched once, no progress in the credits",
      [start(), ev(POSITION, 901, 11), ev(POSITION, 950, 22), ev(POSITION, 990, 33),
       ev(ENDED, 995, 34, reason="quit")],
@@ -127,11 +135,11 @@ CASES = [
       ev(POSITION, 950, 30, media=B), ev(ENDED, None, 31, reason="eof", media=B)],
      []),
     ("events after ENDED are ignored (keep-open pause at the end)",
-     [start(), ev(ENDED, None, 1, reason="eof"), ev(PAUSED, 1000, 2), ev(ENDED, None, 3, reason="quit")],
-     [(W, 1000)]),
+     [start(), ev(ENDED, 999.9, 1, reason="eof"), ev(PAUSED, 1000, 2), ev(ENDED, None, 3, reason="quit")],
+     [(W, 999.9)]),
     ("events without media apply to the current viewing",
      [start(), ev(PAUSED, 200, 1, media=None), ev(ENDED, None, 2, reason="eof", media=None)],
-     [(P, 200), (W, 1000)]),
+     [(P, 200)]),
     ("stopping past the threshold counts as watched, also when it started there",
      [start(pos=950), ev(ENDED, 950.5, 1, reason="quit")],
      [(W, 950.5)]),
@@ -153,9 +161,9 @@ def test_changes_carry_the_duration_in_ms_and_the_wall_clock():
     tracker = Tracker(wall_clock=lambda: next(clock))
     tracker.handle(start(dur=1234.5678))
     (p,) = tracker.handle(ev(PAUSED, 100.25, 1))
-    (w,) = tracker.handle(ev(ENDED, None, 2, reason="eof"))
+    (w,) = tracker.handle(ev(ENDED, 1234.0, 2, reason="eof"))
     assert (p.position_ms, p.duration_ms, p.created_at) == (100250, 1234568, 100.0)
-    assert (w.change_type, w.position_ms, w.created_at) == (WATCHED, 1234568, 200.0)
+    assert (w.change_type, w.position_ms, w.created_at) == (WATCHED, 1234000, 200.0)
 
 
 @pytest.mark.parametrize("kwargs", [dict(progress_interval=0), dict(watched_percent=0),
@@ -163,6 +171,50 @@ def test_changes_carry_the_duration_in_ms_and_the_wall_clock():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         Tracker(**kwargs)
+
+
+@pytest.mark.parametrize("last, want", [
+    (997.0, [(WATCHED, 1_000_000)]),      # within a few seconds of the end: the real end
+    (995.0, [(WATCHED, 1_000_000)]),
+    (994.0, [(PROGRESS, 994_000)]),       # further: the file stopped early
+    (400.0, [(PROGRESS, 400_000)]),
+])
+def test_eof_counts_as_the_end_only_near_the_known_duration(last, want):
+    # With watched_percent 100 only the end-of-file rule can mark it watched.
+    tracker = Tracker(progress_interval=1000, watched_percent=100, wall_clock=lambda: 0.0)
+    tracker.handle(start(dur=1000))
+    got = tracker.handle(ev(POSITION, last, 1)) + tracker.handle(ev(ENDED, None, 2, reason="eof"))
+    assert [(c.change_type, c.position_ms) for c in got] == want
+
+
+_eof_steps = st.lists(st.tuples(st.sampled_from([POSITION, POSITION, PAUSED, RESUMED, SEEKED]),
+                                st.floats(0, 1000), st.floats(0, 30)), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_eof_steps, st.floats(0, 100), st.floats(1, 100))
+def test_eof_is_watched_only_past_the_threshold_or_at_the_end(steps, watched_percent, duration_scale):
+    duration = 10.0 * duration_scale
+    tracker = Tracker(progress_interval=10, watched_percent=max(watched_percent, 1), wall_clock=lambda: 0.0,
+                      start_grace_seconds=0)
+    threshold = duration * max(watched_percent, 1) / 100
+    out = tracker.handle(start(dur=duration))
+    at, last, furthest = 0.0, 0.0, 0.0
+    for kind, frac, dt in steps:
+        at += dt
+        pos = frac / 1000 * duration
+        out += tracker.handle(ev(kind, pos, at))
+        last, furthest = pos, max(furthest, pos)
+    out += tracker.handle(ev(ENDED, None, at + 1, reason="eof"))
+    watched = [c for c in out if c.change_type == WATCHED]
+    if furthest < threshold and last < duration - 5.0:
+        assert not watched
+        # The end of file leaves the resume point where playback ended.
+        if last > 0:
+            assert out and out[-1].change_type == PROGRESS
+            assert abs(out[-1].position_ms - last * 1000) <= 1000
+    if last >= duration - 5.0 or last >= threshold:
+        assert len(watched) == 1
 
 
 def test_other_thresholds_and_intervals():

@@ -14,7 +14,7 @@ import itertools
 from typing import Optional
 
 from .base import serve_forever_cli
-from .mediabrowser import MediaBrowserFake, parse_auth_fields
+from .mediabrowser import MediaBrowserFake, PlayRules, parse_auth_fields
 
 SPEC = "/work/shared/specs/emby/emby-openapi_v3-4.8.11.json"
 P = "/emby"
@@ -25,6 +25,13 @@ class EmbyFake(MediaBrowserFake):
     server_url = P  # the spec names http://emby.media/emby; here it's this host, same prefix
     product = "Emby Server"
     version = "4.8.11.0"
+    # Emby's source is closed and its SDK documentation (the 4.8.11 OpenAPI document) says only what
+    # the routes take, not what they do to play counts or resume points. NOT CONFIRMED for Emby: these
+    # are the MediaBrowser lineage's rules, which Jellyfin forked from Emby 3.5 and kept through 10.8
+    # (see tests/fakes/jellyfin.py): a session start counts a play and clears Played; progress and stop
+    # apply the 5 % / 90 % / 300 s resume rules; PlayedItems with DatePlayed counts one more play,
+    # without it at least one; UserData writes set what they name.
+    rules = PlayRules()
 
     def __init__(self, server_name: str = "Fake Emby", **kw):
         super().__init__(server_name=server_name, **kw)
@@ -41,9 +48,9 @@ class EmbyFake(MediaBrowserFake):
         r("GET", "/Users/{UserId}/Items/{Id}", lambda q, UserId, Id: self._one_item(q, UserId, Id))
         r("GET", "/Users/{UserId}/Items", lambda q, UserId: self._list(q, UserId))
         r("GET", "/Items", lambda q: self._list(q, q.args.get("UserId")))
-        for kind in ("", "/Progress", "/Stopped"):
-            r("POST", "/Sessions/Playing" + kind,
-              lambda q, kind=kind: self._session(q, kind or "start", stopped=kind == "/Stopped"))
+        r("GET", "/Sessions", self.list_sessions)
+        for suffix, kind in (("", "start"), ("/Progress", "progress"), ("/Stopped", "stopped")):
+            r("POST", "/Sessions/Playing" + suffix, lambda q, kind=kind: self._session(q, kind))
 
     def new_item_id(self) -> str:
         return str(next(self._ids))  # Emby's item ids are numbers
@@ -98,6 +105,20 @@ class EmbyFake(MediaBrowserFake):
     def system_info(self, req):
         uid, err = self._uid_for(req, None)
         return err if err is not None else {**self._info(), "HasPendingRestart": False, "IsShuttingDown": False}
+
+    def list_sessions(self, req):
+        """The server keeps a session per device and user; a request with a token and a device id
+        refreshes it (so the caller's own session always exists here)."""
+        uid, err = self._uid_for(req, None)
+        if err is not None:
+            return err
+        device = parse_auth_fields(req.headers.get("X-Emby-Authorization", "")).get("DeviceId", "")
+        wanted = req.args.get("DeviceId")
+        with self.lock:
+            name = self.users[uid].name
+        mine = {"Id": f"{uid}-{device}", "UserId": uid, "UserName": name, "DeviceId": device,
+                "Client": "Playback Sync"}
+        return [mine] if not wanted or wanted == device else []
 
     def post_user_data(self, req, UserId, ItemId):
         uid, item, err = self._update_user_data(req, UserId, ItemId)

@@ -18,7 +18,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, urlencode
 
 from .base import openapi_for, serve_forever_cli
-from .mediabrowser import MediaBrowserFake, json_response, norm_id, parse_auth_fields, parse_iso
+from .mediabrowser import MediaBrowserFake, PlayRules, json_response, norm_id, parse_auth_fields, parse_iso
 
 SPEC_DIR = "/work/shared/specs/jellyfin"
 VERSIONS = ("10.8.13", "10.9.11", "10.10.7", "10.11.11", "12.0.0")
@@ -29,6 +29,51 @@ ARRAY_PARAMS = {"fields", "ids", "includeItemTypes", "excludeItemTypes", "sortBy
 
 _HEX32 = re.compile(r"(?<![0-9a-fA-F-])([0-9a-fA-F]{8})([0-9a-fA-F]{4})([0-9a-fA-F]{4})([0-9a-fA-F]{4})"
                     r"([0-9a-fA-F]{12})(?![0-9a-fA-F-])")
+
+
+# What each version DOES, read from jellyfin/jellyfin at the tag (12.0.0 = tag v12.0-rc5, the
+# latest 12.0 candidate). Paths are relative to the repository; SM = Emby.Server.Implementations/
+# Session/SessionManager.cs, UDM = Emby.Server.Implementations/Library/UserDataManager.cs,
+# BI = MediaBrowser.Controller/Entities/BaseItem.cs, AC = Jellyfin.Server.Implementations/
+# Security/AuthorizationContext.cs, IC = Jellyfin.Api/Controllers/ItemsController.cs.
+#
+# Shared by every version (line numbers at 10.8.13 / 12.0-rc5):
+#  - resume defaults MinResumePct 5, MaxResumePct 90, MinResumeDurationSeconds 300:
+#    MediaBrowser.Model/Configuration/ServerConfiguration.cs:134,140,146 (10.8.13).
+#  - OnPlaybackStart(user, item): PlayCount++ and LastPlayedDate = now (SM:734-735 / SM:845-846).
+#  - OnPlaybackProgress(user, item, info): UpdatePlayState on the position, no count change
+#    (SM:822-832 / SM:962-972). A progress report needs no start before it (SM:761-815).
+#  - OnPlaybackStopped(user, item, pos): UpdatePlayState when a position is given, else
+#    PlayCount++, Played, position 0 (SM:1009-1030 / SM:1162-1183).
+#  - UpdatePlayState: below MinResumePct -> position 0; above MaxResumePct or at the end -> Played,
+#    position 0; else shorter than MinResumeDurationSeconds -> Played, position 0; no runtime ->
+#    Played (UDM:216-290 at 10.8.13, UDM:439-510 at 12.0-rc5). It never clears Played.
+#  - MarkPlayed(user, datePlayed): with a date PlayCount++, then PlayCount = max(PlayCount, 1);
+#    position 0; Played (BI:1840-1870 at 10.8.13, BI:2137-2167 at 12.0-rc5).
+#  - MarkUnplayed: PlayCount 0, position 0, LastPlayedDate null, Played false (BI:1877-1893).
+#  - Idle: every 5 min, a playing session without a check-in for over 5 min is stopped at its
+#    last position (SM:589 and SM:601-630 at 10.8.13; SM:606, SM:636-663 at 12.0-rc5).
+# Per version:
+#  - Played=false on start: 10.8.13 SM:743, 10.9.11 SM:756, 10.10.7 SM:773, 10.11.11 SM:827;
+#    gone at 12.0-rc5 (SM:841-853 only sets Played for items without resume).
+#  - End counts from runtime - 1 s: 10.11.11 UDM:315 and 12.0-rc5 UDM:458 (before: >= runtime).
+#  - MarkPlayed without a date keeps LastPlayedDate: from 10.9.11 (BI:1840); 10.8.13 sets now (BI:1866).
+#  - POST UserItems/{id}/UserData (sets the named fields: UDM SaveUserData(dto), 10.9.11 UDM:84-125):
+#    from 10.9.11 (IC:1013-1036); 10.8.13 has no UserData write route at all.
+#  - Legacy credentials (X-Emby-Token, X-MediaBrowser-Token, api_key, X-Emby-Authorization, the
+#    "Emby" scheme) behind EnableLegacyAuthorization: AC:93-110, AC:233-259 (10.11.11 and 12.0-rc5);
+#    default true at 10.11.11 (ServerConfiguration.cs:290), false at 12.0-rc5 (ServerConfiguration.cs:290,
+#    and migration Jellyfin.Server/Migrations/Routines/20260531160000_DisableLegacyAuthorization.cs:27
+#    turns it off on upgraded servers). ApiKey= in the query and "MediaBrowser" in Authorization
+#    stay accepted (AC:103-106, AC:258). Before 10.11 they are accepted unconditionally (AC:86-102 at 10.8.13).
+#  - An admin token's UserData write lands on the admin, not on userId: jellyfin#15733 (reported on
+#    10.11.4). NOT confirmed in source: IC:1021 at 10.9.11 does read userId. Modelled from 10.9 on
+#    (where the route exists) because a client must not depend on it either way.
+def rules_for(version: str) -> PlayRules:
+    v = _vt(version)
+    return PlayRules(start_resets_played=v < (12,), end_slack_ticks=10_000_000 if v >= (10, 11) else 0,
+                     mark_played_keeps_date=v >= (10, 9), user_data_route=v >= (10, 9),
+                     user_data_writes_token_user=v >= (10, 9))
 
 
 def spec_path(version: str) -> str:
@@ -47,8 +92,9 @@ class JellyfinFake(MediaBrowserFake):
             raise ValueError(f"no spec for Jellyfin {version}; have {VERSIONS}")
         self.spec_path = spec_path(version)
         self.version = version
+        self.rules = rules_for(version)
         super().__init__(server_name=server_name, **kw)
-        self.legacy_header_enabled = _vt(version) < (12,)  # X-Emby-Token & co. off by default from 12.0
+        self.legacy_auth_enabled = _vt(version) < (12,)  # EnableLegacyAuthorization's default (see above)
         self._legacy_api = openapi_for(spec_path("10.8.13"), "/")
         r = self.route
         r("GET", "/System/Info/Public", self.system_info_public)
@@ -100,19 +146,18 @@ class JellyfinFake(MediaBrowserFake):
 
     # -- auth -----------------------------------------------------------
     def token_of(self, req) -> Optional[str]:
-        auth = req.headers.get("Authorization", "")
-        if auth.split(" ", 1)[0] in ("MediaBrowser", "Emby"):
-            tok = parse_auth_fields(auth).get("Token")
-            if tok:
-                return tok
-        if self.legacy_header_enabled:
-            for h in ("X-Emby-Token", "X-MediaBrowser-Token"):
-                if req.headers.get(h):
-                    return req.headers[h]
-            legacy = req.headers.get("X-Emby-Authorization", "")
-            if legacy:
-                return parse_auth_fields(legacy).get("Token")
-        return None
+        """AuthorizationContext.GetAuthorizationInfo's order (AC:84-110)."""
+        legacy = self.legacy_auth_enabled
+        auth = req.headers.get("Authorization", "") or (req.headers.get("X-Emby-Authorization", "") if legacy else "")
+        schemes = ("mediabrowser", "emby") if legacy else ("mediabrowser",)
+        tok = parse_auth_fields(auth).get("Token") if auth.split(" ", 1)[0].lower() in schemes else None
+        if not tok and legacy:
+            tok = req.headers.get("X-Emby-Token") or req.headers.get("X-MediaBrowser-Token")
+        if not tok:
+            tok = req.args.get("ApiKey")
+        if not tok and legacy:
+            tok = req.args.get("api_key")
+        return tok or None
 
     def item_key(self, iid) -> str:
         return norm_id(iid)
@@ -153,7 +198,7 @@ class JellyfinFake(MediaBrowserFake):
         return self._session(req, "progress")
 
     def session_stopped(self, req):
-        return self._session(req, "stopped", stopped=True)
+        return self._session(req, "stopped")
 
     def played(self, req, itemId):
         return self._played(req, req.args.get("userId"), itemId, True)

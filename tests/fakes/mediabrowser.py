@@ -34,6 +34,27 @@ class FakeUser:
     id: str
     name: str
     password: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class PlayRules:
+    """What a server DOES with playback reports and played marks.
+
+    Each server fake sets these from its own source or documentation and cites
+    where each value comes from (see tests/fakes/jellyfin.py). The defaults are
+    the MediaBrowser lineage's behaviour, which Jellyfin 10.8 still has.
+    """
+
+    min_resume_pct: float = 5.0            # ServerConfiguration.MinResumePct
+    max_resume_pct: float = 90.0           # ServerConfiguration.MaxResumePct
+    min_resume_duration_s: float = 300.0   # ServerConfiguration.MinResumeDurationSeconds
+    start_resets_played: bool = True       # OnPlaybackStart sets Played=false
+    end_slack_ticks: int = 0               # a position >= runtime - slack counts as the end
+    mark_played_keeps_date: bool = False   # MarkPlayed without a date keeps LastPlayedDate
+    idle_stop_s: float = 300.0             # a playing session with no check-in for this long is stopped
+    user_data_route: bool = False          # POST .../UserData sets fields directly
+    user_data_writes_token_user: bool = False  # an admin's UserData write ignores userId (jellyfin#15733)
 
 
 @dataclass
@@ -90,9 +111,7 @@ class MediaBrowserFake(FakeServer):
 
     product = "MediaBrowser"
     version = "0"
-    # The servers' resume rules when a playback session stops.
-    min_resume_pct = 5.0
-    max_resume_pct = 90.0
+    rules = PlayRules()  # a subclass sets its server's (with citations)
 
     def __init__(self, server_name: str = "Fake Server", server_id: Optional[str] = None, **kw):
         super().__init__(**kw)
@@ -103,16 +122,19 @@ class MediaBrowserFake(FakeServer):
         self.tokens: Dict[str, str] = {}  # token -> user id
         self.data: Dict[tuple, UserData] = {}
         self.sessions: List[dict] = []  # playback session reports, for assertions
+        # What the dashboard shows as "now playing": session key -> {item, user, position, paused, check_in, ...}
+        self.now_playing: Dict[str, dict] = {}
         self.now = time.time  # replaceable clock for dates the server stamps
 
     # -- seeding ---------------------------------------------------------
     def new_item_id(self) -> str:
         return uuid.uuid4().hex
 
-    def add_user(self, name: str = "alice", password: str = "pass", user_id: Optional[str] = None) -> str:
+    def add_user(self, name: str = "alice", password: str = "pass", user_id: Optional[str] = None,
+                 is_admin: bool = False) -> str:
         uid = user_id or uuid.uuid4().hex
         with self.lock:
-            self.users[uid] = FakeUser(uid, name, password)
+            self.users[uid] = FakeUser(uid, name, password, is_admin)
         return uid
 
     def issue_token(self, user_id: str, token: Optional[str] = None) -> str:
@@ -147,29 +169,82 @@ class MediaBrowserFake(FakeServer):
             self.data[(user_id, item_id)] = d
             return d
 
-    # -- behaviour shared by the servers -----------------------------------
+    # -- behaviour shared by the servers (the rules: see PlayRules) ----------------
     def mark_played(self, uid: str, iid: str, when: Optional[float] = None) -> UserData:
-        d = self.user_data(uid, iid)
-        return self.set_user_data(uid, iid, played=True, play_count=d.play_count + 1, position_ticks=0,
-                                  last_played=self.now() if when is None else when)
+        """MarkPlayed: a date counts one more play; without one the count only becomes at least 1."""
+        with self.lock:
+            d = self.user_data(uid, iid)
+            count = d.play_count + 1 if when is not None else max(d.play_count, 1)
+            last = when if when is not None else (d.last_played if self.rules.mark_played_keeps_date else None)
+            return self.set_user_data(uid, iid, played=True, play_count=count, position_ticks=0,
+                                      last_played=self.now() if last is None else last)
 
     def mark_unplayed(self, uid: str, iid: str) -> UserData:
         return self.set_user_data(uid, iid, played=False, play_count=0, position_ticks=0, last_played=None)
 
-    def playback_stopped(self, uid: str, iid: str, position_ticks: Optional[int]) -> UserData:
-        """What a server does with a stopped session's position (its resume rules)."""
-        item = self.items[iid]
-        pos = int(position_ticks or 0)
-        done = False
-        if pos > 0 and item.runtime_ticks:
-            pct = 100.0 * pos / item.runtime_ticks
-            if pct < self.min_resume_pct:
-                pos = 0
-            elif pct > self.max_resume_pct:
-                pos, done = 0, True
-        if done:
-            return self.mark_played(uid, iid)
-        return self.set_user_data(uid, iid, position_ticks=pos, last_played=self.now())
+    def playback_started(self, uid: str, iid: str) -> UserData:
+        """OnPlaybackStart(user, item): one more play, now as the last-played date; Played reset (up to 10.11)."""
+        with self.lock:
+            d = self.user_data(uid, iid)
+            played = False if self.rules.start_resets_played else d.played
+            return self.set_user_data(uid, iid, play_count=d.play_count + 1, last_played=self.now(), played=played)
+
+    def update_play_state(self, uid: str, iid: str, position_ticks: Optional[int]) -> bool:
+        """UserDataManager.UpdatePlayState for a video: returns played-to-completion.
+
+        Below MinResumePct the position is dropped; past MaxResumePct (or at the
+        end) the item becomes played at 0; in between, an item shorter than
+        MinResumeDurationSeconds becomes played too. It never clears Played and
+        never changes the play count. No known runtime: played.
+        """
+        r = self.rules
+        with self.lock:
+            item = self.items[iid]
+            d = self.user_data(uid, iid)
+            runtime = item.runtime_ticks or 0
+            pos = runtime if position_ticks is None else int(position_ticks)
+            played = d.played
+            done = False
+            if pos > 0 and runtime > 0:
+                pct = 100.0 * pos / runtime
+                if pct < r.min_resume_pct:
+                    pos = 0
+                elif pct > r.max_resume_pct or pos >= runtime - r.end_slack_ticks:
+                    pos, played, done = 0, True, True
+                elif runtime / TICKS_PER_SECOND < r.min_resume_duration_s:
+                    pos, played, done = 0, True, True
+            elif runtime <= 0:
+                pos, played, done = 0, True, True
+            self.set_user_data(uid, iid, position_ticks=pos, played=played)
+            return done
+
+    def playback_progress(self, uid: str, iid: str, position_ticks: Optional[int]) -> None:
+        """OnPlaybackProgress(user, item, info): the resume rules on the reported position, nothing else."""
+        if position_ticks is not None:
+            self.update_play_state(uid, iid, position_ticks)
+
+    def playback_stopped(self, uid: str, iid: str, position_ticks: Optional[int], failed: bool = False) -> None:
+        """OnPlaybackStopped(user, item, ...): the resume rules; no position means 'played to the end'."""
+        if failed:
+            return
+        with self.lock:
+            if position_ticks is not None:
+                self.update_play_state(uid, iid, position_ticks)
+            else:
+                d = self.user_data(uid, iid)
+                self.set_user_data(uid, iid, play_count=d.play_count + 1, played=True, position_ticks=0)
+
+    def expire_idle_sessions(self) -> List[str]:
+        """The idle check: a session playing with no check-in for ``rules.idle_stop_s`` is stopped
+        at its last known position. Returns the stopped session keys (call it after moving ``now``)."""
+        stopped = []
+        with self.lock:
+            for key, s in list(self.now_playing.items()):
+                if self.now() - s["check_in"] > self.rules.idle_stop_s:
+                    del self.now_playing[key]
+                    self.playback_stopped(s["user"], s["item"], s["position"])
+                    stopped.append(key)
+        return stopped
 
     def user_data_json(self, uid: str, iid: str) -> dict:
         d = self.user_data(uid, iid)
@@ -251,7 +326,15 @@ class MediaBrowserFake(FakeServer):
         if uid is None:
             return None, self.unauthorized()
         if asked and norm_id(asked) != uid:
-            return None, json_response({"message": "Forbidden"}, 403)
+            # An administrator may act for another user; anyone else is refused.
+            with self.lock:
+                admin = self.users[uid].is_admin
+                other = next((u for u in self.users if norm_id(u) == norm_id(asked)), None)
+            if not admin:
+                return None, json_response({"message": "Forbidden"}, 403)
+            if other is None:
+                return None, self.not_found("User not found.")
+            return other, None
         return uid, None
 
     def _item(self, iid) -> Optional[FakeItem]:
@@ -284,16 +367,35 @@ class MediaBrowserFake(FakeServer):
                 "SessionInfo": {"UserId": user.id, "Client": fields["Client"], "DeviceId": fields["DeviceId"]},
                 "AccessToken": token, "ServerId": self.server_id}
 
+    def session_key(self, req: Request, uid: str) -> str:
+        """Which dashboard session a report belongs to: the client's device (one per device and user)."""
+        fields = parse_auth_fields(req.headers.get(self.sign_in_header, "") or req.headers.get("Authorization", ""))
+        return f"{uid}:{fields.get('DeviceId') or self.token_of(req)}"
+
     def _session(self, req: Request, kind: str, stopped: bool = False):
-        """A playback report, kept for assertions; a stopped one applies the resume rules."""
+        """A playback report (start, progress or stopped), applied as the server does and kept for assertions."""
         body = body_json(req)
         uid, item, err = self.user_item(req, None, body.get("ItemId"))
         if err is not None:
             return err
+        pos = body.get("PositionTicks")
+        pos = None if pos is None else int(pos)
+        key = self.session_key(req, uid)
         with self.lock:
-            self.sessions.append({"kind": kind, "user": uid, **body})
-        if stopped:
-            self.playback_stopped(uid, item.id, body.get("PositionTicks"))
+            self.sessions.append({"kind": kind, "user": uid, "session": key, **body})
+            if kind == "stopped":
+                self.now_playing.pop(key, None)
+                self.playback_stopped(uid, item.id, pos, bool(body.get("Failed")))
+                return None
+            prev = self.now_playing.get(key, {})
+            self.now_playing[key] = {"item": item.id, "user": uid, "check_in": self.now(),
+                                     "position": pos if pos is not None else prev.get("position"),
+                                     "paused": bool(body.get("IsPaused")),
+                                     "play_session_id": body.get("PlaySessionId")}
+            if kind == "start":
+                self.playback_started(uid, item.id)
+            else:
+                self.playback_progress(uid, item.id, pos)
         return None
 
     def _played(self, req: Request, asked: Optional[str], item_id, played: bool):
@@ -310,10 +412,13 @@ class MediaBrowserFake(FakeServer):
         return self.user_data_json(uid, item.id)
 
     def _update_user_data(self, req: Request, asked: Optional[str], item_id):
-        """(user id, item, error response) after applying a UserData body."""
+        """(user id, item, error response) after applying a UserData body: it sets exactly the
+        fields it names (no resume rules, no play count of its own)."""
         uid, item, err = self.user_item(req, asked, item_id)
         if err is not None:
             return None, None, err
+        if self.rules.user_data_writes_token_user:
+            uid = self.user_of(req)  # the admin's own data, whatever userId said (jellyfin#15733)
         body = body_json(req)
         changes = {}
         if body.get("PlaybackPositionTicks") is not None:

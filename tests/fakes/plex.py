@@ -181,8 +181,11 @@ class FakePlex(FakeServer):
         item = self.library.items.get(key)
         if item is None or not item.parts:
             return self._plain(400, "Bad Request")  # the spec lists no 404 here
+        session = (req.headers.get("X-Plex-Session-Identifier") or q.get("X-Plex-Session-Identifier")
+                   or req.headers.get("X-Plex-Client-Identifier", ""))
+        updated = _int(q.get("updated")) if q.get("offline") == "1" else None
         self.library.timeline(token, key, q.get("state", "playing"), _int(q.get("time")),
-                              _int(q.get("duration")))
+                              _int(q.get("duration")), session=session, updated=updated)
         return self._answer(req, {"size": 0})
 
 

@@ -10,8 +10,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-# The share of the duration past which Plex counts a timeline report as a finished view
-# (the server's default "video played threshold" is 90%).
+# The rules this fake models, and where they come from. Plex's server is closed source; its API
+# document (/work/shared/specs/plex, "/:/timeline", "/:/scrobble") says what the routes take, and
+# python-plexapi's use of them (Playable.markPlayed -> /:/scrobble, updateTimeline -> /:/timeline
+# with state/time/duration) says how clients drive them. From those:
+#  - /:/scrobble counts one view (viewCount + 1), clears viewOffset, stamps lastViewedAt.
+#  - /:/unscrobble clears viewCount, viewOffset and lastViewedAt.
+#  - /:/timeline keeps time as viewOffset; past the server's "video played threshold" (a server
+#    setting, 90 % by default) it counts the view instead, as a scrobble.
+#  - NOT CONFIRMED (modelled because a client must not depend on the opposite): one playback
+#    session (X-Plex-Session-Identifier, else the client identifier, per item) counts at most one
+#    view however many timelines past the threshold it sends; a "stopped" timeline ends the session.
+#  - NOT CONFIRMED: offline=1 with updated=<epoch> stamps lastViewedAt with that time (the document
+#    says only that sync clients send them when replaying timelines from an offline spell).
 WATCHED_THRESHOLD = 0.9
 TYPE_NUMBERS = {"movie": 1, "show": 2, "season": 3, "episode": 4}
 
@@ -56,6 +67,8 @@ class PlexLibrary:
         self.items: Dict[str, Item] = {}
         self.users: Dict[str, str] = {}  # token -> user name
         self._state: Dict[Tuple[str, str], UserState] = {}
+        self._counted: set = set()  # (token, session, ratingKey): sessions that already counted a view
+        self.timelines: List[dict] = []  # every timeline report, for assertions
         self._lock = threading.RLock()
 
     # --- seeding -------------------------------------------------------------
@@ -115,19 +128,27 @@ class PlexLibrary:
             st.last_viewed_at = None
 
     def timeline(self, token: str, rating_key: str, state: str, time_ms: Optional[int],
-                 duration_ms: Optional[int]) -> None:
-        """Progress report: keeps the offset; past the threshold it counts a view, as Plex does."""
+                 duration_ms: Optional[int], session: str = "", updated: Optional[int] = None) -> None:
+        """Progress report: keeps the offset; past the threshold it counts a view (once per session)."""
         item = self.items[rating_key]
         duration = duration_ms or item.duration
+        key = (token, session, rating_key)
         with self._lock:
+            self.timelines.append({"token": token, "key": rating_key, "state": state, "time": time_ms,
+                                   "session": session, "updated": updated})
             st = self.state(token, rating_key)
-            if time_ms is None or state == "buffering":
-                return
-            if duration and time_ms >= duration * self.watched_threshold:
-                self.scrobble(token, rating_key)
-                return
-            st.view_offset = max(0, int(time_ms))
-            st.last_viewed_at = int(self.clock())
+            if time_ms is not None and state != "buffering":
+                if duration and time_ms >= duration * self.watched_threshold:
+                    if key not in self._counted:
+                        self.scrobble(token, rating_key)
+                        if updated:
+                            st.last_viewed_at = int(updated)
+                    self._counted.add(key)
+                else:
+                    st.view_offset = max(0, int(time_ms))
+                    st.last_viewed_at = int(updated or self.clock())
+            if state == "stopped":
+                self._counted.discard(key)
 
     def set_state(self, token: str, rating_key: str, *, view_offset: int = 0, view_count: int = 0,
                   last_viewed_at: Optional[int] = None) -> None:

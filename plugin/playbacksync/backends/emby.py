@@ -16,7 +16,7 @@ from ..config import ServerConfig
 from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, sign_in_request)
+                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -58,8 +58,14 @@ class EmbyBackend(Backend):
 
     def check(self) -> ServerInfo:
         d = need_json_dict(self.http.request("GET", "/System/Info"), "GET /System/Info")
-        return ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
+        info = ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
                           version=str(d.get("Version") or ""), product="Emby Server")
+        # Emby has no /Users/Me: the session the server keeps for this device names the token's user.
+        sessions = self.http.request("GET", "/Sessions", params={"DeviceId": device_id_for(self.server)})
+        mine = [x for x in sessions if isinstance(x, dict) and x.get("UserId")] if isinstance(sessions, list) else []
+        if mine:
+            refuse_other_users_token(self.server, str(mine[0]["UserId"]), str(mine[0].get("UserName") or ""))
+        return info
 
     def _item(self, item_id: str) -> dict:
         return need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items/{item_id}"), "GET item")

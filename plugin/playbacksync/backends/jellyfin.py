@@ -1,12 +1,21 @@
 """Jellyfin 10.8 to 12.0.
 
 10.9 and later take a resume position directly (POST /UserItems/{id}/UserData)
-and mark played under /UserPlayedItems; 10.8 has neither: there a position is
-set by reporting a playback session that stops at it, and played state lives
-under /Users/{userId}/PlayedItems. The version comes from /System/Info.
+and mark played under /UserPlayedItems; 10.8 has neither: played state lives
+under /Users/{userId}/PlayedItems, and the only way to store a position is a
+playback report. A session *start* (/Sessions/Playing) counts a play and clears
+the played flag on the server (SessionManager.OnPlaybackStart), so 10.8 gets a
+paused progress report and a stop at the position, never a start: both only
+run the server's resume rules (UserDataManager.UpdatePlayState), which keep the
+play count and the played flag. Those rules also mark an item played when it
+is shorter than MinResumeDurationSeconds (300 s by default) or when the server
+knows no runtime for it, so on 10.8 a position for such an item is not sent at
+all (logged): a partial viewing must not become a watched one. The version
+comes from /System/Info.
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterator, Optional, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
@@ -14,7 +23,14 @@ from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, sign_in_request, version_tuple)
+                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request,
+                           ticks_to_ms, version_tuple)
+
+log = logging.getLogger(__name__)
+
+# The server's MinResumeDurationSeconds default (ServerConfiguration.cs at every 10.x tag).
+# Reading the server's own value takes an administrator's token, which Playback Sync never uses.
+MIN_RESUME_DURATION_MS = 300_000
 
 
 def auth_header(device_id: str, token: str = "") -> str:
@@ -58,6 +74,9 @@ class JellyfinBackend(Backend):
         info = ServerInfo(name=str(d.get("ServerName") or ""), server_id=str(d.get("Id") or ""),
                           version=str(d.get("Version") or ""), product=str(d.get("ProductName") or "Jellyfin"))
         self._version = version_tuple(info.version)
+        if self.server.user_id:
+            me = need_json_dict(self.http.request("GET", "/Users/Me"), "GET /Users/Me")
+            refuse_other_users_token(self.server, str(me.get("Id") or ""), str(me.get("Name") or ""))
         return info
 
     def apply(self, change: Change) -> None:
@@ -71,13 +90,7 @@ class JellyfinBackend(Backend):
                     body["LastPlayedDate"] = iso_utc(when)
                 self.http.request("POST", f"/UserItems/{iid}/UserData", params={"userId": uid}, json=body)
             else:
-                # 10.8: a session that starts and stops at the position; the server
-                # stores it as the resume point (its resume rules apply).
-                start = {"ItemId": iid, "PositionTicks": ticks, "CanSeek": True, "IsPaused": True,
-                         "PlayMethod": "DirectPlay"}
-                self.http.request("POST", "/Sessions/Playing", json=start, expect_json=False)
-                self.http.request("POST", "/Sessions/Playing/Stopped", json={"ItemId": iid, "PositionTicks": ticks},
-                                  expect_json=False)
+                self._legacy_position(uid, iid, ticks)
         elif change.change_type in (WATCHED, UNWATCHED):
             method = "POST" if change.change_type == WATCHED else "DELETE"
             params = {"datePlayed": iso_utc(when)} if (when and method == "POST") else {}
@@ -87,6 +100,20 @@ class JellyfinBackend(Backend):
                 self.http.request(method, f"/Users/{uid}/PlayedItems/{iid}", params=params or None)
         else:  # Change validates its type; kept for safety
             raise PermanentError(f"unknown change type {change.change_type!r}")
+
+    def _legacy_position(self, uid: str, iid: str, ticks: int) -> None:
+        """10.8: a paused progress report and a stop at the position, without a start (see the module doc)."""
+        d = need_json_dict(self.http.request("GET", f"/Users/{uid}/Items/{iid}"), "GET item")
+        runtime_ms = ticks_to_ms(d.get("RunTimeTicks"))
+        if runtime_ms < MIN_RESUME_DURATION_MS:
+            log.info("Jellyfin 10.8 keeps no resume point for an item shorter than 5 minutes (or of unknown "
+                     "length): it would mark it watched instead; position not sent for item %s", iid)
+            return
+        report = {"ItemId": iid, "PositionTicks": ticks, "CanSeek": True, "IsPaused": True,
+                  "PlayMethod": "DirectPlay"}
+        self.http.request("POST", "/Sessions/Playing/Progress", json=report, expect_json=False)
+        self.http.request("POST", "/Sessions/Playing/Stopped", json={"ItemId": iid, "PositionTicks": ticks},
+                          expect_json=False)
 
     def read_state(self, item_id: str) -> ItemState:
         uid = self._uid()

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .. import __version__
 from ..config import ServerConfig
-from .base import IndexedItem, ItemState, PermanentError, TransientError
+from .base import AuthError, IndexedItem, ItemState, PermanentError, TransientError
 from .http import HttpClient, register_secret
 
 TICKS_PER_MS = 10_000  # 10,000,000 ticks per second
@@ -142,6 +142,23 @@ def sign_in_request(server: ServerConfig, path: str, headers: Dict[str, str], us
         raise PermanentError(f"POST {path}: the server's answer has no token or user id")
     register_secret(token)
     return str(token), str(user_id)
+
+
+def same_user(token_user_id: str, configured_user_id: str) -> bool:
+    return token_user_id.replace("-", "").lower() == configured_user_id.replace("-", "").lower()
+
+
+def refuse_other_users_token(server: ServerConfig, token_user_id: str, token_user_name: str = "") -> None:
+    """Each user's changes travel with that user's own token, nobody else's: an administrator's token
+    with another user's id would apply changes to the administrator (jellyfin#15733) or to whoever the
+    server picks. Raises AuthError (the worker pauses the server; ``status`` shows the message)."""
+    if not server.user_id or same_user(token_user_id, server.user_id):
+        return
+    who = f"{token_user_name!r} ({token_user_id})" if token_user_name else token_user_id
+    configured = f"{server.username!r} ({server.user_id})" if server.username else server.user_id
+    raise AuthError(f"the token for server {server.id!r} belongs to user {who}, not to the configured user "
+                    f"{configured}: changes are only sent with the user's own token — sign in as that user "
+                    f"(playback-sync login {server.type} --server-id {server.id})")
 
 
 def version_tuple(version: str) -> Tuple[int, ...]:

@@ -277,6 +277,10 @@ class MpvHost:
         player.register_event_callback(self._on_event)
         for name in ("pause", "eof-reached", "duration"):
             player.observe_property(name, self._on_property)
+        # Before the first file: the Lua helper gives the exact position where each entry ended
+        # (the end of file counts as the end only near the duration). Without it the last 1 s
+        # sample stands in.
+        player.command_async("load-script", LUA_SCRIPT, callback=self._command_done)
         for target in targets:
             player.loadfile(resolve_path(target, os.getcwd()), "append-play")
         # The rest is asynchronous, so it does not hold up the first frame. The keys are an input
@@ -287,8 +291,6 @@ class MpvHost:
                              callback=self._command_done)
         player.command_async("enable-section", "playback-sync", "allow-hide-cursor+allow-vo-dragging",
                              callback=self._command_done)
-        # Without the Lua helper the last 1 s sample stands in for the exact end position.
-        player.command_async("load-script", LUA_SCRIPT, callback=self._command_done)
         if self._subscribe is not None:
             try:
                 self._unsubscribe = self._subscribe(self._on_sync_message)
@@ -404,9 +406,9 @@ class MpvHost:
         except Exception:
             log.exception("the sync sink failed on %s", kind)
 
-    def _end(self, entry: _Entry, reason: str) -> None:
+    def _end(self, entry: _Entry, reason: str, position: Optional[float] = None) -> None:
         entry.ended = True
-        self._emit(ENDED, entry, reason=reason)
+        self._emit(ENDED, entry, position=position, reason=reason)
 
     # -- mpv callbacks (event thread) -------------------------------------------------
     @_guarded
@@ -516,8 +518,11 @@ class MpvHost:
                     self._emit(PAUSED if paused else RESUMED, entry, position=self._position_of(entry.id))
             elif name == "eof-reached":
                 if value and not entry.ended:
+                    if _text(self._get("keep-open") or "no") == "no":
+                        return  # end-file follows, with the exact position where playback ended
                     # keep-open: mpv stays on the last frame, no end-file; the viewing is over.
-                    self._end(entry, "eof")
+                    # Where it ended decides whether it counts as the end (--end, a truncated file).
+                    self._end(entry, "eof", position=self._position_of(entry.id))
                 elif value is False and entry.ended:
                     # keep-open and the viewer went back: a new viewing of the same entry.
                     entry.ended = False

@@ -96,7 +96,30 @@ def owners(url: str, servers: Iterable[ServerConfig]) -> List[ServerConfig]:
     if not found:
         return []
     longest = max(n for n, _ in found)
-    return [s for n, s in found if n == longest]
+    chosen = [s for n, s in found if n == longest]
+    if len(chosen) > 1:
+        # The same server configured for several users: the URL's own token says whose stream it is.
+        token = url_token(url)
+        mine = [s for s in chosen if token and s.token == token]
+        chosen = mine or chosen
+    return chosen
+
+
+# Jellyfin 12.0 clients put the token in ApiKey=, older Jellyfin and Emby in api_key=
+# (Jellyfin's AuthorizationContext reads both; 12.0 reads api_key only with legacy auth on).
+_TOKEN_PARAMS = ("apikey", "api_key")
+
+
+def url_token(url: str) -> str:
+    """The access token a Jellyfin/Emby stream URL carries in its query, or "". Never log it."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return ""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name.lower() in _TOKEN_PARAMS and value:
+            return value
+    return ""
 
 
 def rest_after_base(url: str, server: ServerConfig) -> Tuple[Tuple[str, ...], str]:

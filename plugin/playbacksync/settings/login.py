@@ -92,7 +92,15 @@ def run_login(server_type: str, config_path: str, *, url: Optional[str] = None, 
                 return EXIT_USAGE
             password = getpass(f"Password for {user}: ")
             say(f"Signing in to {server.url} as {user}…")
+            before = server
             server = actions.sign_in_password(server, user, password)
+            if before.user_id and before.user_id.replace("-", "").lower() != server.user_id.replace("-", "").lower():
+                # Queued changes of this entry belong to its user; another user's token must not carry them.
+                say(f"{user!r} is another user than the one server {before.id!r} is set up for "
+                    f"({before.username or before.user_id}): each user's changes travel with that user's own "
+                    f"token. Sign in as {before.username or 'that user'}, or add {user} as another server "
+                    f"entry (--server-id {before.id}-{user}). Nothing saved.")
+                return EXIT_FAILED
         else:
             choice = input("Sign in with a code at plex.tv/link [Enter], or type t to paste a token: ").strip().lower()
             if choice.startswith("t"):

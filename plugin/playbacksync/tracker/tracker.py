@@ -20,7 +20,10 @@ Rules (README "How playback is tracked" says the same for users):
   not overwrite the resume point the server has.
 * Watched: when the position reaches ``watched_percent`` of a known duration
   while playing, on pause or at the end, or when the viewing ends with
-  reason ``eof``. A seek landing past the threshold does not count by
+  reason ``eof`` within ``EOF_SLACK_SECONDS`` of the known duration. An end of
+  file anywhere else (a truncated or still-downloading file, ``--end``,
+  ``--length`` or ``--ab-loop`` stopping at 40 %) is not "finished": it gives
+  progress at the position where playback ended. A seek landing past the threshold does not count by
   itself (the viewer may be skipping around); playing on from there does.
   Sent once per viewing. Afterwards progress at or past the threshold is not
   sent (a resume point in the credits would make the item "in progress"
@@ -52,6 +55,9 @@ from .events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, 
                      STARTED, MediaRef, PlaybackEvent, finite)
 
 _SAME_POSITION = 1.0  # seconds: closer than this to the last progress sent is "the same place"
+# An end of file this close to the known duration is the real end (players stop a frame or a
+# rounding short of it; the last position sample can lag the end by up to a second or so).
+EOF_SLACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,8 @@ class Tracker:
         if reason != "error":
             self._check_watched(v, out)
             if (reason == "eof" and v.duration is not None and not v.watched_sent
-                    and not v.auto_watched_off):
+                    and not v.auto_watched_off and v.position is not None
+                    and v.position >= v.duration - EOF_SLACK_SECONDS):
                 v.watched_sent = True
                 v.position = v.duration
                 out.append(self._change(v, WATCHED))
