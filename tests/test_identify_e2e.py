@@ -88,8 +88,8 @@ def test_plex_provider_ids(plex, tmp_path):
     assert (r["plex"].item_id, r["plex"].method) == ("203", "provider_id")
     assert listings(plex)
     # the show's own tvdb id: shows are not playable, so not in the index
-    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"tvdb": "70000"}))
-    assert r["plex"].item_id is None and "no item with tvdb 70000" in r["plex"].reason
+    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"tvdb": "70000"}, kind="episode"))
+    assert r["plex"].item_id is None and "no episode item with tvdb 70000" in r["plex"].reason
     # a duplicate on the server makes the id ambiguous
     plex.library.add_item(Item(rating_key="150", section="1", type="movie", title="Movie 1 (copy)",
                                duration=660_000, parts=[(1500, "/srv/media/Movies/copy.mkv")],
@@ -189,7 +189,7 @@ def test_jellyfin_url_path_and_ids(tmp_path, version):
         # Kodi playing from the share directly
         r = ident.identify(MediaRef(path="smb://nas/tv/Show/S01E01.mkv"))
         assert (r["jellyfin"].item_id, r["jellyfin"].method) == (ep, "path")
-        r = ident.identify(MediaRef(path="/elsewhere/b.mkv", provider_ids={"tmdb": "10378"}))
+        r = ident.identify(MediaRef(path="/elsewhere/b.mkv", provider_ids={"tmdb": "10378"}, kind="movie"))
         assert (r["jellyfin"].item_id, r["jellyfin"].method) == (bunny, "provider_id")
         r = ident.identify(MediaRef(path="/mnt/media2/Movies/Bunny.mkv"))
         assert r["jellyfin"].reason == "no path mapping covers /mnt/media2/Movies/Bunny.mkv"

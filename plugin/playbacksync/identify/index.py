@@ -94,7 +94,7 @@ class IndexInfo:
     since: Optional[float] = None  # the next incremental refresh asks for items saved since (server time)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Candidate:
     """An indexed item as identification weighs it."""
 
@@ -242,7 +242,7 @@ class ItemIndex:
 
     # -- writing -----------------------------------------------------------------
 
-    def replace(self, server_id: str, items: Iterable[IndexedItem], *, since: Optional[float] = None) -> int:
+    def replace(self, server_id: str, items: Iterable[IndexedItem]) -> int:
         """Replace every row of a server with ``items``; atomic; returns the item count.
 
         ``items`` may be a lazy iterator (e.g. ``backend.iter_items()``); if it
@@ -253,7 +253,7 @@ class ItemIndex:
         refresh_id = uuid.uuid4().hex
         try:
             self._stage(refresh_id, items)
-            return self._swap(server_id, refresh_id, since)
+            return self._swap(server_id, refresh_id)
         finally:
             with self._tx() as con:
                 for t in _STAGING:
@@ -284,7 +284,7 @@ class ItemIndex:
             con.executemany("INSERT INTO staging_ids VALUES (?,?,?,?)", ids)
             con.executemany("INSERT INTO staging_parts VALUES (?,?,?)", parts)
 
-    def _swap(self, server_id: str, refresh_id: str, since: Optional[float]) -> int:
+    def _swap(self, server_id: str, refresh_id: str) -> int:
         with self._tx() as con:
             for t in _SERVER_TABLES:
                 con.execute("DELETE FROM %s WHERE server_id = ?" % t, (server_id,))
@@ -301,10 +301,10 @@ class ItemIndex:
             now = self._clock()
             self._meta(con, server_id)
             con.execute("UPDATE meta SET refreshed_at = ?, item_count = ?, last_error = NULL, last_error_at = NULL, "
-                        "full_at = ?, since = ? WHERE server_id = ?", (now, count, now, since, server_id))
+                        "full_at = ?, since = NULL WHERE server_id = ?", (now, count, now, server_id))
         return count
 
-    def upsert(self, server_id: str, items: Iterable[IndexedItem], *, since: Optional[float] = None) -> int:
+    def upsert(self, server_id: str, items: Iterable[IndexedItem]) -> int:
         """Write the items that changed (an incremental refresh); returns the item count after.
 
         An item's rows are rewritten whole. Another item still holding one of its
@@ -320,9 +320,14 @@ class ItemIndex:
         with self._tx() as con:
             count = self._count(con, server_id)
             self._meta(con, server_id)
-            con.execute("UPDATE meta SET refreshed_at = ?, item_count = ?, last_error = NULL, last_error_at = NULL, "
-                        "since = ? WHERE server_id = ?", (self._clock(), count, since, server_id))
+            con.execute("UPDATE meta SET refreshed_at = ?, item_count = ?, last_error = NULL, last_error_at = NULL "
+                        "WHERE server_id = ?", (self._clock(), count, server_id))
         return count
+
+    def set_since(self, server_id: str, since: Optional[float]) -> None:
+        """Where the next incremental refresh starts (the server's time)."""
+        with self._tx() as con:
+            con.execute("UPDATE meta SET since = ? WHERE server_id = ?", (since, server_id))
 
     def _upsert_batch(self, server_id: str, items: List[IndexedItem]) -> None:
         if not items:
@@ -361,7 +366,8 @@ class ItemIndex:
         """
         started = time.monotonic()
         try:
-            count = self.replace(server_id, backend.iter_items(page_size=page_size))
+            items = backend.iter_items(page_size=page_size) if page_size else backend.iter_items()
+            count = self.replace(server_id, items)
         except Exception as e:
             self.record_error(server_id, _describe(e))
             raise
@@ -421,11 +427,16 @@ class ItemIndex:
         """Items with a file whose key is ``key`` (``fold``: compared without case)."""
         column = "path_fold" if fold else "path_key"
         rows = self._conn().execute(
-            "SELECT DISTINCT item_id FROM paths WHERE server_id = ? AND %s = ?" % column,
+            "SELECT item_id FROM paths WHERE server_id = ? AND %s = ?" % column,
             (server_id, key.casefold() if fold else key)).fetchall()
-        return sorted(r[0] for r in rows)  # sorted here: ORDER BY would steer SQLite off the index
+        # deduplicated and sorted here: DISTINCT or ORDER BY would steer SQLite off the key's index
+        return sorted({r[0] for r in rows})
 
-    def by_provider(self, server_id: str, provider: str, value: str) -> List[Candidate]:
+    def by_provider(self, server_id: str, provider: str, value: str) -> List[str]:
+        return [c.item_id for c in self.candidates(server_id, provider, value)]
+
+    def candidates(self, server_id: str, provider: str, value: str) -> List[Candidate]:
+        """The items carrying a provider id, with their kinds."""
         pv = normalize_provider(provider, value)
         if pv is None:
             return []
