@@ -8,9 +8,11 @@ uncertain (ambiguous, contradicting, unknown) is no match with the reason: a
 change is never sent to an item that might be the wrong one. No title or
 fuzzy matching.
 
-The index answers only for the server it was fetched from: before it is used,
-the server is asked who it is (at most once per ``identity_ttl``), and another
-server at the same address drops the rows and starts a full refresh.
+The index answers only for the server it was fetched from: before each answer
+the server is asked who it is (one small request: ``/identity`` or
+``/System/Info/Public``; ``identity_ttl`` > 0 lets answers within that many
+seconds share one), and another server at the same address drops the rows and
+starts a full refresh. When the server cannot be asked, nothing is answered.
 
 Refresh policy: answers come from the index. A stale index (older than
 ``max_age``) is refreshed in the background without waiting. A miss that a
@@ -98,7 +100,7 @@ def _age(seconds: float) -> str:
 class Identifier:
     def __init__(self, config: Config, backends: Mapping[str, object], index: ItemIndex, *,
                  max_age: float = 1800.0, miss_wait: float = 20.0, min_refresh_interval: float = 60.0,
-                 page_size: Optional[int] = None, clock=time.time, identity_ttl: float = 60.0,
+                 page_size: Optional[int] = None, clock=time.time, identity_ttl: float = 0.0,
                  on_progress: Optional[Callable[[RefreshProgress], None]] = None):
         self.config = config
         self.backends = backends
@@ -291,7 +293,7 @@ class Identifier:
         if identity_of is None:
             return None  # no connection to check with (and none to send changes through)
         seen = self._verified_at.get(server.id)
-        if seen is not None and time.monotonic() - seen < self.identity_ttl:
+        if seen is not None and self.identity_ttl > 0 and time.monotonic() - seen < self.identity_ttl:
             return None
         try:
             identity = identity_of()
