@@ -53,7 +53,9 @@ def test_plex_path_through_mapping_after_one_paged_refresh(plex, tmp_path):
     # the next file is answered from the index, no more requests
     plex.clear_log()
     r = ident.identify(MediaRef(path="/mnt/nas/TV/Show/Season 01/Show - S01E03.mkv"))
-    assert (r["plex"].item_id, r["plex"].method) == ("203", "path") and plex.requests == []
+    # (one small request first: is this still the server the index came from?)
+    assert (r["plex"].item_id, r["plex"].method) == ("203", "path")
+    assert [q.path for q in plex.requests] == ["/identity"]
     backend.close()
 
 
@@ -88,8 +90,8 @@ def test_plex_provider_ids(plex, tmp_path):
     assert (r["plex"].item_id, r["plex"].method) == ("203", "provider_id")
     assert listings(plex)
     # the show's own tvdb id: shows are not playable, so not in the index
-    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"tvdb": "70000"}))
-    assert r["plex"].item_id is None and "no item with tvdb 70000" in r["plex"].reason
+    r = ident.identify(MediaRef(path="/home/me/x.mkv", provider_ids={"tvdb": "70000"}, kind="episode"))
+    assert r["plex"].item_id is None and "no episode item with tvdb 70000" in r["plex"].reason
     # a duplicate on the server makes the id ambiguous
     plex.library.add_item(Item(rating_key="150", section="1", type="movie", title="Movie 1 (copy)",
                                duration=660_000, parts=[(1500, "/srv/media/Movies/copy.mkv")],
@@ -126,14 +128,15 @@ def test_plex_down_keeps_the_index_and_says_so(plex, tmp_path):
     plex.go_down()
     clock.t += 3600  # stale: a refresh is tried (and fails) in the background
     r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
-    assert r["plex"].item_id == "102"
+    # it may come back as another server (a reinstall is downtime): the old rows answer nothing meanwhile
+    assert r["plex"].item_id is None and "cannot check which server answers" in r["plex"].reason
     assert ident.close(timeout=10)
     err = index.info("plex").last_error
     assert err and plex.token not in err
-    clock.t += 120
-    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Gone.mkv"), wait=5)
-    assert r["plex"].item_id is None and "last refresh failed" in r["plex"].reason
-    plex.come_back()
+    assert index.info("plex").item_count == 7  # the rows are kept
+    plex.come_back()  # the same server again: its rows answer
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
+    assert r["plex"].item_id == "102"
     backend.close()
 
 
@@ -189,7 +192,7 @@ def test_jellyfin_url_path_and_ids(tmp_path, version):
         # Kodi playing from the share directly
         r = ident.identify(MediaRef(path="smb://nas/tv/Show/S01E01.mkv"))
         assert (r["jellyfin"].item_id, r["jellyfin"].method) == (ep, "path")
-        r = ident.identify(MediaRef(path="/elsewhere/b.mkv", provider_ids={"tmdb": "10378"}))
+        r = ident.identify(MediaRef(path="/elsewhere/b.mkv", provider_ids={"tmdb": "10378"}, kind="movie"))
         assert (r["jellyfin"].item_id, r["jellyfin"].method) == (bunny, "provider_id")
         r = ident.identify(MediaRef(path="/mnt/media2/Movies/Bunny.mkv"))
         assert r["jellyfin"].reason == "no path mapping covers /mnt/media2/Movies/Bunny.mkv"

@@ -58,7 +58,8 @@ def test_replace_and_lookups(tmp_path):
     assert idx.by_provider("jf", "IMDb", "TT0234215") == ["b"]
     assert idx.by_provider("jf", "tvdb", "") == []
     assert idx.get("jf", "a") == IndexedItem("a", "A", r"D:\Media\Movies\A.mkv",
-                                              {"imdb": "tt0133093", "tmdb": "603"}, 8_160_000)
+                                              {"imdb": "tt0133093", "tmdb": "603"}, 8_160_000,
+                                              paths=(r"D:\Media\Movies\A.mkv",))
     assert idx.by_provider("other", "imdb", "tt0133093") == []  # servers never mix
 
 

@@ -66,21 +66,21 @@ def env(tmp_path):
         IndexedItem("j4", "Dup B", "/srv/media/dup/b.mkv", {"imdb": "tt0000009"}),
     ])
     index.replace("emby", [
-        IndexedItem("e1", "Film", r"D:\Media\Movies\Film (1999)\Film.mkv", {"imdb": "tt0133093"}),
-        IndexedItem("e2", "Ep", r"D:\Media\TV\Show\S01E01.mkv", {"tvdb": "555", "imdb": "tt7"}),
+        IndexedItem("e1", "Film", r"D:\Media\Movies\Film (1999)\Film.mkv", {"imdb": "tt0133093"}, kind="movie"),
+        IndexedItem("e2", "Ep", r"D:\Media\TV\Show\S01E01.mkv", {"tvdb": "555", "imdb": "tt7"}, kind="episode"),
     ])
     index.replace("plex", [
-        IndexedItem("101", "Film", "/data/Film.mkv", {"imdb": "tt0133093", "tmdb": "603"}),
-        IndexedItem("102", "Ep", "/data/S01E01.mkv", {"tvdb": "555"}),
-        IndexedItem("103", "Series-ish", "/data/x.mkv", {"tvdb": "555"}),
+        IndexedItem("101", "Film", "/data/Film.mkv", {"imdb": "tt0133093", "tmdb": "603"}, kind="movie"),
+        IndexedItem("102", "Ep", "/data/S01E01.mkv", {"tvdb": "555"}, kind="episode"),
+        IndexedItem("103", "Series-ish", "/data/x.mkv", {"tvdb": "555"}, kind="episode"),
     ])
     config = Config(servers=(JF, WIN, PLEX, OFF))
     ident = Identifier(config, {}, index, clock=clock, miss_wait=0)
     return ident, index, clock
 
 
-def ident_of(env, path, ids=None):
-    return env[0].identify(MediaRef(path=path, provider_ids=ids or {}))
+def ident_of(env, path, ids=None, kind=""):
+    return env[0].identify(MediaRef(path=path, provider_ids=ids or {}, kind=kind))
 
 
 def test_local_path_through_each_servers_mapping(env):
@@ -113,12 +113,19 @@ def test_provider_ids_when_no_path_matches(env):
 
 
 def test_path_wins_over_provider_ids(env):
-    r = ident_of(env, "/mnt/media/Movies/Other.mkv", {"imdb": "tt0133093"})
+    r = ident_of(env, "/mnt/media/Movies/Other.mkv", {"tvdb": "1"})
     assert (r["jf"].item_id, r["jf"].method) == ("j2", "path")
 
 
+def test_player_ids_contradicting_the_path_item_refuse_it(env):
+    # the file at that path is "Other" (tt0000002); the player says it plays tt0133093
+    r = ident_of(env, "/mnt/media/Movies/Other.mkv", {"imdb": "tt0133093"})
+    assert r["jf"].item_id is None
+    assert "provider ids disagree: item j2 has imdb tt0000002, the player says tt0133093" in r["jf"].reason
+
+
 def test_shared_provider_id_is_ambiguous(env):
-    r = ident_of(env, "/elsewhere/x.mkv", {"tvdb": "555"})
+    r = ident_of(env, "/elsewhere/x.mkv", {"tvdb": "555"}, kind="episode")
     assert r["plex"].item_id is None
     assert r["plex"].reason.endswith("ambiguous: 2 items share tvdb 555")
     r = ident_of(env, "/elsewhere/x.mkv", {"imdb": "tt0000009"})
@@ -129,8 +136,8 @@ def test_contradicting_provider_ids_never_match(env):
     # tvdb alone would be ambiguous on Plex; imdb names 101 but 101 has tmdb 603, not 999
     r = ident_of(env, "/elsewhere/x.mkv", {"imdb": "tt0133093", "tmdb": "999"})
     assert r["plex"].item_id is None and "provider ids disagree" in r["plex"].reason
-    # two ids naming two different items
-    r = ident_of(env, "/elsewhere/x.mkv", {"imdb": "tt0133093", "tvdb": "555"})
+    # two ids naming two different items (of the kind the player plays)
+    r = ident_of(env, "/elsewhere/x.mkv", {"imdb": "tt0133093", "tvdb": "555"}, kind="episode")
     assert r["emby"].item_id is None and "provider ids disagree" in r["emby"].reason
 
 
@@ -145,6 +152,7 @@ def test_unknown_everything_says_why(env):
 
 def test_stream_url_wins_and_other_servers_never_match_it(env):
     url = "http://127.0.0.1:8096/Videos/%s/stream.mkv?Static=true&api_key=SECRETTOKEN" % GUID.upper()
+    env[1].remember_check("jf", GUID, "movie")  # the server confirmed the item earlier (cached with the index)
     r = ident_of(env, url)
     assert (r["jf"].item_id, r["jf"].method) == (GUID, "url")
     assert r["emby"] == Match(None, None, "played from the URL of another server (jf)")

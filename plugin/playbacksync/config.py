@@ -17,6 +17,7 @@ class PathMapping:
 
     local: str
     remote: str
+    ignore_case: bool = False  # the server's side compares names without case (a Windows or SMB share)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,16 @@ class JellyfinFake(MediaBrowserFake):
     def bad_credentials(self):
         return json_response({"message": "Invalid username or password entered."}, 401)
 
+    def saved_since(self, args, items):
+        # SqliteItemRepository.cs:3557-3566 at v10.8.13 (same in 10.9/10.10): minDateLastSaved adds
+        # "DateLastSaved>=@MinDateLastSavedForUser" but binds another name, so alone it compares with
+        # NULL and matches nothing; minDateLastSavedForUser binds the name both clauses read.
+        for_user = args.get("minDateLastSavedForUser")
+        if args.get("minDateLastSaved") and not for_user and _vt(self.version) < (10, 11):
+            return []
+        since = for_user or args.get("minDateLastSaved")
+        return items if not since else [i for i in items if i.saved_at >= parse_iso(since)]
+
     def played_date(self, req, played):
         return (parse_iso(req.args.get("datePlayed")) if played else None), None
 

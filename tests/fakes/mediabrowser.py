@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 from .base import FakeServer, json_response
 
 TICKS_PER_SECOND = 10_000_000
+FOLDER_TYPES = ("Series", "Season", "Folder", "BoxSet", "CollectionFolder")
 
 
 @dataclass
@@ -65,6 +66,8 @@ class FakeItem:
     provider_ids: Dict[str, str] = field(default_factory=dict)
     runtime_ticks: Optional[int] = None
     type: str = "Movie"
+    extra_paths: List[str] = field(default_factory=list)  # other versions (MediaSources)
+    saved_at: float = 0.0  # DateLastSaved: when the server last wrote the item (epoch s)
 
 
 @dataclass(frozen=True)
@@ -148,12 +151,19 @@ class MediaBrowserFake(FakeServer):
             self.tokens.pop(token, None)
 
     def add_item(self, name: str, path: str = "", provider_ids: Optional[Dict[str, str]] = None,
-                 runtime_s: Optional[float] = 3600.0, type: str = "Movie", item_id: Optional[str] = None) -> str:
+                 runtime_s: Optional[float] = 3600.0, type: str = "Movie", item_id: Optional[str] = None,
+                 extra_paths: Optional[List[str]] = None) -> str:
         iid = item_id or self.new_item_id()
         ticks = None if runtime_s is None else int(runtime_s * TICKS_PER_SECOND)
         with self.lock:
-            self.items[iid] = FakeItem(iid, name, path, dict(provider_ids or {}), ticks, type)
+            self.items[iid] = FakeItem(iid, name, path, dict(provider_ids or {}), ticks, type,
+                                       list(extra_paths or ()), self.now())
         return iid
+
+    def update_item(self, item_id: str, **changes) -> None:
+        """Change an item as a library scan would; the server stamps DateLastSaved."""
+        with self.lock:
+            self.items[item_id] = replace(self.items[item_id], **changes, saved_at=self.now())
 
     def remove_item(self, item_id: str) -> None:
         with self.lock:
@@ -256,14 +266,21 @@ class MediaBrowserFake(FakeServer):
 
     def item_json(self, uid: str, item: FakeItem, fields: Optional[set] = None) -> dict:
         """An item as the servers list it; Path and ProviderIds only when asked (or for a single item)."""
+        folder = item.type in FOLDER_TYPES
         out = {"Name": item.name, "ServerId": self.server_id, "Id": item.id, "Type": item.type,
-               "IsFolder": False, "MediaType": "Video", "UserData": self.user_data_json(uid, item.id)}
+               "IsFolder": folder, "MediaType": "Unknown" if folder else "Video",
+               "UserData": self.user_data_json(uid, item.id)}
         if item.runtime_ticks is not None:
             out["RunTimeTicks"] = item.runtime_ticks
         if fields is None or "Path" in fields:
             out["Path"] = item.path
         if fields is None or "ProviderIds" in fields:
             out["ProviderIds"] = dict(item.provider_ids)
+        if (fields is None or "MediaSources" in fields) and not folder and item.path:
+            # One source per version, each with its file (DtoService.cs:211-214 at v10.8.13).
+            out["MediaSources"] = [{"Id": item.id if n == 0 else "%s%02d" % (item.id[:30], n), "Path": p,
+                                    "Protocol": "File", "Type": "Default", "Name": item.name}
+                                   for n, p in enumerate([item.path] + item.extra_paths)]
         return out
 
     def unauthorized(self) -> Response:
@@ -306,6 +323,11 @@ class MediaBrowserFake(FakeServer):
     def filter_items(self, args, items: List[FakeItem]) -> List[FakeItem]:
         """Filters beyond ids and types that a server offers."""
         return items
+
+    def saved_since(self, args, items: List[FakeItem]) -> List[FakeItem]:
+        """The MinDateLastSaved filter (Emby: as documented)."""
+        since = args.get(self.qname("minDateLastSaved"))
+        return items if not since else [i for i in items if i.saved_at >= parse_iso(since)]
 
     def played_date(self, req: Request, played: bool):
         """(epoch seconds or None, error response) from a mark-played request."""
@@ -451,7 +473,7 @@ class MediaBrowserFake(FakeServer):
         types = self.list_arg(a, n("includeItemTypes"))
         if types:
             items = [i for i in items if i.type in types]
-        items = self.filter_items(a, items)
+        items = self.saved_since(a, self.filter_items(a, items))
         start = int(a.get(n("startIndex")) or 0)
         limit = int(a[n("limit")]) if a.get(n("limit")) else None
         return self.page(uid, items, start, limit, set(self.list_arg(a, n("fields"))))

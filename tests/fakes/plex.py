@@ -41,6 +41,7 @@ class FakePlex(FakeServer):
         super().__init__(**kw)
         self.library = PlexLibrary()
         self.friendly_name = friendly_name
+        self.machine_id = MACHINE_ID  # the identity the server gives itself; a reinstall makes a new one
         self.token = token
         self.library.add_user(token, "owner")
         if seed:
@@ -95,14 +96,14 @@ class FakePlex(FakeServer):
     # --- handlers ----------------------------------------------------------------------
     def identity(self, req):
         # Answers without a token, as Plex does.
-        return self._answer(req, {"size": 0, "claimed": True, "machineIdentifier": MACHINE_ID,
+        return self._answer(req, {"size": 0, "claimed": True, "machineIdentifier": self.machine_id,
                                   "version": VERSION})
 
     def root(self, req):
         if not self._user(req):
             return self._unauthorized()
         return self._answer(req, {
-            "size": 1, "friendlyName": self.friendly_name, "machineIdentifier": MACHINE_ID,
+            "size": 1, "friendlyName": self.friendly_name, "machineIdentifier": self.machine_id,
             "version": VERSION, "platform": "Linux", "myPlex": True,
             "Directory": [{"key": "library", "title": "library", "count": 1}],
         })
@@ -127,6 +128,11 @@ class FakePlex(FakeServer):
             return self._plain(400, "Bad Request")
         items = [i for i in self.library.items.values()
                  if i.section == sectionId and TYPE_NUMBERS.get(i.type) == want]
+        # Filter syntax of the listing (as python-plexapi's library search writes it): "updatedAt>>=N"
+        # arrives as the parameter "updatedAt>>" and keeps items updated after N.
+        after = _int(req.args.get("updatedAt>>"))
+        if after is not None:
+            items = [i for i in items if i.updated() > after]
         items.sort(key=lambda i: int(i.rating_key))
         total = len(items)
         start = max(0, _int(req.args.get("X-Plex-Container-Start")) or 0)

@@ -47,6 +47,11 @@ class Item:
     guids: List[str] = field(default_factory=list)
     show_title: str = ""
     added_at: int = 1_600_000_000
+    versions: List[List[Tuple[int, str]]] = field(default_factory=list)  # more Media (other versions)
+    updated_at: int = 0  # when the server last changed the item; 0: when added
+
+    def updated(self) -> int:
+        return self.updated_at or self.added_at
 
 
 @dataclass
@@ -180,13 +185,15 @@ class PlexLibrary:
             data["grandparentRatingKey"] = "200"
         if guids and item.guids:
             data["Guid"] = [{"id": g} for g in item.guids]
+        data["updatedAt"] = item.updated()
         if item.parts:
+            # One Media per version, one Part per file of it (cd1, cd2).
             data["Media"] = [{
-                "id": item.parts[0][0] + 5000, "duration": item.duration, "container": "mkv",
+                "id": parts[0][0] + 5000, "duration": item.duration, "container": "mkv",
                 "Part": [{"id": pid, "key": f"/library/parts/{pid}/{item.added_at}/file.mkv",
                           "file": path, "duration": item.duration, "container": "mkv"}
-                         for pid, path in item.parts],
-            }]
+                         for pid, path in parts],
+            } for parts in [item.parts] + item.versions]
         st = self.state(token, item.rating_key)
         # Plex leaves out the attributes it has no value for.
         if st.view_offset:

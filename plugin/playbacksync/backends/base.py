@@ -7,7 +7,7 @@ change as failed with the server's message kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 from ..changes import Change
 
@@ -66,6 +66,23 @@ class IndexedItem:
     path: str = ""  # the file path as the server sees it
     provider_ids: Dict[str, str] = field(default_factory=dict)  # lower-case keys: imdb, tmdb, tvdb
     duration_ms: Optional[int] = None
+    # What the item is: "movie" | "episode" | "video" (playable, kind unknown) | "series" |
+    # "season" | "folder" | "other" (not playable). Provider ids only compare within a kind.
+    kind: str = ""
+    # Every file of the item: each part (cd1/cd2) and each version. ``path`` is the first.
+    paths: Tuple[str, ...] = ()
+    part_ids: Tuple[str, ...] = ()  # Plex media parts (stream URLs name them)
+    updated_at: Optional[float] = None  # the server's last-saved time (epoch s), for incremental refreshes
+
+    @property
+    def playable(self) -> bool:
+        return self.kind in PLAYABLE_KINDS
+
+    def all_paths(self) -> Tuple[str, ...]:
+        return self.paths or ((self.path,) if self.path else ())
+
+
+PLAYABLE_KINDS = ("movie", "episode", "video")
 
 
 class Backend:
@@ -91,9 +108,28 @@ class Backend:
         """One item by id, or None when the server has no such item."""
         raise NotImplementedError
 
-    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        """Every playable item with its path and provider ids, fetched page by page."""
+    # Listing pages: no server documents a maximum page size; pages of this many items
+    # keep one answer in the low megabytes while 100,000 items take 100 requests.
+    page_size: int = 1000
+
+    def identity(self) -> str:
+        """The id the server gives itself (Jellyfin/Emby ServerId, Plex machineIdentifier).
+
+        The item index is tied to it: another server behind the same address has other item ids.
+        """
         raise NotImplementedError
+
+    def iter_items(self, page_size: Optional[int] = None, *,
+                   since: Optional[float] = None) -> Iterator[IndexedItem]:
+        """Every playable item with its paths and provider ids, fetched page by page.
+
+        ``since`` (epoch seconds of the server's clock): only items saved since then.
+        """
+        raise NotImplementedError
+
+    def count_items(self) -> Optional[int]:
+        """How many playable items the server lists (None: cannot tell cheaply)."""
+        return None
 
     def close(self) -> None:
         """Release the HTTP session."""

@@ -15,8 +15,9 @@ from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
 from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
-from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request)
+from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc,
+                           item_state, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
+                           sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -104,16 +105,30 @@ class EmbyBackend(Backend):
         except NotFoundError:
             return None
 
+    def identity(self) -> str:
+        d = need_json_dict(self.http.request("GET", "/System/Info/Public"), "GET /System/Info/Public")
+        return str(d.get("Id") or "")
+
+    def _list(self, extra: Dict[str, object]) -> dict:
+        params = {"Recursive": "true", "IncludeItemTypes": ",".join(PLAYABLE_TYPES), "EnableUserData": "false",
+                  **extra}
+        return need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
+
     def _query(self, extra: Dict[str, object], page_size: int) -> Iterator[IndexedItem]:
         def fetch(start: int) -> dict:
-            params = {"Recursive": "true", "Fields": "ProviderIds,Path", "IncludeItemTypes": ",".join(PLAYABLE_TYPES),
-                      "SortBy": "SortName", "StartIndex": start, "Limit": page_size, "EnableUserData": "false", **extra}
-            return need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")
+            return self._list({"Fields": ",".join(LIST_FIELDS), "SortBy": "SortName", "StartIndex": start,
+                               "Limit": page_size, **extra})
 
         yield from paged_items(fetch, page_size)
 
-    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        return self._query({}, page_size)
+    def iter_items(self, page_size: Optional[int] = None, *,
+                   since: Optional[float] = None) -> Iterator[IndexedItem]:
+        extra = {} if since is None else {"MinDateLastSaved": iso_utc(since)}
+        return self._query(extra, page_size or self.page_size)
+
+    def count_items(self) -> Optional[int]:
+        total = self._list({"Limit": 0}).get("TotalRecordCount")
+        return total if isinstance(total, int) else None
 
     def find_items(self, *, provider_ids: Optional[Dict[str, str]] = None, path: Optional[str] = None,
                    limit: int = 50) -> List[IndexedItem]:

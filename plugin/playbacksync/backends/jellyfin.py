@@ -22,9 +22,9 @@ from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
 from .http import HttpClient, NotFoundError
-from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request,
-                           ticks_to_ms, version_tuple)
+from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc,
+                           item_state, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
+                           since_param, sign_in_request, ticks_to_ms, version_tuple)
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +133,30 @@ class JellyfinBackend(Backend):
             return None
         return indexed_item(d)
 
-    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        uid = self._uid()
+    def identity(self) -> str:
+        d = need_json_dict(self.http.request("GET", "/System/Info/Public"), "GET /System/Info/Public")
+        return str(d.get("Id") or "")
+
+    def _list_params(self, since: Optional[float]) -> dict:
+        return {"userId": self._uid(), "recursive": "true", "includeItemTypes": list(PLAYABLE_TYPES),
+                "enableUserData": "false", **since_param(since)}
+
+    def iter_items(self, page_size: Optional[int] = None, *,
+                   since: Optional[float] = None) -> Iterator[IndexedItem]:
+        size = page_size or self.page_size
+        base = dict(self._list_params(since), fields=list(LIST_FIELDS), sortBy=["SortName"], limit=size)
 
         def fetch(start: int) -> dict:
-            params = {"userId": uid, "recursive": "true", "fields": ["ProviderIds", "Path"],
-                      "includeItemTypes": list(PLAYABLE_TYPES), "sortBy": ["SortName"],
-                      "startIndex": start, "limit": page_size, "enableUserData": "false"}
+            params = dict(base, startIndex=start)
             return need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
 
-        yield from paged_items(fetch, page_size)
+        yield from paged_items(fetch, size)
+
+    def count_items(self) -> Optional[int]:
+        d = need_json_dict(self.http.request("GET", "/Items", params=dict(self._list_params(None), limit=0)),
+                           "GET /Items")
+        total = d.get("TotalRecordCount")
+        return total if isinstance(total, int) else None
 
     def close(self) -> None:
         self.http.close()

@@ -17,6 +17,10 @@ from .http import HttpClient, register_secret
 TICKS_PER_MS = 10_000  # 10,000,000 ticks per second
 CLIENT_NAME = "Playback Sync"
 PLAYABLE_TYPES = ("Movie", "Episode", "Video", "MusicVideo")
+_KINDS = {"movie": "movie", "episode": "episode", "video": "video", "musicvideo": "video",
+          "series": "series", "season": "season"}
+# Listing fields: paths of every version (MediaSources), ids, and the save date incremental refreshes filter on.
+LIST_FIELDS = ("ProviderIds", "Path", "MediaSources", "DateLastSaved")
 
 
 def ms_to_ticks(ms: Optional[int]) -> int:
@@ -63,11 +67,43 @@ def provider_ids(raw: Any) -> Dict[str, str]:
     return {str(k).lower(): str(v) for k, v in raw.items() if v not in (None, "")}
 
 
+def item_kind(d: dict) -> str:
+    kind = _KINDS.get(str(d.get("Type") or "").lower())
+    if kind:
+        return kind
+    return "folder" if d.get("IsFolder") else "other"
+
+
+def item_paths(d: dict) -> Tuple[str, ...]:
+    """The item's own path, then each media source's (versions, stacked parts), once each."""
+    found = [str(d.get("Path") or "")]
+    for source in d.get("MediaSources") or ():
+        if isinstance(source, dict) and source.get("Path") and source.get("Protocol", "File") == "File":
+            found.append(str(source["Path"]))
+    return tuple(dict.fromkeys(p for p in found if p))
+
+
 def indexed_item(d: dict) -> IndexedItem:
     rt = d.get("RunTimeTicks")
-    return IndexedItem(item_id=str(d.get("Id", "")), name=str(d.get("Name") or ""), path=str(d.get("Path") or ""),
+    paths = item_paths(d)
+    return IndexedItem(item_id=str(d.get("Id", "")), name=str(d.get("Name") or ""),
+                       path=paths[0] if paths else "", paths=paths,
                        provider_ids=provider_ids(d.get("ProviderIds")),
-                       duration_ms=ticks_to_ms(rt) if rt else None)
+                       duration_ms=ticks_to_ms(rt) if rt else None, kind=item_kind(d),
+                       updated_at=parse_date(d.get("DateLastSaved")))
+
+
+def since_param(since: Optional[float]) -> Dict[str, str]:
+    """Jellyfin's "saved since" filter (ISO, UTC) or nothing.
+
+    Both names, same value: Jellyfin 10.8-10.10 bind ``minDateLastSaved`` to a parameter
+    its SQL does not use and compare with ``@MinDateLastSavedForUser`` instead
+    (Emby.Server.Implementations/Data/SqliteItemRepository.cs:3557-3560 at v10.8.13), so
+    alone it matches nothing; with both, both clauses read the same date.
+    """
+    if since is None:
+        return {}
+    return {"minDateLastSaved": iso_utc(since), "minDateLastSavedForUser": iso_utc(since)}
 
 
 def item_state(user_data: Any) -> ItemState:

@@ -34,6 +34,7 @@ LINK_URL = "https://plex.tv/link"  # where the viewer types the PIN code
 # Section type -> the mediaQuery type of its playable items (movie 1, episode 4).
 _LEAF_TYPE = {"movie": 1, "show": 4}
 _PROVIDERS = ("imdb", "tmdb", "tvdb")
+_KINDS = {"movie": "movie", "episode": "episode", "clip": "video", "show": "series", "season": "season"}
 PART_WALK_INTERVAL = 300.0  # seconds between library walks for unknown part ids
 
 
@@ -175,26 +176,34 @@ class PlexBackend(Backend):
         item = self._metadata(str(item_id))
         return self._indexed(item) if item is not None else None
 
-    def iter_items(self, page_size: int = 200) -> Iterator[IndexedItem]:
-        page_size = max(1, int(page_size))
+    def identity(self) -> str:
+        # /identity answers without a token (the cheapest way to ask who this is).
+        return str(self._container("GET", "/identity", auth=False).get("machineIdentifier") or "")
+
+    def iter_items(self, page_size: Optional[int] = None, *,
+                   since: Optional[float] = None) -> Iterator[IndexedItem]:
+        size = max(1, int(page_size or self.page_size))
         sections = self._container("GET", "/library/sections/all").get("Directory") or []
         for section in sections:
             leaf_type = _LEAF_TYPE.get(str(section.get("type")))
             section_id = str(section.get("key") or "")
             if leaf_type is None or not section_id:
                 continue  # music and photo libraries hold nothing a video player syncs
+            params: Dict[str, Any] = {"type": leaf_type, "includeGuids": 1}
+            if since is not None:
+                # Plex's filter syntax: "field>>=value" is field > value; one second less keeps it inclusive.
+                params["updatedAt>>"] = int(since) - 1
             start = 0
             while True:
                 container = self._container(
                     "GET", f"/library/sections/{_quote(section_id)}/all",
-                    {"type": leaf_type, "includeGuids": 1,
-                     "X-Plex-Container-Start": start, "X-Plex-Container-Size": page_size})
+                    {**params, "X-Plex-Container-Start": start, "X-Plex-Container-Size": size})
                 page = [m for m in container.get("Metadata") or [] if isinstance(m, dict)]
                 for item in page:
                     yield self._indexed(item)
                 start += len(page)
                 total = _int(container.get("totalSize"))
-                if not page or (total is not None and start >= total) or (total is None and len(page) < page_size):
+                if not page or (total is not None and start >= total) or (total is None and len(page) < size):
                     break
 
     def item_for_part(self, part_id: Any) -> Optional[str]:
@@ -222,23 +231,30 @@ class PlexBackend(Backend):
     # --- helpers ---------------------------------------------------------
     def _indexed(self, item: Dict[str, Any]) -> IndexedItem:
         rating_key = str(item.get("ratingKey") or "")
-        path = ""
-        for media in item.get("Media") or []:
-            for part in (media or {}).get("Part") or []:
+        paths, parts = [], []
+        for media in item.get("Media") or []:  # each version
+            for part in (media or {}).get("Part") or []:  # each file of it (cd1, cd2)
                 pid = _int((part or {}).get("id"))
                 if pid is not None and rating_key:
                     self._part_items[pid] = rating_key
-                if not path and part.get("file"):
-                    path = str(part["file"])
+                    parts.append(str(pid))
+                if part.get("file"):
+                    paths.append(str(part["file"]))
         title = str(item.get("title") or "")
         if item.get("grandparentTitle"):
             title = f"{item['grandparentTitle']} - {title}"
+        updated = _int(item.get("updatedAt")) or _int(item.get("addedAt"))
+        unique_paths = tuple(dict.fromkeys(paths))
         return IndexedItem(
             item_id=rating_key,
             name=title,
-            path=path,
+            path=unique_paths[0] if unique_paths else "",
+            paths=unique_paths,
+            part_ids=tuple(parts),
             provider_ids=provider_ids(item.get("Guid")),
             duration_ms=_int(item.get("duration")),
+            kind=_KINDS.get(str(item.get("type") or ""), "other"),
+            updated_at=float(updated) if updated else None,
         )
 
 

@@ -1,17 +1,26 @@
 """Which item, on each configured server, is playing.
 
-Order, first that answers wins: the server's own stream URL (exact), then the
-file path through the server's path mappings and the item index, then
-provider ids (imdb/tmdb/tvdb) in the index. Anything uncertain (ambiguous,
-contradicting, unknown) is no match with the reason: a change is never sent
-to an item that might be the wrong one. No title or fuzzy matching.
+Order, first that answers wins: the server's own stream URL (the item id in
+it, confirmed with the server: it exists and is playable), then the file path
+through the server's path mappings and the item index, then provider ids
+(imdb/tmdb/tvdb, per kind of item: see match.py) in the index. Anything
+uncertain (ambiguous, contradicting, unknown) is no match with the reason: a
+change is never sent to an item that might be the wrong one. No title or
+fuzzy matching.
+
+The index answers only for the server it was fetched from: before each answer
+the server is asked who it is (one small request: ``/identity`` or
+``/System/Info/Public``; ``identity_ttl`` > 0 lets answers within that many
+seconds share one), and another server at the same address drops the rows and
+starts a full refresh. When the server cannot be asked, nothing is answered.
 
 Refresh policy: answers come from the index. A stale index (older than
 ``max_age``) is refreshed in the background without waiting. A miss that a
 refresh could fix (a mapped path, or provider ids, not in the index) starts
 one refresh, waits for it at most ``miss_wait`` seconds, and looks again;
 refreshes of one server start at most once per ``min_refresh_interval``, so
-repeated misses never hammer a server. Pass ``wait=0`` to never block.
+repeated misses never hammer a server. Pass ``wait=0`` to never block on a
+refresh. Refreshes are incremental when they can be (refresh.py).
 """
 from __future__ import annotations
 
@@ -19,12 +28,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
+from ..backends.base import PLAYABLE_KINDS
 from ..config import Config, ServerConfig
 from ..tracker.events import MediaRef
 from .index import ItemIndex, _describe, normalize_provider
-from .paths import URL, SplitPath, map_to_server, split_path
+from .kinds import guess_kind, normalize_kind, usable_without_kind
+from .match import contradiction, decide
+from .paths import URL, SplitPath, local_forms, map_to_server
+from .refresh import RefreshProgress, Stopped, refresh_server
 from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
 
 log = logging.getLogger(__name__)
@@ -37,7 +50,11 @@ _MISS = "\x00miss"  # marks a reason a refresh could change
 
 @dataclass(frozen=True)
 class Match:
-    """The item a server holds for what is playing, or None with the reason why not."""
+    """The item a server holds for what is playing, or None with the reason why not.
+
+    ``final``: the miss is definitive (retrying later cannot help, e.g. the URL
+    names a series); False means "waiting to identify".
+    """
 
     item_id: Optional[str]
     method: Optional[str]  # "url" | "path" | "provider_id" | None
@@ -52,8 +69,8 @@ class Match:
         return {"item_id": self.item_id, "method": self.method, "reason": self.reason}
 
 
-class _Stopped(Exception):
-    pass
+class _Final(Exception):
+    """A definitive miss found while matching."""
 
 
 @dataclass
@@ -63,8 +80,10 @@ class _Media:
     media: MediaRef
     is_http: bool
     owners: List[ServerConfig]
-    local: Optional[SplitPath]
+    locals: Tuple[SplitPath, ...]  # the names the file goes by here (symlinks, ..)
     provider_ids: List[Tuple[str, str]]
+    kind: str  # movie | episode | "" (as the host said, else from the file name)
+    host_kind: str  # as the host said
 
 
 def _age(seconds: float) -> str:
@@ -81,7 +100,8 @@ def _age(seconds: float) -> str:
 class Identifier:
     def __init__(self, config: Config, backends: Mapping[str, object], index: ItemIndex, *,
                  max_age: float = 1800.0, miss_wait: float = 20.0, min_refresh_interval: float = 60.0,
-                 page_size: int = 200, clock=time.time):
+                 page_size: Optional[int] = None, clock=time.time, identity_ttl: float = 0.0,
+                 on_progress: Optional[Callable[[RefreshProgress], None]] = None):
         self.config = config
         self.backends = backends
         self.index = index
@@ -89,10 +109,14 @@ class Identifier:
         self.miss_wait = miss_wait
         self.min_refresh_interval = min_refresh_interval
         self.page_size = page_size
+        self.identity_ttl = identity_ttl
+        self.on_progress = on_progress
         self._clock = clock
         self._lock = threading.Lock()
         self._threads: Dict[str, threading.Thread] = {}
         self._last_start: Dict[str, float] = {}
+        self._verified_at: Dict[str, float] = {}  # server id -> when its identity was last confirmed
+        self._progress: Dict[str, RefreshProgress] = {}
         self._stopping = threading.Event()
         self.on_refreshed: List = []  # callback(server_id) after a refresh that succeeded
 
@@ -103,16 +127,24 @@ class Identifier:
 
         ``wait``: how long a miss may wait for a refresh (default ``miss_wait``; 0: never).
         """
+        return self._identify(media, list(self.config.servers), wait)
+
+    def refresh_progress(self) -> Dict[str, RefreshProgress]:
+        """How far each running refresh is (for ``status`` and ``sync``)."""
+        with self._lock:
+            running = {sid for sid, t in self._threads.items() if t.is_alive()}
+            return {sid: p for sid, p in self._progress.items() if sid in running}
+
+    def _identify(self, media: MediaRef, servers: List[ServerConfig], wait: Optional[float]) -> Dict[str, Match]:
         wait = self.miss_wait if wait is None else wait
         try:
             parsed = self._parse(media)
         except Exception as e:  # odd input must not break playback
             log.exception("cannot read what is playing")
-            return {s.id: Match(None, None, "cannot read what is playing: %s" % _describe(e))
-                    for s in self.config.servers}
+            return {s.id: Match(None, None, "cannot read what is playing: %s" % _describe(e)) for s in servers}
         results: Dict[str, Match] = {}
         retry: List[ServerConfig] = []
-        for server in self.config.servers:
+        for server in servers:
             if not server.enabled:
                 results[server.id] = Match(None, None, "server is disabled in the settings")
                 continue
@@ -133,7 +165,7 @@ class Identifier:
                     continue
                 thread.join(max(0.0, deadline - time.monotonic()))
                 results[server.id] = self._safe_match(server, parsed)[0]
-        return {sid: Match(m.item_id, m.method, _describe(m.reason)) for sid, m in results.items()}
+        return {sid: Match(m.item_id, m.method, _describe(m.reason), m.final) for sid, m in results.items()}
 
     def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> Match:
         """The item one server holds for ``media`` (the worker's resolving step). Never raises.
@@ -142,8 +174,10 @@ class Identifier:
         ``wait`` > 0, waits for it at most that long.
         """
         server = self.config.server(server_id)
-        if server is None or not server.enabled:
-            return Match(None, None, "server %s is not configured or is disabled" % server_id)
+        if server is None:  # removed from the settings: waiting cannot help
+            return Match(None, None, "server %s is not in the settings" % server_id, final=True)
+        if not server.enabled:
+            return Match(None, None, "server %s is disabled in the settings" % server_id)
         try:
             parsed = self._parse(media)
         except Exception as e:
@@ -157,16 +191,16 @@ class Identifier:
                 match = self._safe_match(server, parsed)[0]
         elif match.item_id is not None:
             self._refresh_if_stale(server.id)
-        return Match(match.item_id, match.method, _describe(match.reason))
+        return Match(match.item_id, match.method, _describe(match.reason), match.final)
 
     def refresh(self, server_id: Optional[str] = None, *, wait: bool = True,
-                timeout: Optional[float] = None) -> Dict[str, Optional[str]]:
+                timeout: Optional[float] = None, full: bool = False) -> Dict[str, Optional[str]]:
         """Refresh the index of one or every enabled server now (ignores the interval).
 
         Returns per server None when it refreshed, else the error (or "still running").
         """
         ids = [server_id] if server_id else [s.id for s in self.config.enabled_servers()]
-        threads = {sid: self._start_refresh(sid, force=True) for sid in ids}
+        threads = {sid: self._start_refresh(sid, force=True, full=full) for sid in ids}
         out: Dict[str, Optional[str]] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         for sid, thread in threads.items():
@@ -199,7 +233,8 @@ class Identifier:
         times = [t for t in (self._last_start.get(server_id), info.refreshed_at, info.last_error_at) if t]
         return max(times) if times else None
 
-    def _start_refresh(self, server_id: str, *, force: bool = False) -> Optional[threading.Thread]:
+    def _start_refresh(self, server_id: str, *, force: bool = False,
+                       full: bool = False) -> Optional[threading.Thread]:
         """The running refresh of a server, a new one, or None (no backend, or too soon)."""
         if self._stopping.is_set():
             return None
@@ -215,7 +250,7 @@ class Identifier:
             if not force and last is not None and now - last < self.min_refresh_interval:
                 return None
             self._last_start[server_id] = now
-            thread = threading.Thread(target=self._run_refresh, args=(server_id, backend),
+            thread = threading.Thread(target=self._run_refresh, args=(server_id, backend, full),
                                       name="index-refresh-%s" % server_id, daemon=True)
             self._threads[server_id] = thread
             thread.start()
@@ -243,27 +278,56 @@ class Identifier:
         if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
             self._safe_start(server_id)
 
-    def _run_refresh(self, server_id: str, backend) -> None:
-        stopping = self._stopping
+    def _report(self, progress: RefreshProgress) -> None:
+        with self._lock:
+            self._progress[progress.server_id] = progress
+        if self.on_progress is not None:
+            try:
+                self.on_progress(progress)
+            except Exception:
+                log.exception("progress callback failed")
 
-        class _Stoppable:  # lets close() end a long walk between items
-            def iter_items(self, page_size=200):
-                for item in backend.iter_items(page_size=page_size):
-                    if stopping.is_set():
-                        raise _Stopped("stopped")
-                    yield item
-
+    def _run_refresh(self, server_id: str, backend, full: bool) -> None:
         try:
-            self.index.refresh(server_id, _Stoppable(), page_size=self.page_size)
-            for callback in list(self.on_refreshed):
-                try:
-                    callback(server_id)
-                except Exception:
-                    log.exception("a callback after the index refresh of %s failed", server_id)
-        except _Stopped:
+            refresh_server(self.index, server_id, _Paged(backend, self.page_size), stopping=self._stopping,
+                           progress=self._report, clock=self._clock, force_full=full)
+            if getattr(backend, "identity", None) is not None:
+                self._verified_at[server_id] = time.monotonic()
+        except Stopped:
             log.info("index refresh of %s stopped; old rows kept", server_id)
+            return
         except Exception as e:
             log.warning("index refresh of %s failed: %s", server_id, _describe(e))
+            try:
+                self.index.record_error(server_id, _describe(e))
+            except Exception:
+                log.exception("cannot record the failed refresh of %s", server_id)
+            return
+        for callback in list(self.on_refreshed):  # e.g. the worker's lane retries what waits to be identified
+            try:
+                callback(server_id)
+            except Exception:
+                log.exception("a callback after the index refresh of %s failed", server_id)
+
+    # -- who answers -----------------------------------------------------------------
+
+    def _check_identity(self, server: ServerConfig) -> Optional[str]:
+        """None when the index may answer for this server, else why not."""
+        backend = self.backends.get(server.id)
+        identity_of = getattr(backend, "identity", None)
+        if identity_of is None:
+            return None  # no connection to check with (and none to send changes through)
+        seen = self._verified_at.get(server.id)
+        if seen is not None and self.identity_ttl > 0 and time.monotonic() - seen < self.identity_ttl:
+            return None
+        try:
+            identity = identity_of()
+        except Exception as e:
+            return "cannot check which server answers at %s: %s" % (safe_url(server.url), _describe(e))
+        if identity and self.index.bind_identity(server.id, identity):
+            self._start_refresh(server.id, force=True, full=True)
+        self._verified_at[server.id] = time.monotonic()
+        return None
 
     # -- matching --------------------------------------------------------------------
 
@@ -278,17 +342,27 @@ class Identifier:
                 ids.append(pv)
         order = {p: i for i, p in enumerate(_PROVIDER_ORDER)}
         ids.sort(key=lambda pv: (order.get(pv[0], len(order)), pv))
-        return _Media(media, is_http, owners(path, servers) if is_http else [], split_path(path), ids)
+        host_kind = normalize_kind(getattr(media, "kind", ""))
+        kind = host_kind
+        if not kind and path and any(not usable_without_kind(*pv) for pv in ids):
+            kind = guess_kind(path)  # only when an id needs it: guessit is slow to load
+        forms = () if is_http else local_forms(path)
+        return _Media(media, is_http, owners(path, servers) if is_http else [], forms, ids, kind, host_kind)
 
     def _safe_match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         try:
             return self._match(server, m)
+        except _Final as e:
+            return Match(None, None, str(e), final=True), False
         except Exception as e:
             log.exception("identification for %s failed", server.id)
             return Match(None, None, "identification failed: %s" % _describe(e)), False
 
     def _match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         """(match, whether a refresh could turn this miss into a match)."""
+        unsure = self._check_identity(server)
+        if unsure:
+            return Match(None, None, unsure), False
         why: List[str] = []
         if m.is_http:
             found = self._by_url(server, m, why)
@@ -324,9 +398,37 @@ class Identifier:
         if ref is None:
             why.append("URL %s of this server names no playable %s item" % (safe_url(url), server.type))
             return None
-        if ref.kind == "item":
-            return Match(ref.id, URL_METHOD, "stream URL %s" % ref.route)
-        return self._plex_part(server, ref.id, why)
+        if ref.kind == "part":
+            return self._plex_part(server, ref.id, why)
+        kind = self._url_item_kind(server, ref.id, why)
+        if kind is None:
+            return None
+        if kind not in PLAYABLE_KINDS and kind != "":
+            raise _Final("stream URL %s names item %s, a %s, not a playable item" % (ref.route, ref.id, kind))
+        return Match(ref.id, URL_METHOD, "stream URL %s" % ref.route)
+
+    def _url_item_kind(self, server: ServerConfig, item_id: str, why: List[str]) -> Optional[str]:
+        """The kind of an item named by a stream URL, asked of the server once (then cached
+        with the index); None, with the reason in ``why``, when it has no such item."""
+        kind = self.index.kind_of(server.id, item_id)
+        if kind is None:
+            backend = self.backends.get(server.id)
+            get_item = getattr(backend, "get_item", None)
+            if get_item is None:
+                why.append("item %s of the stream URL cannot be checked: no connection to this server" % item_id)
+                return None
+            try:
+                item = get_item(item_id)
+            except Exception as e:
+                why.append("item %s of the stream URL: checking it failed: %s" % (item_id, _describe(e)))
+                return None
+            kind = None if item is None else (item.kind or "")
+            self.index.remember_check(server.id, item_id, kind)
+            kind = "missing" if kind is None else kind
+        if kind == "missing":
+            why.append("the server has no item %s (named by the stream URL)" % item_id)
+            return None
+        return kind
 
     def _plex_part(self, server: ServerConfig, part_id: str, why: List[str]) -> Optional[Match]:
         item_id = self.index.item_for_part(server.id, part_id)
@@ -352,62 +454,57 @@ class Identifier:
 
     def _by_path(self, server: ServerConfig, m: _Media, why: List[str],
                  candidates: Set[str]) -> Tuple[Optional[Match], bool]:
-        local = m.local
-        if local is None:
+        if not m.locals:
             if not m.media.path:
                 why.append("no path or URL")
             return None, False
         # A stream URL maps only through a mapping written for it, never as-is.
         mappings = server.path_mappings
-        if (m.is_http or local.style == URL) and not mappings:
+        if (m.is_http or m.locals[0].style == URL) and not mappings:
             return None, False
-        mapped = map_to_server(local, mappings)
-        if mapped is None:
+        looked = []  # (shown, via) of each name of the file that maps
+        for local in m.locals:
+            mapped = map_to_server(local, mappings)
+            if mapped is None:
+                continue
+            shown = mapped.server_path.display()
+            via = "" if mapped.mapping is None else " (mapping %s → %s)" % (mapped.mapping.local,
+                                                                          mapped.mapping.remote)
+            looked.append((shown, via))
+            candidates.update(self.index.by_path_key(server.id, mapped.server_path.key(),
+                                                     fold=mapped.server_path.fold))
+        if not looked:
             if not m.is_http:
-                why.append("no path mapping covers %s" % local.display())
+                why.append("no path mapping covers %s" % m.locals[0].display())
             return None, False
-        shown = mapped.server_path.display()
-        via = "" if mapped.mapping is None else " (mapping %s → %s)" % (mapped.mapping.local, mapped.mapping.remote)
-        items = self.index.by_path_key(server.id, mapped.server_path.key())
-        if len(items) == 1:
-            return Match(items[0], PATH_METHOD, "path %s%s" % (shown, via)), False
-        if items:
-            candidates.update(items)
+        shown, via = looked[0]
+        if len(candidates) == 1:
+            item_id = next(iter(candidates))
+            refused = contradiction(item_id, self._kind(server.id, item_id),
+                                    self.index.provider_ids(server.id, item_id), m.provider_ids, m.host_kind)
+            if refused:
+                why.append("path %s: %s" % (shown, refused))
+                return None, False
+            return Match(item_id, PATH_METHOD, "path %s%s" % (shown, via)), False
+        if candidates:
+            items = sorted(candidates)
             why.append("ambiguous: %d items have path %s (%s)" % (len(items), shown, ", ".join(items[:5])))
             return None, False
         why.append("%s%s not in server index%s" % (shown, via, _MISS))
         return None, True
 
+    def _kind(self, server_id: str, item_id: str) -> str:
+        kind = self.index.kind_of(server_id, item_id)
+        return "" if kind in (None, "missing") else kind
+
     def _by_provider_ids(self, server: ServerConfig, m: _Media, why: List[str],
                          candidates: Set[str]) -> Tuple[Optional[Match], bool]:
-        hits: Dict[Tuple[str, str], List[str]] = {}
-        for provider, value in m.provider_ids:
-            items = self.index.by_provider(server.id, provider, value)
-            if len(items) > 1:
-                why.append("ambiguous: %d items share %s %s" % (len(items), provider, value))
-                return None, False
-            if items:
-                hits[(provider, value)] = items
-        if not hits:
-            why.append("no item with %s%s" % (" or ".join("%s %s" % pv for pv in m.provider_ids), _MISS))
-            return None, True
-        found = {items[0] for items in hits.values()}
-        if len(found) > 1:
-            why.append("provider ids disagree: %s" % ", ".join(
-                "%s %s is %s" % (p, v, items[0]) for (p, v), items in hits.items()))
-            return None, False
-        item_id = found.pop()
-        # The item's other ids must not contradict the ones the player gave.
-        known = self.index.provider_ids(server.id, item_id)
-        for provider, value in m.provider_ids:
-            if provider in known and value not in known[provider]:
-                why.append("provider ids disagree: item %s has %s %s, the player says %s"
-                           % (item_id, provider, "/".join(known[provider]), value))
-                return None, False
-        if candidates and item_id not in candidates:
-            why.append("item %s with the same provider ids is not one with that path" % item_id)
-            return None, False
-        return Match(item_id, PROVIDER_METHOD, ", ".join("%s %s" % pv for pv in hits)), False
+        decision = decide(m.provider_ids, m.kind, lambda p, v: self.index.candidates(server.id, p, v),
+                          lambda item_id: self.index.provider_ids(server.id, item_id), candidates)
+        if decision.item_id is not None:
+            return Match(decision.item_id, PROVIDER_METHOD, decision.reason), False
+        why.append(decision.reason + (_MISS if decision.refreshable else ""))
+        return None, decision.refreshable
 
     def _index_state(self, server_id: str) -> str:
         info = self.index.info(server_id)
@@ -415,6 +512,7 @@ class Identifier:
         with self._lock:
             thread = self._threads.get(server_id)
             running = thread is not None and thread.is_alive()
+            progress = self._progress.get(server_id)
         parts = []
         if info.refreshed_at is None:
             parts.append("index never refreshed")
@@ -424,7 +522,23 @@ class Identifier:
             error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
             parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
         if running:
-            parts.append("a refresh is running")
+            parts.append("a refresh is running" + (" (%d items so far)" % progress.done if progress else ""))
         if server_id not in self.backends:
             parts.append("no connection to this server is configured")
         return "(" + "; ".join(parts) + ")"
+
+
+class _Paged:
+    """A backend whose listings use the identifier's page size (when one is set)."""
+
+    def __init__(self, backend, page_size: Optional[int]):
+        self._backend = backend
+        self._page_size = page_size
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def iter_items(self, **kw):
+        if self._page_size:
+            kw["page_size"] = self._page_size
+        return self._backend.iter_items(**kw)

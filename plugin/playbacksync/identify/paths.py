@@ -8,8 +8,14 @@ Paths are compared component by component, never as string prefixes, so
   compared case-insensitively (the Windows file system is).
 - URLs ``smb://nas/share/a``, ``nfs://nas/export/a`` (any scheme): host
   case-insensitive, credentials dropped; smb paths case-insensitive (SMB
-  shares are), other schemes case-sensitive. ``file://`` URLs are turned into
-  the local path they name.
+  shares are) and the same file as ``\\\\nas\\share\\a``; other schemes
+  case-sensitive. ``file://`` URLs are turned into the local path they name.
+- On a server's side (``remote=True``) ``//nas/share/a`` is a UNC path too (a
+  Linux path never starts with exactly two slashes there).
+
+Local paths are resolved as the operating system resolves them
+(``local_forms``): ``dir/../x`` where ``dir`` is a symlink is the file the
+kernel opens, never the one the text suggests.
 
 Names are Unicode-normalised (NFC) so a macOS (NFD) name equals the same
 name stored by a Linux server.
@@ -43,7 +49,12 @@ class SplitPath:
 
     def key(self) -> str:
         """The comparison key: equal keys name the same file."""
-        text = self.root.rstrip("/") + "/" + "/".join(self.parts)
+        root = self.root
+        if self.style == URL and root.startswith("smb://") and self.parts:  # = \\host\share
+            root, parts = "//" + root[6:] + "/" + self.parts[0], self.parts[1:]
+        else:
+            parts = self.parts
+        text = root.rstrip("/") + "/" + "/".join(parts)
         text = unicodedata.normalize("NFC", storable(text))
         return text.casefold() if self.fold else text
 
@@ -101,15 +112,17 @@ def _components(text: str, seps: str) -> Tuple[str, ...]:
     return tuple(out)
 
 
-def split_path(path: str, *, cwd: Optional[str] = None) -> Optional[SplitPath]:
+def split_path(path: str, *, cwd: Optional[str] = None, remote: bool = False) -> Optional[SplitPath]:
     """Parse a local or server path; None when it is empty.
 
     A relative path (the hosts resolve them, but be robust) is taken relative
     to ``cwd`` (default: this process's working directory, which is mpv's
-    when it runs in-process).
+    when it runs in-process). ``remote``: a server's path (``//nas/share`` is UNC).
     """
     if not path:
         return None
+    if remote and re.match(r"^//[^/]", path):
+        path = "\\\\" + path[2:]
     m = _SCHEME.match(path)
     if m:
         scheme = m.group(1).lower()
@@ -153,16 +166,48 @@ def _from_file_url(url: str, cwd: Optional[str]) -> Optional[SplitPath]:
 
 def path_key(path: str) -> Optional[str]:
     """Comparison key of a path as a server stores it (None when empty)."""
-    sp = split_path(path, cwd="/")
+    sp = split_path(path, cwd="/", remote=True)
     return sp.key() if sp else None
+
+
+def local_forms(path: str, *, cwd: Optional[str] = None) -> Tuple[SplitPath, ...]:
+    """The names a local file goes by, as the OS resolves them; empty when ``path`` is empty.
+
+    For a POSIX path on this machine: the path with ``..`` resolved the way the kernel does
+    (through the symlinks before it), and the fully resolved path (every symlink followed).
+    A server that scanned through a symlinked folder stores the first, one that scanned the
+    target the second. Other styles (URLs, Windows paths) are returned as parsed.
+    """
+    sp = split_path(path, cwd=cwd)
+    if sp is None or sp.style != POSIX or os.sep != "/":
+        return (sp,) if sp else ()
+    text = path if path.startswith("/") else os.path.join(cwd or os.getcwd(), path)
+    raw = [p for p in text.split("/") if p not in ("", ".")]
+    forms = []
+    if ".." in raw:
+        last = len(raw) - 1 - raw[::-1].index("..")
+        head = os.path.realpath("/" + "/".join(raw[: last + 1]))
+        forms.append(split_path("/".join([head] + raw[last + 1:]) or "/"))
+    else:
+        forms.append(sp)
+    forms.append(split_path(os.path.realpath(text)))
+    return tuple(dict.fromkeys(f for f in forms if f is not None))
 
 
 @dataclass(frozen=True)
 class Mapped:
     """A local path translated to a server's view of it."""
 
-    server_path: SplitPath
+    server_path: SplitPath  # fold set when the mapping says the server compares without case
     mapping: Optional[PathMapping]  # None: no mappings configured, same path on both sides
+
+
+def _local_sides(mapping: PathMapping) -> Tuple[SplitPath, ...]:
+    """A mapping's local folder as written and, when it is (or passes through) a symlink, resolved."""
+    forms = [split_path(mapping.local, cwd="/")]
+    if forms[0] is not None and forms[0].style == POSIX and os.sep == "/":
+        forms.append(split_path(os.path.realpath(mapping.local)))
+    return tuple(dict.fromkeys(f for f in forms if f is not None))
 
 
 def map_to_server(local: SplitPath, mappings: Iterable[PathMapping]) -> Optional[Mapped]:
@@ -176,13 +221,16 @@ def map_to_server(local: SplitPath, mappings: Iterable[PathMapping]) -> Optional
         return Mapped(local, None)
     best = None
     for m in mappings:
-        lp = split_path(m.local, cwd="/")
-        rp = split_path(m.remote, cwd="/")
-        if lp is None or rp is None or not local.starts_with(lp):
+        rp = split_path(m.remote, cwd="/", remote=True)
+        if rp is None:
             continue
-        if best is None or len(lp.parts) > len(best[0].parts):
-            best = (lp, rp, m)
+        for lp in _local_sides(m):
+            if local.starts_with(lp) and (best is None or len(lp.parts) > len(best[0].parts)):
+                best = (lp, rp, m)
     if best is None:
         return None
     lp, rp, m = best
-    return Mapped(rp.join(local.parts[len(lp.parts):]), m)
+    mapped = rp.join(local.parts[len(lp.parts):])
+    if getattr(m, "ignore_case", False):
+        mapped = SplitPath(mapped.style, mapped.root, mapped.parts, True)
+    return Mapped(mapped, m)

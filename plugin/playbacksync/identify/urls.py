@@ -176,11 +176,19 @@ def _plex_ref(rest: Tuple[str, ...], query: str) -> Optional[UrlRef]:
         return None
     if low[:3] == ["video", ":", "transcode"]:
         # the transcoder names the item in its path= parameter
+        # (a path, or a full URL of the server as the transcoder sees it: http://127.0.0.1:32400/library/…)
         for name, value in parse_qsl(query, keep_blank_values=True):
-            if name == "path" and value.startswith("/"):
-                inner = tuple(p for p in unquote(urlsplit(value).path).split("/") if p)
-                ref = _plex_ref(inner, "")
-                if ref is not None and ref.kind == "item":
-                    return UrlRef("item", ref.id, "/video/:/transcode/…?path=/library/metadata/{key}")
+            if name != "path":
+                continue
+            if value.startswith("/"):
+                inner_path = urlsplit(value).path
+            elif parse_origin(value) is not None:
+                inner_path = urlsplit(value).path
+            else:
+                continue
+            inner = tuple(p for p in unquote(inner_path).split("/") if p)
+            ref = _plex_ref(inner, "")
+            if ref is not None and ref.kind == "item":
+                return UrlRef("item", ref.id, "/video/:/transcode/…?path=/library/metadata/{key}")
         return None
     return None

@@ -148,6 +148,9 @@ def _value(f: Field, raw: Any, where: str, problems: List[Problem]) -> Any:
     raise AssertionError(f.kind)
 
 
+_MAPPING_KEYS = ("local", "remote", "ignore_case")
+
+
 def _mappings(raw: Any, where: str, problems: List[Problem]) -> Tuple[PathMapping, ...]:
     key = f"{where}path_mappings"
     fix = 'write path_mappings = [{ local = "/mnt/media", remote = "/data/media" }]'
@@ -160,17 +163,22 @@ def _mappings(raw: Any, where: str, problems: List[Problem]) -> Tuple[PathMappin
         if not isinstance(m, dict):
             problems.append(Problem(mk, f"is {_kind_name(m)}, not a {{ local, remote }} table", fix))
             continue
-        for extra in sorted(set(m) - {"local", "remote"}):
-            problems.append(_unknown(extra, ("local", "remote"), mk + "."))
+        for extra in sorted(set(m) - set(_MAPPING_KEYS)):
+            problems.append(_unknown(extra, _MAPPING_KEYS, mk + "."))
         local, remote = m.get("local"), m.get("remote")
+        ignore_case = m.get("ignore_case", False)
         bad = False
+        if not isinstance(ignore_case, bool):
+            problems.append(Problem(f"{mk}.ignore_case", f"is {_kind_name(ignore_case)}, not true or false",
+                                    "write ignore_case = true when the server's side compares names without case"))
+            bad = True
         for name, v in (("local", local), ("remote", remote)):
             if not isinstance(v, str) or not v.strip():
                 problems.append(Problem(f"{mk}.{name}", "missing or empty",
                                         f"give the folder as text, e.g. {name} = \"/mnt/media\""))
                 bad = True
         if not bad:
-            out.append(PathMapping(local=local, remote=remote))
+            out.append(PathMapping(local=local, remote=remote, ignore_case=ignore_case))
     return tuple(out)
 
 
@@ -271,7 +279,8 @@ def config_to_dict(config: Config) -> Dict[str, Any]:
             if f.key not in ("id", "type", "url", "enabled") and v == f.default:
                 continue
             if f.kind == "mappings":
-                v = [{"local": m.local, "remote": m.remote} for m in v]
+                v = [{"local": m.local, "remote": m.remote, **({"ignore_case": True} if m.ignore_case else {})}
+                     for m in v]
             d[f.key] = v
         servers.append(d)
     sync = {f.key: _plain(getattr(config.sync, f.key)) for f in SYNC_FIELDS}

@@ -14,7 +14,8 @@ Every setting exists in both hosts, except where a reason is written down
   ``id`` and ``type`` are not Kodi settings: the category gives both.
 * ``device_id``: file only. Kodi derives a stable client id itself from the
   server id; mpv users may pin one to keep the id when moving machines.
-* Path mappings: in the file an array of ``{local, remote}`` tables; in Kodi
+* Path mappings: in the file an array of ``{local, remote}`` tables (optional
+  ``ignore_case = true``: the server's side compares names without case); in Kodi
   one text setting ``local=>remote | local2=>remote2`` (no list editor).
 * ``token``/``user_id``: both hosts, but Kodi never shows the token (hidden
   setting written by the sign-in action); the file holds it (mode 0600) and

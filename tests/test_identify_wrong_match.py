@@ -1,0 +1,120 @@
+"""The four causes of wrong matches (issue 13), each against the real fakes over HTTP.
+
+Written against ``Identifier.identify`` so each runs on the code before the fix too,
+where each of them matched the wrong item (or, for the unique imdb id, threw it away).
+"""
+import os
+
+from playbacksync.backends.jellyfin import JellyfinBackend
+from playbacksync.backends.plex import PlexBackend
+from playbacksync.config import Config, PathMapping, ServerConfig
+from playbacksync.identify import Identifier, ItemIndex
+from playbacksync.tracker.events import MediaRef
+from tests.fakes.jellyfin import JellyfinFake
+from tests.fakes.plex import FakePlex
+from tests.fakes.plex_state import Item
+
+
+def _plex(fake, tmp_path, mappings=(PathMapping("/mnt/nas", "/srv/media"),)):
+    server = ServerConfig(id="plex", type="plex", url=fake.url, token=fake.token, path_mappings=tuple(mappings))
+    backend = PlexBackend(server)
+    ident = Identifier(Config(servers=(server,)), {"plex": backend}, ItemIndex(tmp_path / "data"), miss_wait=10)
+    return ident, backend
+
+
+def _jellyfin(fake, tmp_path):
+    uid = fake.add_user("alice", "pass")
+    server = ServerConfig(id="jf", type="jellyfin", url=fake.url, token=fake.issue_token(uid), user_id=uid,
+                          path_mappings=(PathMapping("/mnt/media", "/srv/media"),))
+    backend = JellyfinBackend(server)
+    ident = Identifier(Config(servers=(server,)), {"jf": backend}, ItemIndex(tmp_path / "data"), miss_wait=10)
+    return ident, backend
+
+
+def test_replaced_server_is_not_answered_from_the_old_index(tmp_path):
+    with FakePlex() as plex:
+        ident, backend = _plex(plex, tmp_path)
+        film = MediaRef(path="/mnt/nas/Movies/Movie 1 (2001)/Movie 1.mkv")
+        assert ident.identify(film)["plex"].item_id == "101"
+        # reinstalled behind the same address: same files, new ids; 101 is now another film
+        plex.machine_id = "ffffffffffffffffffffffffffffffff"
+        items = dict(plex.library.items)
+        plex.library.items.clear()
+        for key, item in items.items():
+            new_key = {"101": "901", "102": "101"}.get(key, key)
+            plex.library.add_item(Item(**{**item.__dict__, "rating_key": new_key}))
+        found = ident.identify(film)["plex"]
+        assert found.item_id in ("901", None)  # the new id, or a miss while it refreshes; never 101
+        assert ident.identify(film, wait=10)["plex"].item_id == "901"
+        ident.close()
+        backend.close()
+
+
+def test_tmdb_of_a_movie_never_matches_an_episode_and_series_ids_never_match_movies(tmp_path):
+    with JellyfinFake() as fake:
+        ep = fake.add_item("Pilot", "/srv/media/TV/S/S01E01.mkv", {"Tmdb": "603", "Tvdb": "81"}, type="Episode")
+        fake.add_item("Film", "/srv/media/Movies/Film.mkv", {"Tvdb": "70000"})  # a movie id equal to a series'
+        ident, backend = _jellyfin(fake, tmp_path)
+        # a movie that is not in the library, with the same tmdb number as the episode
+        r = ident.identify(MediaRef(path="/x/The Matrix (1999).mkv", provider_ids={"tmdb": "603"}, kind="movie"))
+        assert r["jf"].item_id is None and "no movie item with tmdb 603" in r["jf"].reason
+        # an episode whose player gave the show's tvdb id: a movie with that number is not it
+        r = ident.identify(MediaRef(path="/x/Some Show - S02E03.mkv", provider_ids={"tvdb": "70000"}))
+        assert r["jf"].item_id is None
+        # the episode itself, as an episode, matches
+        r = ident.identify(MediaRef(path="/x/a.mkv", provider_ids={"tmdb": "603"}, kind="episode"))
+        assert r["jf"].item_id == ep
+        ident.close()
+        backend.close()
+
+
+def test_unique_imdb_is_kept_when_another_id_is_ambiguous_and_imdb_must_be_on_the_item(tmp_path):
+    with JellyfinFake() as fake:
+        film = fake.add_item("Film", "/srv/media/Movies/Film.mkv", {"Imdb": "tt0133093", "Tmdb": "603"})
+        fake.add_item("Remake", "/srv/media/Movies/Remake.mkv", {"Imdb": "tt0000002", "Tmdb": "603"})
+        fake.add_item("No imdb", "/srv/media/Movies/NoImdb.mkv", {"Tmdb": "10378"})
+        ident, backend = _jellyfin(fake, tmp_path)
+        r = ident.identify(MediaRef(path="/x/a.mkv", provider_ids={"imdb": "tt0133093", "tmdb": "603"},
+                                    kind="movie"))
+        assert r["jf"].item_id == film
+        # the player's imdb id names something the server lacks: the tmdb-only item is not it
+        r = ident.identify(MediaRef(path="/x/a.mkv", provider_ids={"imdb": "tt9999999", "tmdb": "10378"},
+                                    kind="movie"))
+        assert r["jf"].item_id is None and "no imdb id to confirm tt9999999" in r["jf"].reason
+        ident.close()
+        backend.close()
+
+
+def test_item_ids_from_stream_urls_are_checked_with_the_server(tmp_path):
+    with JellyfinFake() as fake:
+        series = fake.add_item("Show", provider_ids={"Tvdb": "70000"}, type="Series")
+        movie = fake.add_item("Film", "/srv/media/Movies/Film.mkv")
+        ident, backend = _jellyfin(fake, tmp_path)
+        r = ident.identify(MediaRef(path=fake.url + "/Videos/%s/stream" % series))
+        assert r["jf"].item_id is None and "not a playable item" in r["jf"].reason
+        unknown = "1" * 32
+        r = ident.identify(MediaRef(path=fake.url + "/Videos/%s/stream" % unknown))
+        assert r["jf"].item_id is None and "has no item %s" % unknown in r["jf"].reason
+        r = ident.identify(MediaRef(path=fake.url + "/Videos/%s/stream" % movie))
+        assert r["jf"].item_id == movie
+        ident.close()
+        backend.close()
+
+
+def test_dot_dot_through_a_symlink_is_resolved_as_the_os_does(tmp_path):
+    real = tmp_path / "real"
+    for show in ("ShowA", "ShowB"):
+        (real / show / "Season 01").mkdir(parents=True)
+        (real / show / "Season 01" / "ep.mkv").write_bytes(b"")
+    os.symlink(real / "ShowB" / "Season 01", real / "ShowA" / "Extras")
+    with FakePlex(seed=False) as plex:
+        plex.library.add_section("2", "TV", "show", "/srv/tv")
+        for key, show in (("401", "ShowA"), ("402", "ShowB")):
+            plex.library.add_item(Item(rating_key=key, section="2", type="episode", title=show, duration=60_000,
+                                       parts=[(int(key) * 10, "/srv/tv/%s/Season 01/ep.mkv" % show)]))
+        ident, backend = _plex(plex, tmp_path, mappings=(PathMapping(str(real), "/srv/tv"),))
+        # the kernel opens ShowB's episode: Extras is ShowB/Season 01, and .. leads to ShowB
+        r = ident.identify(MediaRef(path=str(real / "ShowA" / "Extras" / ".." / "Season 01" / "ep.mkv")))
+        assert r["plex"].item_id == "402"
+        ident.close()
+        backend.close()
