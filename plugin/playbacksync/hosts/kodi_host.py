@@ -28,7 +28,7 @@ ADDON_ID = "service.playbacksync"
 PROFILE = "special://profile/addon_data/" + ADDON_ID
 POLL_SECONDS = 1.0
 RUNNING_PROPERTY = "playbacksync.running"  # on the home window: the script asks if the service runs
-MIN_PYTHON = (3, 11)  # SQLAlchemy 2.1 and platformdirs 4.14 need it
+MIN_PYTHON = (3, 8)  # Kodi 19/20 on Windows, Android, macOS...; the zip bundles libraries for it (kodi-libs.txt)
 
 _SERVER_TYPES = ("plex", "jellyfin", "emby")
 
