@@ -647,8 +647,9 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
     (database, network) starts only after the first frame. A config that
     cannot be used quits the player and raises ConfigError (CLI: exit 2).
     """
-    from .. import cli
+    from ..settings.locate import Locations
 
+    locations = Locations.from_args(args)
     try:
         options, more_targets = parse_mpv_args(mpv_args)
     except PlayerError as exc:
@@ -681,7 +682,7 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
             cmd += ["--config", args.config]
         subprocess.run(cmd + ["settings"], check=False)
         try:  # what the dialog saved applies at once, to the file playing too
-            config = cli.load_config(args)
+            config = locations.load_config()
         except Exception as exc:
             log.error("settings not reloaded: %s", exc)
             host.show_message(f"Playback Sync: settings not reloaded: {exc}")
@@ -705,9 +706,9 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         try:
             from ..app import SyncService
 
-            config = cli.load_config(args)
+            config = locations.load_config()
             host.set_notifications(config.sync.notifications, [s.id for s in config.enabled_servers()])
-            service = SyncService(config, cli._data_dir(args))
+            service = SyncService(config, locations.data_dir_override())
         except BaseException:
             host.quit()
             raise
