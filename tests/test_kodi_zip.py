@@ -41,7 +41,7 @@ def test_zip_layout(built):
     for needed in ("addon.xml", "resources/settings.xml", "resources/service.py", "resources/script.py",
                    "resources/icon.png", "resources/fanart.png",
                    "resources/language/resource.language.en_gb/strings.po",
-                   "resources/lib/playbacksync/hosts/kodi_host.py", "resources/lib/playbacksync/app.py",
+                   "resources/lib/playbacksync/hosts/kodi/kodi_api.py", "resources/lib/playbacksync/app.py",
                    "resources/lib/dataset/__init__.py", "resources/lib/sqlalchemy/__init__.py",
                    "resources/lib/alembic/__init__.py", "resources/lib/mako/__init__.py",
                    "resources/lib/markupsafe/__init__.py", "resources/lib/typing_extensions.py",
