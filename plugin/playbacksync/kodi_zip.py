@@ -154,23 +154,28 @@ def library_files(wheels: List[Path]) -> List[Tuple[str, bytes]]:
     return files
 
 
-def build(out_dir: Optional[os.PathLike] = None, wheels_dir: Optional[os.PathLike] = None) -> Path:
+def build(out_dir: Optional[os.PathLike] = None, wheels_dir: Optional[os.PathLike] = None, *,
+          version: Optional[str] = None) -> Path:
     """Write dist/service.playbacksync-VERSION.zip and return its path.
 
     ``wheels_dir``: where the pinned library wheels are (downloaded when missing;
-    default build/kodi-wheels at the top of the repository).
+    default build/kodi-wheels at the top of the repository). ``version``: build as
+    this version instead of addon.xml's (the repository tests build an update).
     """
     root = repo_root()
     wheels = fetch_wheels(root / LIBS_FILE, Path(wheels_dir) if wheels_dir else root / "build" / "kodi-wheels")
-    version = addon_version(root / "addon.xml")
+    source_version = addon_version(root / "addon.xml")
     import playbacksync
-    if playbacksync.__version__ != version:
-        raise BuildError(f"addon.xml says version {version} but playbacksync.__version__ is "
+    if playbacksync.__version__ != source_version:
+        raise BuildError(f"addon.xml says version {source_version} but playbacksync.__version__ is "
                          f"{playbacksync.__version__}: make them equal")
     for needed in ("resources/settings.xml", "resources/icon.png", "resources/fanart.png",
                    "resources/service.py", "resources/script.py"):
         if not (root / needed).is_file():
             raise BuildError(f"{needed} is missing")
+    version = version or source_version
+    if not re.fullmatch(r"\d+\.\d+\.\d+(?:[~+][\w.]+)?", version):
+        raise BuildError(f"version {version!r} is not MAJOR.MINOR.PATCH")
     out = Path(out_dir) if out_dir else root / "dist"
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{ADDON_ID}-{version}.zip"
@@ -186,6 +191,8 @@ def build(out_dir: Optional[os.PathLike] = None, wheels_dir: Optional[os.PathLik
         if rel not in _PACKAGE_SKIP and not rel.startswith(_PACKAGE_SKIP_DIRS):
             entries.append((f"resources/lib/playbacksync/{rel}", path.read_bytes()))
     entries += [(f"resources/lib/{name}", data) for name, data in library_files(wheels)]
+    if version != source_version:
+        entries = [(name, _with_version(name, data, source_version, version)) for name, data in entries]
 
     tmp = target.with_name(target.name + ".part")
     stamp = time.localtime(int(os.environ.get("SOURCE_DATE_EPOCH", time.time())))[:6]
@@ -202,6 +209,15 @@ def build(out_dir: Optional[os.PathLike] = None, wheels_dir: Optional[os.PathLik
             zf.writestr(info, data)
     os.replace(tmp, target)
     return target
+
+
+def _with_version(name: str, data: bytes, old: str, new: str) -> bytes:
+    if name == "addon.xml":
+        return re.sub(rb'(<addon\b[^>]*\bversion=")' + re.escape(old.encode()) + rb'"',
+                      lambda m: m.group(1) + new.encode() + b'"', data, count=1)
+    if name == "resources/lib/playbacksync/__init__.py":
+        return data.replace(f'__version__ = "{old}"'.encode(), f'__version__ = "{new}"'.encode())
+    return data
 
 
 def main(argv=None) -> int:
