@@ -10,7 +10,7 @@ ARGS ?= status
 RUN_APT := libmpv2
 TEST_APT := $(RUN_APT) ffmpeg xvfb xauth x11-apps imagemagick xdotool pulseaudio libgl1-mesa-dri kodi
 
-.PHONY: install test-deps apt test run bench soak kodi-zip kodi-settings clean
+.PHONY: install test-deps apt test run bench soak kodi-zip kodi-repo kodi-settings clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ bench: test-deps
 # The Kodi add-on, installable with Kodi's "Install from zip file".
 kodi-zip: install
 	$(PY) -m playbacksync.kodi_zip
+
+# A static Kodi repository in dist/kodi-repo, to be served at REPO_URL (a build setting:
+# `make kodi-repo REPO_URL=https://example.org/kodi`). Users install its repository.playbacksync zip once.
+REPO_URL ?= http://127.0.0.1:8000
+kodi-repo: install
+	$(PY) -m playbacksync.kodi_repo --url "$(REPO_URL)" --out dist/kodi-repo
 
 # Regenerates resources/settings.xml and strings.po from the settings schema.
 kodi-settings: install

@@ -4,6 +4,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
-from playbacksync.hosts.kodi_host import run_service  # noqa: E402
+from playbacksync.hosts.kodi.service import run_service  # noqa: E402
 
 run_service()

@@ -41,11 +41,12 @@ def test_zip_layout(built):
     for needed in ("addon.xml", "resources/settings.xml", "resources/service.py", "resources/script.py",
                    "resources/icon.png", "resources/fanart.png",
                    "resources/language/resource.language.en_gb/strings.po",
-                   "resources/lib/playbacksync/hosts/kodi_host.py", "resources/lib/playbacksync/app.py",
+                   "resources/lib/playbacksync/hosts/kodi/kodi_api.py", "resources/lib/playbacksync/app.py",
                    "resources/lib/dataset/__init__.py", "resources/lib/sqlalchemy/__init__.py",
                    "resources/lib/alembic/__init__.py", "resources/lib/mako/__init__.py",
                    "resources/lib/markupsafe/__init__.py", "resources/lib/typing_extensions.py",
-                   "resources/lib/platformdirs/__init__.py", "resources/lib/tomli_w/__init__.py", "resources/lib/LICENSES/SQLAlchemy/LICENSE"):
+                   "resources/lib/platformdirs/__init__.py", "resources/lib/tomli_w/__init__.py",
+                   "resources/lib/importlib_resources/__init__.py"):
         assert PREFIX + needed in names, needed
     # requests comes from Kodi's script.module.requests; mpv's host has no place in Kodi.
     assert not any(n.startswith(PREFIX + "resources/lib/requests/") for n in names)
@@ -65,8 +66,6 @@ def test_bundled_libraries_run_without_site_packages(built, tmp_path):
         import sys
         sys.path.insert(0, {str(addon / 'resources' / 'lib')!r})
         import dataset, sqlalchemy, alembic, mako, markupsafe
-        from sqlalchemy.util._has_cython import HAS_CYEXTENSION
-        assert not HAS_CYEXTENSION, "compiled SQLAlchemy extensions loaded"
         assert "greenlet" not in sys.modules
         for m in (dataset, sqlalchemy, alembic, mako, markupsafe):
             assert m.__file__.startswith({str(addon)!r}), m.__file__
@@ -83,6 +82,10 @@ def test_bundled_libraries_run_without_site_packages(built, tmp_path):
                                 position_ms=1000, duration_ms=10000, completed=False, created_at=1.0))
         assert q.counts()["s1"]["pending"] == 1
         q.close()
+        compiled = [n for n, m in sys.modules.items()
+                    if (getattr(m, "__file__", None) or "").startswith({str(addon)!r})
+                    and not m.__file__.endswith(".py")]
+        assert not compiled, compiled
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=120)
@@ -94,3 +97,38 @@ def test_build_refuses_a_version_mismatch(tmp_path, monkeypatch):
     monkeypatch.setattr(playbacksync, "__version__", "0.0.0-other")
     with pytest.raises(kodi_zip.BuildError, match="version"):
         kodi_zip.build(tmp_path)
+
+
+PY38 = sorted(Path.home().glob(".pyenv/versions/3.8.*/bin/python"))
+
+
+@pytest.mark.skipif(not PY38, reason="pyenv's Python 3.8 is not installed")
+def test_every_file_in_the_zip_compiles_with_python_3_8(built):
+    """Kodi 19/20 on Windows, Xbox, Android, macOS and iOS run Python 3.8: no newer syntax ships."""
+    _, names, folder = built
+    code = textwrap.dedent("""
+        import pathlib, sys
+        bad = []
+        for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
+            try:
+                compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+            except SyntaxError as exc:
+                bad.append("%s:%s: %s" % (path, exc.lineno, exc.msg))
+        print("\\n".join(bad))
+        print("checked", len(list(pathlib.Path(sys.argv[1]).rglob("*.py"))))
+    """)
+    done = subprocess.run([str(PY38[-1]), "-I", "-S", "-c", code, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    *bad, checked = done.stdout.strip().splitlines()
+    assert [b for b in bad if b] == []
+    assert int(checked.split()[1]) == sum(n.endswith(".py") for n in names)
+
+
+def test_bundled_libraries_come_from_the_pins_not_the_build_venv(built):
+    _, names, folder = built
+    pins = dict(kodi_zip.pinned_libraries(ROOT / "kodi-libs.txt"))
+    version = re.search(r'__version__ = "([^"]+)"', (folder / "resources/lib/sqlalchemy/__init__.py").read_text())
+    assert version.group(1) == pins["SQLAlchemy"]
+    assert (folder / "resources/lib/dataset/__init__.py").is_file()
+    assert PREFIX + "resources/lib/LICENSES/SQLAlchemy/LICENSE" in names

@@ -48,14 +48,36 @@ def test_every_schema_setting_and_action_is_in_settings_xml():
     assert "jellyfin_user_id" in settings and "plex_user_id" not in settings
 
 
+def _kodi_action_handlers():
+    """The keys of HANDLERS in hosts/kodi/actions.py (read, not imported: it needs Kodi's modules)."""
+    import ast
+
+    tree = ast.parse(_read("plugin/playbacksync/hosts/kodi/actions.py"))
+    for node in ast.walk(tree):
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        if isinstance(target, ast.Name) and target.id == "HANDLERS":
+            return {k.value for k in node.value.keys}
+    raise AssertionError("HANDLERS not found in hosts/kodi/actions.py")
+
+
 def test_action_strings_match_the_kodi_host():
-    path = "/tmp/team/kodi-actions.txt"
-    if not os.path.exists(path):
-        pytest.skip("the Kodi host's action list is not on this machine")
-    wanted = {l.strip() for l in open(path) if l.startswith("RunScript(")}
+    """Every button in settings.xml runs an action the Kodi host handles, and every handler has a button."""
+    handlers = _kodi_action_handlers()
+    assert handlers == {a.script_arg for a in ACTIONS}
     root = ET.fromstring(_read(ks.SETTINGS_XML).split("\n", 2)[2])
-    have = {s.find("data").text for s in root.iter("setting") if s.get("type") == "action"}
-    assert have == wanted
+    for s in root.iter("setting"):
+        if s.get("type") != "action":
+            continue
+        m = re.fullmatch(r"RunScript\(service\.playbacksync,(\w+)(?:,(\w+))?\)", s.find("data").text)
+        assert m and m.group(1) in handlers, s.find("data").text
+        assert m.group(2) is None or m.group(2) in SERVER_TYPES
+    assert {"sync", "pause", "resume"} <= handlers  # Sync now, Pause sync, Resume sync
+
+
+def test_plex_has_no_user_name_setting():
+    root = ET.fromstring(_read(ks.SETTINGS_XML).split("\n", 2)[2])
+    ids = {s.get("id") for s in root.iter("setting")}
+    assert "plex_username" not in ids and {"jellyfin_username", "emby_username"} <= ids
 
 
 def test_every_label_is_defined_in_strings_po():

@@ -70,25 +70,22 @@ def setup_logging(verbose: bool) -> str:
 
 
 def _config_path(args) -> Optional[str]:
-    return args.config or os.environ.get("PLAYBACK_SYNC_CONFIG") or None
+    from .settings.locate import named_config
+
+    return named_config(args.config)
 
 
 def load_config(args):
-    """The user's config; an absent default file is an empty config, an absent named one an error."""
-    from .config import Config
-    from .settings import load_config as load, default_config_path
+    """The user's config (settings.locate: --config, $PLAYBACK_SYNC_CONFIG, the default file)."""
+    from .settings.locate import load_config as load
 
-    path = _config_path(args)
-    if path is None:
-        path = default_config_path()
-        if not os.path.exists(path):
-            log.info("no config file at %s: no servers configured", path)
-            return Config()
-    return load(path)
+    return load(args.config)
 
 
 def _data_dir(args) -> Optional[str]:
-    return args.data_dir or os.environ.get("PLAYBACK_SYNC_DATA_DIR") or None
+    from .settings.locate import data_dir_override
+
+    return data_dir_override(args.data_dir)
 
 
 def _open_queue(args, config):

@@ -338,3 +338,26 @@ def _descendants(pid: int) -> List[int]:
             out.append(int(c))
             todo.append(int(c))
     return out
+
+
+def requests_module_zip(out_dir: Path, root: Path) -> Path:
+    """script.module.requests as an add-on zip, from the wheels pinned in tests/kodi/requests-libs.txt
+    (versions that run on Python 3.8 too). Only for the test repository: real installs get Kodi's own."""
+    from playbacksync import kodi_zip
+
+    wheels = kodi_zip.fetch_wheels(root / "tests" / "kodi" / "requests-libs.txt", root / "build" / "kodi-test-wheels")
+    version = next(v for n, v in kodi_zip.pinned_libraries(root / "tests" / "kodi" / "requests-libs.txt")
+                   if n == "requests")
+    addon_xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                 f'<addon id="script.module.requests" name="requests" version="{version}" provider-name="tests">\n'
+                 '  <requires><import addon="xbmc.python" version="3.0.0"/></requires>\n'
+                 '  <extension point="xbmc.python.module" library="lib"/>\n'
+                 '  <extension point="xbmc.addon.metadata"><summary lang="en_GB">requests for tests</summary>'
+                 '<platform>all</platform></extension>\n</addon>\n')
+    target = Path(out_dir) / f"script.module.requests-{version}.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("script.module.requests/addon.xml", addon_xml)
+        for name, data in kodi_zip.library_files(wheels):
+            zf.writestr(f"script.module.requests/lib/{name}", data)
+    return target

@@ -15,6 +15,7 @@ from .. import __version__
 from ..config import ServerConfig
 from ..redact import redact, register_secret  # noqa: F401  (re-exported: older imports)
 from .base import AuthError, PermanentError, TransientError
+from .wording import in_words
 
 USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version__})"
 
@@ -100,15 +101,11 @@ class HttpClient:
         try:
             resp = self.session.request(method, self.url(path), params=params, json=json, headers=headers,
                                         timeout=self.timeout, verify=self.verify)
-        except requests.Timeout as e:
-            raise TransientError(f"{what}: timed out ({type(e).__name__})") from None
-        except requests.exceptions.SSLError as e:
-            # Certificate problems don't heal by retrying quickly, but the server may
-            # be mid-renewal; the worker's backoff handles it. The text names the cause.
-            raise TransientError(f"{what}: TLS error: {redact(_short(e))}") from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as e:
-            raise TransientError(f"{what}: connection failed: {redact(_short(e))}") from None
+        except (requests.Timeout, requests.exceptions.SSLError, requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as e:
+            # Said in words (wording.py); TLS problems don't heal by retrying quickly, but the
+            # server may be mid-renewal: the worker's backoff handles it.
+            raise TransientError(in_words(e, self.base_url, self.timeout[1])) from None
         except requests.RequestException as e:
             raise PermanentError(f"{what}: {redact(_short(e))}") from None
         if resp.history and resp.status_code < 400 and _origin(resp.url) != _origin(self.base_url):
@@ -145,10 +142,20 @@ class HttpClient:
             return resp.json()
         except ValueError:
             # A 200 that isn't JSON: a proxy or captive portal in the way, or a cut body.
-            raise TransientError(f"{what}: the answer is not valid JSON") from None
+            raise TransientError(f"{what}: " + (WEB_PAGE if _web_page(resp) else "the answer is not valid JSON")) \
+                from None
 
     def close(self) -> None:
         self.session.close()
+
+
+WEB_PAGE = "a web page answered, not the server's API (is this the server's address?)"
+
+
+def _web_page(resp: requests.Response) -> bool:
+    if "html" in resp.headers.get("Content-Type", "").lower():
+        return True
+    return resp.content[:200].lstrip().lower().startswith((b"<!doctype html", b"<html"))
 
 
 def _short(text: Any) -> str:
@@ -157,7 +164,9 @@ def _short(text: Any) -> str:
 
 
 def _detail(resp: requests.Response) -> str:
-    """The server's own message, when it sent one (kept for the failed row)."""
+    """The server's own message, when it sent one (kept for the failed row); never a web page's text."""
+    if _web_page(resp):
+        return ": " + WEB_PAGE
     try:
         body = resp.text.strip()
     except Exception:

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
-from urllib.parse import urlsplit
 
 try:
     import mpv
@@ -33,6 +32,8 @@ except (ImportError, OSError) as _exc:  # python-mpv present but libmpv missing 
     mpv = None
     _MPV_MISSING = f"{type(_exc).__name__}: {_exc}"
 
+from ..notify_policy import NotifyPolicy as OsdPolicy  # noqa: F401  (one policy for all hosts)
+from ..redact import URL_SCHEME as _SCHEME, redact_text, redact_url  # noqa: F401
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
                               STARTED, MediaRef, PlaybackEvent, finite)
 
@@ -49,8 +50,6 @@ EXIT_NOT_RECORDED = 3  # played, but the queue could not record what was watched
 OSD_MS = 4000
 
 _KEY = re.compile(r"^[\w+\-]+$")  # a key name as input.conf writes it; nothing that could add a command
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 class PlayerError(Exception):
@@ -58,26 +57,6 @@ class PlayerError(Exception):
 
 
 # -- small pure helpers (tested without a player) --------------------------------
-
-def redact_url(url: str) -> str:
-    """A URL fit for logs and the OSD: no user info, query or fragment (tokens live there)."""
-    if not isinstance(url, str) or not _SCHEME.match(url):
-        return url
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return url.split("?", 1)[0].split("#", 1)[0]
-    if ":" in host:
-        host = f"[{host}]"
-    hidden = "?…" if parts.query or parts.fragment else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
-
-
-def redact_text(text: str) -> str:
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), str(text))
-
 
 def resolve_path(path: str, working_directory: Optional[str]) -> str:
     """A played path made absolute against ``working_directory``; URLs as they are."""
@@ -110,65 +89,6 @@ def parse_mpv_args(args: Iterable[str]) -> Tuple[Dict[str, str], List[str]]:
                 key, value = (key[3:], "no") if key.startswith("no-") else (key, "yes")
             options[key] = value
     return options, targets
-
-
-class OsdPolicy:
-    """Which sync messages reach the OSD: few, and each once (per file, or until it changes).
-
-    ``notifications``: ``all`` (also watched/unwatched synced), ``errors``
-    (failures, offline, sign-in needed, not identified), ``off``.
-    """
-
-    def __init__(self, notifications: str = "errors"):
-        self.notifications = notifications if notifications in ("all", "errors", "off") else "errors"
-        self._shown: set = set()
-        self._offline: set = set()
-        self._lock = threading.Lock()  # the worker's thread and mpv's event thread both call in
-
-    def new_file(self) -> None:
-        with self._lock:
-            self._shown = {k for k in self._shown if k[0] in ("offline", "auth_required")}
-
-    def text_for(self, message) -> Optional[str]:
-        with self._lock:
-            return self._text_for(message)
-
-    def _text_for(self, message) -> Optional[str]:
-        if self.notifications == "off":
-            return None
-        kind = getattr(message, "kind", None)
-        source = getattr(message, "source_id", None) or "sync"
-        detail = redact_text(getattr(message, "message", "") or "")
-        if kind == "completed":
-            change = getattr(getattr(message, "change", None), "change_type", None)
-            if self.notifications != "all" or change not in ("mark_watched", "mark_unwatched"):
-                return None
-            what = "watched" if change == "mark_watched" else "unwatched"
-            return self._once(("completed", source, what), f"Playback Sync: marked {what} on {source}")
-        if kind == "offline":
-            self._offline.add(source)
-            return self._once(("offline", source),
-                              f"Playback Sync: {source} is offline, changes are kept and sent later")
-        if kind == "online":
-            if source not in self._offline:
-                return None
-            self._offline.discard(source)
-            self._shown.discard(("offline", source))
-            return f"Playback Sync: {source} is back online"
-        if kind == "auth_required":
-            return self._once(("auth_required", source),
-                              f"Playback Sync: {source} needs you to sign in again (playback-sync login)")
-        if kind == "failed":
-            return self._once(("failed", source), f"Playback Sync: {source}: {detail}")
-        if kind == "not_identified":
-            return self._once(("not_identified", source), f"Playback Sync: not synced to {source}: {detail}")
-        return None
-
-    def _once(self, key, text: str) -> Optional[str]:
-        if key in self._shown:
-            return None
-        self._shown.add(key)
-        return text
 
 
 def _guarded(method):
@@ -299,9 +219,9 @@ class MpvHost:
         self._sampler = threading.Thread(target=self._sample_loop, name="playback-sync-sampler", daemon=True)
         self._sampler.start()
 
-    def set_notifications(self, notifications: str) -> None:
-        """Which sync messages reach the OSD (all | errors | off), e.g. once the config is read."""
-        self._osd = OsdPolicy(notifications)
+    def set_notifications(self, notifications: str, servers: Optional[Iterable[str]] = None) -> None:
+        """Which sync messages reach the OSD (all | errors | off; only about ``servers``), once the config is read."""
+        self._osd = OsdPolicy(notifications, servers)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until mpv shuts down (quit, window closed, playlist done); True if it did.
@@ -733,8 +653,9 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
     (database, network) starts only after the first frame. A config that
     cannot be used quits the player and raises ConfigError (CLI: exit 2).
     """
-    from .. import cli
+    from ..settings.locate import Locations
 
+    locations = Locations.from_args(args)
     try:
         options, more_targets = parse_mpv_args(mpv_args)
     except PlayerError as exc:
@@ -767,12 +688,12 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
             cmd += ["--config", args.config]
         subprocess.run(cmd + ["settings"], check=False)
         try:  # what the dialog saved applies at once, to the file playing too
-            config = cli.load_config(args)
+            config = locations.load_config()
         except Exception as exc:
             log.error("settings not reloaded: %s", exc)
             host.show_message(f"Playback Sync: settings not reloaded: {exc}")
             return
-        host.set_notifications(config.sync.notifications)
+        host.set_notifications(config.sync.notifications, [s.id for s in config.enabled_servers()])
         with lock:
             service = state["service"]
         if service is not None:
@@ -791,9 +712,9 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         try:
             from ..app import SyncService
 
-            config = cli.load_config(args)
-            host.set_notifications(config.sync.notifications)
-            service = SyncService(config, cli._data_dir(args))
+            config = locations.load_config()
+            host.set_notifications(config.sync.notifications, [s.id for s in config.enabled_servers()])
+            service = SyncService(config, locations.data_dir_override())
         except BaseException:
             host.quit()
             raise

@@ -40,6 +40,11 @@ def sign_in_password(server: ServerConfig, username: str, password: str) -> Serv
     except AuthError as exc:
         raise ActionError(f"sign-in refused: wrong user name or password ({_safe(exc)})") from None
     except BackendError as exc:
+        from ..backends.http import WEB_PAGE
+        from ..backends.wording import not_the_server
+
+        if WEB_PAGE in str(exc):  # another web server at that address: say so, don't dump its page
+            raise ActionError(f"sign-in failed: {not_the_server(server.url, server.type.capitalize())}") from None
         raise ActionError(f"sign-in failed: {_safe(exc)}") from None
     return replace(server, username=username, token=token, user_id=user_id)
 

@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
@@ -302,6 +301,8 @@ def _register_tokens(config: Config) -> None:
 
 def load_config(path: str) -> Config:
     """Read and validate the TOML file at ``path``; ConfigError names the file, key and fix."""
+    import tomllib  # Python 3.11+: the config file is mpv's side; Kodi (from 3.8) never reads TOML
+
     path = os.path.expanduser(str(path))
     try:
         with open(path, "rb") as fh:

@@ -76,7 +76,8 @@ SERVER_FIELDS: Tuple[Field, ...] = (
           30104, default=True, kodi_default=False),
     Field("url", "url", "Server URL", "Address of the server, e.g. https://media.example.org:8920", 30106,
           default=""),
-    Field("username", "str", "User name", "The account to sign in as.", 30108, default=""),
+    Field("username", "str", "User name", "The account to sign in as.", 30108, default="",
+          types=("jellyfin", "emby")),  # Plex signs in with a plex.tv/link code: no user name
     Field("token", "secret", "Access token", "Set by signing in; never shown.", 30110, default="",
           kodi_hidden=True, kodi_level=3),
     Field("user_id", "str", "User id", "Set by signing in (Jellyfin and Emby).", 30112, default="",
@@ -135,6 +136,11 @@ ACTIONS: Tuple[Action, ...] = (
     Action("signin", "Sign in", "Sign in and store a token (Plex: a code to enter at plex.tv/link).", 30300,
            True, "signin"),
     Action("test", "Test connection", "Contact the server and show its name and version.", 30302, True, "test"),
+    Action("sync", "Sync now", "Send the queued changes now, without waiting.", 30308, False, "sync"),
+    Action("pause", "Pause sync", "Keep recording what you watch but send nothing until you resume "
+           "(also after a restart).", 30310, False, "pause"),
+    Action("resume", "Resume sync", "Send again, starting with what was queued while paused.", 30312, False,
+           "resume"),
     Action("retry", "Retry failed changes", "Queue changes that failed again.", 30304, False, "retry"),
     Action("status", "Show queue status", "How many changes are pending, failed or synced per server.",
            30306, False, "status"),

@@ -11,6 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 
 from ..backends.base import AuthError, Backend, ItemState, PermanentError, TransientError
+from ..queue import pause
 from ..redact import redact
 from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
@@ -55,13 +56,17 @@ class Lane:
     def status(self) -> str:
         if self.auth_required:
             return "auth_required"
-        if self.paused:
+        if self.held():
             return "paused"
         return self.state
 
+    def held(self) -> bool:
+        """Paused here, or by the user's `pause` in any process (paused.json, re-read when it changes)."""
+        return self.paused or pause.is_paused(getattr(self.w.queue, "folder", None), self.source_id)
+
     def halted(self) -> bool:
         """Stop sending (the rest of a batch goes back to pending)."""
-        return (self.w._stopping.is_set() or self.paused or self.auth_required or self.state == OFFLINE
+        return (self.w._stopping.is_set() or self.held() or self.auth_required or self.state == OFFLINE
                 or self.w.clock() < self.not_before)
 
     def replace_backend(self, backend: Backend) -> None:
@@ -112,7 +117,7 @@ class Lane:
     def step(self) -> bool:
         """Probe or send one batch. True when more is due right away."""
         now = self.w.clock()
-        if self.paused or self.auth_required or now < self.not_before:
+        if self.held() or self.auth_required or now < self.not_before:
             return False
         force, self.force = self.force, False
         if self.state != ONLINE:
