@@ -272,7 +272,7 @@ def cmd_identify(args) -> int:
 
 
 def cmd_play(args, mpv_args: List[str]) -> int:
-    from .hosts.mpv_host import play
+    from .hosts.mpv import play
 
     return play(args, mpv_args)
 
