@@ -173,7 +173,8 @@ def kodi_setting_ids() -> dict:
             if f.in_kodi and t in f.types:
                 out[f"{t}_{f.key}"] = f
     for f in SYNC_FIELDS:
-        out[f.key] = f
+        if f.in_kodi:
+            out[f.key] = f
     return out
 
 
