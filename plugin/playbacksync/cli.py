@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
+from .cli_mpv import add_commands as add_mpv_commands, script_status as mpv_script_status, status_lines as mpv_status_lines
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 3
 
@@ -137,9 +138,10 @@ def cmd_status(args) -> int:
                     "attempts": r.attempt_count, "error": r.error_message} for r in failed]
     if args.json:
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown,
-                          "failed": failed_rows}, indent=2))
+                          "failed": failed_rows, "mpv_script": mpv_script_status()}, indent=2))
     else:
         print(f"Queue: {path}")
+        print("\n".join(mpv_status_lines()))
         if not servers:
             print("No servers configured (run `playback-sync settings` or `playback-sync login`).")
         cols = ("pending", "syncing", "synced", "failed")
@@ -272,7 +274,7 @@ def cmd_identify(args) -> int:
 
 
 def cmd_play(args, mpv_args: List[str]) -> int:
-    from .hosts.mpv_host import play
+    from .hosts.mpv import play
 
     return play(args, mpv_args)
 
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--username", help="user name (Jellyfin, Emby)")
     s.add_argument("--server-id", help="name for this server in the config")
     s.set_defaults(func=cmd_login)
+
+    add_mpv_commands(sub)  # install mpv, uninstall mpv, attach (cli_mpv.py)
     return p
 
 

@@ -46,6 +46,7 @@ class SyncOptions:
     notifications: str = "errors"  # all | errors | off
     retention_days: float = 7.0  # synced rows are pruned after this
     unidentified_days: float = 3.0  # a change whose item is not found this long becomes a failed change
+    agent_drain_seconds: float = 5.0  # mpv's attached agent: how long it keeps sending after mpv quits
 
 
 @dataclass(frozen=True)
