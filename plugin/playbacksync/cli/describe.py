@@ -117,7 +117,12 @@ class IndexNames:
             item = self._index.get(server_id, item_id)
         except Exception:
             return None
-        return (item.name or item.path) if item is not None else None
+        if item is None:
+            return None
+        base = _EXTENSIONS.sub("", os.path.basename(item.path or ""))
+        if _EPISODE.match(base):  # the file name says series, season and episode; the name only the episode's
+            return base
+        return item.name or item.path or None
 
     def close(self) -> None:
         if self._index is not None:

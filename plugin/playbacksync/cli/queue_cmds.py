@@ -124,9 +124,9 @@ def parse_since(text: str, now: Optional[float] = None) -> float:
         lt = time.localtime(now)
         midnight = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
         return midnight - (86400 if t == "yesterday" else 0)
-    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d"):
         try:
-            return time.mktime(time.strptime(t, fmt.lower() if "T" not in fmt else fmt))
+            return time.mktime(time.strptime(t.replace("t", " "), fmt))
         except ValueError:
             pass
     raise argparse.ArgumentTypeError(f"{text!r} is not a time: use e.g. 2d, 12h, 30m, yesterday or 2026-12-01")
