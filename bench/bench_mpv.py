@@ -79,7 +79,7 @@ def _child_bare(clip: str, options: dict) -> dict:
 
 def _child_host(clip: str) -> dict:
     """The host and the real tracker, without the sync service (the host's own cost)."""
-    from playbacksync.hosts.mpv_host import run_player
+    from playbacksync.hosts.mpv import run_player
     from playbacksync.tracker import Tracker
 
     first = {}
@@ -93,7 +93,7 @@ def _child_host(clip: str) -> dict:
 def _child_plugin(clip: str, config: str) -> dict:
     """What `playback-sync play` runs: host, tracker, sync service (queue, worker)."""
     from playbacksync import cli
-    from playbacksync.hosts import mpv_host
+    from playbacksync.hosts import mpv as mpv_host
 
     first = {}
     parser = cli.build_parser()
@@ -107,7 +107,7 @@ def _child_plugin(clip: str, config: str) -> dict:
 
 def _bare_options() -> dict:
     # Exactly the options the host gives mpv (no user config), so only the plugin's own work differs.
-    from playbacksync.hosts.mpv_host import MpvHost
+    from playbacksync.hosts.mpv import MpvHost
 
     opts = MpvHost(lambda e: None, mpv_options={"vo": "null", "ao": "null", "speed": SPEED},
                    use_config=False).options()

@@ -49,7 +49,7 @@ def test_zip_layout(built):
         assert PREFIX + needed in names, needed
     # requests comes from Kodi's script.module.requests; mpv's host has no place in Kodi.
     assert not any(n.startswith(PREFIX + "resources/lib/requests/") for n in names)
-    assert PREFIX + "resources/lib/playbacksync/hosts/mpv_host.py" not in names
+    assert not any(n.startswith(PREFIX + "resources/lib/playbacksync/hosts/mpv/") for n in names)
 
 
 def test_zip_has_no_compiled_or_cache_files(built):

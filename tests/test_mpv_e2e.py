@@ -9,7 +9,7 @@ pytest.importorskip("mpv")
 
 from playbacksync.app import SyncService  # noqa: E402
 from playbacksync.config import Config, PathMapping, ServerConfig, SyncOptions  # noqa: E402
-from playbacksync.hosts.mpv_host import MpvHost, OsdPolicy  # noqa: E402
+from playbacksync.hosts.mpv import MpvHost, OsdPolicy  # noqa: E402
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401,E402
 from tests.fakes.jellyfin import JellyfinFake  # noqa: E402
 from tests.media import make_clip  # noqa: E402

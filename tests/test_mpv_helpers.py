@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("mpv")
 
-from playbacksync.hosts.mpv_host import (OsdPolicy, PlayerError, parse_mpv_args, redact_text,  # noqa: E402
+from playbacksync.hosts.mpv import (OsdPolicy, PlayerError, parse_mpv_args, redact_text,  # noqa: E402
                                          redact_url, resolve_path)
 
 
@@ -100,17 +100,18 @@ def test_osd_texts_never_show_tokens():
 
 
 def test_missing_libmpv_is_a_clear_error(monkeypatch, capsys):
-    from playbacksync.hosts import mpv_host
+    from playbacksync.hosts import mpv as mpv_host
 
-    monkeypatch.setattr(mpv_host, "mpv", None)
-    monkeypatch.setattr(mpv_host, "_MPV_MISSING", "OSError: Cannot find libmpv", raising=False)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mpv", None)  # `import mpv` fails as without libmpv
     assert mpv_host.run_player(["x.mkv"], {}) == mpv_host.EXIT_BAD_OPTIONS
     err = capsys.readouterr().err
     assert "libmpv is not installed" in err and "apt install libmpv2" in err
 
 
 def test_late_sink_keeps_order_and_passes_subscriptions_on():
-    from playbacksync.hosts.mpv_host import LateSink
+    from playbacksync.hosts.mpv import LateSink
 
     late = LateSink()
     late("e1")

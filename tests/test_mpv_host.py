@@ -8,8 +8,8 @@ import pytest
 mpv = pytest.importorskip("mpv")
 
 from playbacksync.changes import PROGRESS, UNWATCHED, WATCHED  # noqa: E402
-from playbacksync.hosts import mpv_host  # noqa: E402
-from playbacksync.hosts.mpv_host import MpvHost, run_player  # noqa: E402
+from playbacksync.hosts import mpv as mpv_host  # noqa: E402
+from playbacksync.hosts.mpv import MpvHost, run_player  # noqa: E402
 from playbacksync.tracker import Tracker  # noqa: E402
 from playbacksync.tracker.events import (ENDED, MARKED_WATCHED, PAUSED, POSITION, SEEKED,  # noqa: E402
                                          STARTED)

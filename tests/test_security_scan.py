@@ -169,7 +169,7 @@ def test_no_token_anywhere_after_a_full_scenario(tmp_path, clip, monkeypatch):
         for var, value in scene.env().items():
             if var.startswith(("PLAYBACK_SYNC", "XDG_")):
                 monkeypatch.setenv(var, value)
-        from playbacksync.hosts.mpv_host import OsdPolicy
+        from playbacksync.hosts.mpv import OsdPolicy
 
         config = load_config(str(scene.config))
         service = SyncService(config, str(tmp_path / "data"), worker_options={"poll_interval": 0.1})

@@ -353,5 +353,85 @@ class SyncService:
                 log.exception("a sync subscriber failed")
 
 
+    # -- host API: what a player host may ask of sync (hosts never touch .worker or .queue) --
+    def running(self) -> bool:
+        """True once the queue and worker are up (a host may ask before: answers are empty then)."""
+        return self._started.is_set() and self._start_error is None and self.worker is not None
+
+    def status(self) -> Dict[str, "ServerStatus"]:
+        """Per server (configured or still holding rows): its state and its queue counts.
+
+        State: online | offline | paused | auth_required | unknown, or ``not running`` before
+        the service is up. Counts: pending, syncing, synced, failed.
+        """
+        worker, queue = self.worker, self.queue
+        if not self.running() or worker is None or queue is None:
+            return {s.id: ServerStatus(s.id, "not running", {}) for s in self.config.enabled_servers()}
+        states = worker.server_states()
+        counts = queue.counts()
+        ids = sorted(set(states) | set(counts) | {s.id for s in self.config.enabled_servers()})
+        return {sid: ServerStatus(sid, states.get(sid, "unknown"), dict(counts.get(sid, {}))) for sid in ids}
+
+    def retry_failed(self, server_id: Optional[str] = None) -> int:
+        """Failed changes (of one server, or all) go back to pending and are sent now; how many."""
+        worker = self.worker
+        if not self.running() or worker is None:
+            return 0
+        n = worker.retry_failed(server_id)
+        worker.process_now()
+        return n
+
+    def sync_now(self) -> bool:
+        """Send what is queued now: skip backoff, probe offline servers. False if not running yet."""
+        worker = self.worker
+        if not self.running() or worker is None:
+            return False
+        worker.process_now()
+        return True
+
+    def pause(self, server_id: Optional[str] = None) -> None:
+        """Stop sending (to one server, or all) for this run; what is queued waits."""
+        if self.worker is not None:
+            self.worker.pause(server_id)
+
+    def resume(self, server_id: Optional[str] = None) -> None:
+        if self.worker is not None:
+            self.worker.resume(server_id)
+
+    # -- the user's pause (queue/pause.py): every process, across restarts, until resumed --
+    def paused(self) -> frozenset:
+        """Server ids the user paused ("*" = all); the OSD and Kodi show it."""
+        from .queue import pause
+
+        return pause.paused_servers(self._data_folder())
+
+    def set_paused(self, server_id: Optional[str], paused: bool) -> None:
+        """Pause or resume one server (or all, None) for good; the worker holds or sends at once."""
+        from .queue import pause
+
+        pause.set_paused(self._data_folder(), server_id, paused, all_servers=[s.id for s in self.config.servers])
+        if self.worker is not None and not paused:
+            self.worker.notify()
+
+    def _data_folder(self) -> str:
+        from .paths import data_dir
+
+        return self._folder or data_dir(self.data_dir)
+
+
+class ServerStatus:
+    """One server as ``SyncService.status()`` reports it: ``state`` and ``counts`` (by row status)."""
+
+    def __init__(self, server_id: str, state: str, counts: Dict[str, int]):
+        self.server_id, self.state, self.counts = server_id, state, counts
+
+    def waiting(self) -> int:
+        """Rows not yet on the server (pending or being sent)."""
+        return self.counts.get("pending", 0) + self.counts.get("syncing", 0)
+
+    def __repr__(self):
+        return f"ServerStatus({self.server_id!r}, {self.state!r}, {self.counts!r})"
+
+
 def _user_of(server: ServerConfig) -> str:
     return server.user_id or server.username or ""

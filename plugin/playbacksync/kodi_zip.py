@@ -44,9 +44,10 @@ BUNDLED = {
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".c", ".pyx", ".pxd", ".orig", ".pyi")
 _SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db", "py.typed"}
 _LIB_SKIP_DIRS = ("alembic/templates/",)  # only for `alembic init`, never used at run time
-# This builder, mpv's host and its Lua helper have no use in Kodi; the migration template
+# This builder, mpv's host package (with its Lua scripts) and mpv's commands have no use in Kodi; the migration template
 # only serves `alembic revision` (upgrades never read it).
-_PACKAGE_SKIP = {"kodi_zip.py", "hosts/mpv_host.py", "hosts/playback_sync.lua", "queue/migrations/script.py.mako"}
+_PACKAGE_SKIP = {"kodi_zip.py", "cli_mpv.py", "queue/migrations/script.py.mako"}
+_PACKAGE_SKIP_DIRS = ("hosts/mpv/",)
 # Repo resources that are not part of the add-on (the README's screenshot ships as an asset).
 _RESOURCE_SKIP = {"lib"}
 
@@ -137,7 +138,7 @@ def build(out_dir: Optional[os.PathLike] = None) -> Path:
     package = Path(playbacksync.__file__).parent
     for path in _walk(package):
         rel = path.relative_to(package).as_posix()
-        if rel not in _PACKAGE_SKIP:
+        if rel not in _PACKAGE_SKIP and not rel.startswith(_PACKAGE_SKIP_DIRS):
             entries.append((path, f"resources/lib/playbacksync/{rel}"))
     entries += [(src, f"resources/lib/{name}") for src, name in _library_files()]
 

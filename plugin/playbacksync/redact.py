@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 _known_secrets: "set[str]" = set()
 _secrets_lock = threading.Lock()
@@ -39,3 +40,28 @@ def redact(text: Any) -> str:
     for rx in _PATTERNS:
         s = rx.sub(r"\1***", s)
     return s
+
+
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs and the screen: no user info, query or fragment (tokens live there)."""
+    if not isinstance(url, str) or not URL_SCHEME.match(url):
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
+    if ":" in host:
+        host = f"[{host}]"
+    hidden = "?…" if parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
+
+
+def redact_text(text: Any) -> str:
+    """``text`` with every URL in it shortened by ``redact_url`` and every token removed."""
+    return redact(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), str(text)))

@@ -18,7 +18,6 @@ from .common import (EXIT_ATTENTION, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, UsageErr
 from .logs import setup_logging
 from .parser import build_parser, main, register_commands
 
-_data_dir = data_dir_arg  # older name, used by the mpv host
 
 __all__ = ["EXIT_ATTENTION", "EXIT_OK", "EXIT_STORAGE", "EXIT_USAGE", "UsageError", "build_parser",
            "data_dir_arg", "load_config", "main", "register_commands", "setup_logging"]

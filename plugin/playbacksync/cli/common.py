@@ -1,14 +1,10 @@
 """What every command shares: exit codes, the config and data folder, the queue, server names."""
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import List, Optional
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 3
-
-log = logging.getLogger("playbacksync")
 
 
 class UsageError(Exception):
@@ -17,34 +13,30 @@ class UsageError(Exception):
 
 def config_path(args) -> Optional[str]:
     """The config file named by --config or $PLAYBACK_SYNC_CONFIG, else None (the default one)."""
-    return getattr(args, "config", None) or os.environ.get("PLAYBACK_SYNC_CONFIG") or None
+    from ..settings.locate import named_config
+
+    return named_config(getattr(args, "config", None))
 
 
 def config_file(args) -> str:
-    """The config file this command reads and writes."""
-    from ..settings import default_config_path
+    """The config file this command reads and writes (settings.locate's rule)."""
+    from ..settings.locate import config_file as locate
 
-    return config_path(args) or default_config_path()
+    return locate(getattr(args, "config", None))
 
 
 def load_config(args):
     """The user's config; an absent default file is an empty config, an absent named one an error."""
-    from ..config import Config
-    from ..settings import default_config_path
-    from ..settings import load_config as load
+    from ..settings.locate import load_config as load
 
-    path = config_path(args)
-    if path is None:
-        path = default_config_path()
-        if not os.path.exists(path):
-            log.info("no config file at %s: no servers configured", path)
-            return Config()
-    return load(path)
+    return load(getattr(args, "config", None))
 
 
 def data_dir_arg(args) -> Optional[str]:
     """The data folder named by --data-dir or $PLAYBACK_SYNC_DATA_DIR, else None (the default one)."""
-    return getattr(args, "data_dir", None) or os.environ.get("PLAYBACK_SYNC_DATA_DIR") or None
+    from ..settings.locate import data_dir_override
+
+    return data_dir_override(getattr(args, "data_dir", None))
 
 
 def data_folder(args) -> str:

@@ -10,7 +10,7 @@ from .common import EXIT_ATTENTION, EXIT_OK, data_dir_arg, load_config
 
 
 def cmd_play(args, mpv_args: List[str]) -> int:
-    from ..hosts.mpv_host import play
+    from ..hosts.mpv import play
 
     return play(args, mpv_args)
 

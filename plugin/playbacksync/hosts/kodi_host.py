@@ -19,6 +19,7 @@ import xbmcaddon
 import xbmcgui
 import xbmcvfs
 
+from ..notify_policy import ERROR_KINDS, NotifyPolicy
 from ..redact import redact
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED,
                               SEEKED, STARTED, MediaRef, PlaybackEvent)
@@ -30,8 +31,6 @@ RUNNING_PROPERTY = "playbacksync.running"  # on the home window: the script asks
 MIN_PYTHON = (3, 11)  # SQLAlchemy 2.1 and platformdirs 4.14 need it
 
 _SERVER_TYPES = ("plex", "jellyfin", "emby")
-_NOTIFY_ERRORS = {"failed", "auth_required", "offline", "not_identified"}
-_NOTIFY_ALL = _NOTIFY_ERRORS | {"completed", "online", "superseded"}  # not "progress": every 10 s is noise
 
 
 def log(message, level=xbmc.LOGINFO) -> None:
@@ -141,6 +140,7 @@ class _Player(xbmc.Player):
             if self.media is not None:  # next playlist item without a stop in between
                 self._end("stop")
             self.serial += 1
+            self.host.policy.new_file()
             media = media_of(self, self.serial)
             if media is None:
                 return
@@ -247,7 +247,7 @@ class KodiHost:
         self.monitor = _Monitor(self)
         self.player = _Player(self)
         self.service = None
-        self.notifications = "errors"
+        self.policy = NotifyPolicy("errors")
         self.reload_requested = False
         self._unsubscribe = None
 
@@ -262,7 +262,7 @@ class KodiHost:
             log(f"settings not usable: {exc}", xbmc.LOGERROR)
             _notify(f"Settings: {exc}", error=True)
             return None
-        self.notifications = config.sync.notifications
+        self.policy = NotifyPolicy(config.sync.notifications, [s.id for s in config.enabled_servers()])
         servers = ", ".join(f"{s.id} ({s.type}) {s.url}" for s in config.enabled_servers()) or "none"
         log(f"starting sync; servers: {servers}; queue in {profile_dir()}")
         return config
@@ -306,11 +306,11 @@ class KodiHost:
 
     def _on_sync_event(self, event) -> None:
         kind, message = getattr(event, "kind", ""), getattr(event, "message", "")
-        level = xbmc.LOGWARNING if kind in _NOTIFY_ERRORS else xbmc.LOGINFO
+        level = xbmc.LOGWARNING if kind in ERROR_KINDS else xbmc.LOGINFO
         log(f"sync {kind} {getattr(event, 'source_id', None)}: {message}", level)
-        wanted = {"all": _NOTIFY_ALL, "errors": _NOTIFY_ERRORS}.get(self.notifications, set())
-        if kind in wanted:
-            _notify(message, error=kind in _NOTIFY_ERRORS)
+        notice = self.policy.notice_for(event)
+        if notice:
+            _notify(notice.text, error=notice.error)
 
     # -- Kodi notifications ----------------------------------------------
     def on_notification(self, sender, method, data) -> None:
