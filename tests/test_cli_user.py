@@ -338,3 +338,47 @@ def _q(s):
     import shlex
 
     return shlex.quote(str(s))
+
+
+# -- 6. progress on long work ------------------------------------------------------------------
+
+def _backlog(env, fake, n):
+    items = [fake.add_item(f"Film {i}", path=f"/srv/media/film {i}.mkv") for i in range(n)]
+    enqueue(env, *[watched(fake, item) for item in items])
+    return items
+
+
+def test_sync_of_a_backlog_shows_a_bar_on_a_terminal(env, jellyfin):
+    cfg = jf_config(env, jellyfin)
+    items = _backlog(env, jellyfin, 60)
+    screen = tmux_run(env, ["--config", cfg, "sync", "--timeout", "60"])
+    assert "EXIT" not in screen  # (the exit status goes to a file)
+    line = next(li for li in screen.splitlines() if li.startswith("sending"))
+    assert "━" in line and "60/60" in line, screen
+    assert "Sent 60 changes." in screen
+    assert all(jellyfin.user_data(jellyfin.uid, i).played for i in items)
+
+
+def test_sync_of_a_backlog_writes_plain_lines_without_a_terminal(env, jellyfin):
+    cfg = jf_config(env, jellyfin)
+    _backlog(env, jellyfin, 60)
+    code, out, err = cli(env, "--config", cfg, "sync", "--timeout", "60")
+    assert code == 0, out + err
+    lines = err.splitlines()
+    assert lines[0] == "sending: 0/60" and lines[-1] == "sending: 60/60", err
+    assert "\x1b[" not in err + out and "Sent 60 changes." in out
+
+
+def test_first_read_of_a_large_library_shows_progress(env, jellyfin):
+    for i in range(2500):
+        jellyfin.add_item(f"Extra {i}", path=f"/srv/media/extra {i}.mkv")
+    cfg = jf_config(env, jellyfin)
+    screen = tmux_run(env, ["--config", cfg, "identify", "/srv/media/long film.mkv"],
+                      wait_for=lambda s: "reading the library of home" in s)
+    assert "reading the library of home" in screen and "2502" in screen, screen
+    assert f"home: The Long Film (item {jellyfin.film})" in screen
+    # not a terminal: plain lines on stderr, the result alone on stdout (the index is new again)
+    os.remove(Path(env["data"]) / "index.sqlite")
+    code, out, err = cli(env, "--config", cfg, "identify", "--json", "/srv/media/long film.mkv")
+    assert code == 0 and json.loads(out)["/srv/media/long film.mkv"]["home"]["title"] == "The Long Film"
+    assert err.splitlines()[-1] == "reading the library of home: 2502"

@@ -6,6 +6,7 @@ import os
 from typing import List
 
 from . import describe as d
+from .library import read_new_libraries
 from .common import EXIT_ATTENTION, EXIT_OK, data_dir_arg, load_config
 
 
@@ -49,6 +50,7 @@ def cmd_identify(args) -> int:
     identifier = Identifier(config, backends, index)
     results, titles = {}, {}
     try:
+        read_new_libraries(index, backends, list(backends), say_errors=False)
         for target in args.targets:
             media = media_ref(target)
             if args.provider_id:

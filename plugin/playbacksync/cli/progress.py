@@ -7,18 +7,20 @@ from typing import Optional
 
 
 class Progress:
-    """``update(done)`` of ``total``; ``close()`` ends the bar. Quiet for totals below ``least``."""
+    """``update(done)`` of ``total`` (None: not known, a count); ``close()`` ends the bar.
+    Quiet for known totals below ``least``."""
 
     PLAIN_EVERY = 2.0  # seconds between plain progress lines
 
-    def __init__(self, label: str, total: int, *, stream=None, least: int = 2):
-        self.label, self.total = label, max(0, int(total))
-        self.stream = stream or sys.stdout
+    def __init__(self, label: str, total: Optional[int], *, stream=None, least: int = 2):
+        self.label = label
+        self.total = None if total is None else max(0, int(total))
+        self.stream = stream or sys.stderr  # stdout stays for results (and --json)
         self.done = 0
         self._bar = None
         self._task = None
         self._last_line = 0.0
-        self._quiet = self.total < least
+        self._quiet = self.total is not None and self.total < least
         if self._quiet:
             return
         if _is_terminal(self.stream):
@@ -34,8 +36,8 @@ class Progress:
 
     def update(self, done: int, total: Optional[int] = None) -> None:
         if total is not None:
-            self.total = max(self.total, int(total))
-        done = max(0, min(int(done), self.total))
+            self.total = max(self.total or 0, int(total))
+        done = max(0, int(done) if self.total is None else min(int(done), self.total))
         if done == self.done and total is None:
             return
         self.done = done
@@ -50,7 +52,8 @@ class Progress:
         now = time.monotonic()
         if force or now - self._last_line >= self.PLAIN_EVERY or self.done == self.total:
             self._last_line = now
-            print(f"{self.label}: {self.done}/{self.total}", file=self.stream, flush=True)
+            of = "" if self.total is None else f"/{self.total}"
+            print(f"{self.label}: {self.done}{of}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 from ..changes import FAILED, PENDING, SYNCING
 from . import describe as d
-from .common import EXIT_ATTENTION, EXIT_OK, data_dir_arg, load_config, open_queue
+from .common import EXIT_ATTENTION, EXIT_OK, data_dir_arg, data_folder, load_config, open_queue
 from .progress import Progress
 
 HEARTBEAT = 1.0
@@ -40,6 +40,8 @@ def drain(args, config, timeout: float) -> int:
     if not sum(before.values()):
         print("Nothing to send." if ids else "No servers configured: nothing to send.")
         return _report(args, config, ids, {}, {}, sent=None)
+
+    _read_libraries_for_waiting_rows(args, config, ids)
 
     from ..app import SyncService
 
@@ -79,6 +81,29 @@ def drain(args, config, timeout: float) -> int:
         service.stop(3.0)
     return _report(args, config, ids, states, last_words, sent=total - sum(
         _open_counts(_counts_now(args, config), ids).values()))
+
+
+def _read_libraries_for_waiting_rows(args, config, ids) -> None:
+    """Changes waiting to identify need the server's item list: a first one is read here, with progress."""
+    q = open_queue(args, config)
+    try:
+        need = sorted({r.source_id for r in q.rows(statuses=(PENDING,)) if d.waiting_to_identify(r)} & set(ids))
+    finally:
+        q.close()
+    if not need:
+        return
+    from ..backends import make_backend
+    from ..identify import ItemIndex
+    from .library import read_new_libraries
+
+    backends = {s.id: make_backend(s) for s in config.enabled_servers() if s.id in need}
+    index = ItemIndex(data_folder(args))
+    try:
+        read_new_libraries(index, backends, need, say_errors=False)
+    finally:
+        index.close()
+        for b in backends.values():
+            b.close()
 
 
 def _nothing_more_now(service, left: Dict[str, int], seen: set) -> bool:
