@@ -92,11 +92,11 @@ def test_identify_json_by_path_mapping_and_no_match(env, jellyfin, capsys):
     code, out, _ = run(capsys, "--config", cfg, "identify", "--json", "/mnt/media/clip one.mkv")
     assert code == 0
     assert json.loads(out)["/mnt/media/clip one.mkv"]["home"] == {
-        "item_id": jellyfin.iid, "method": "path", "reason": json.loads(out)["/mnt/media/clip one.mkv"]["home"]["reason"]}
+        "item_id": jellyfin.iid, "title": "Clip", "method": "path", "reason": json.loads(out)["/mnt/media/clip one.mkv"]["home"]["reason"]}
     code, out, _ = run(capsys, "--config", cfg, "identify", "--json", "/elsewhere/clip one.mkv")
     assert code == 1
     result = json.loads(out)["/elsewhere/clip one.mkv"]["home"]
-    assert result["item_id"] is None and result["method"] is None and result["reason"]
+    assert result["item_id"] is None and result["method"] is None and result["reason"] and result["title"] is None
 
 
 def test_bad_config_exits_2_naming_file_and_key(env, capsys):
@@ -137,7 +137,8 @@ def test_sync_sends_queued_changes_and_retry_requeues_failed(env, jellyfin, caps
     assert jellyfin.user_data(jellyfin.uid, gone).played
 
 
-@pytest.mark.parametrize("command", ["play", "status", "retry", "sync", "identify", "settings", "login"])
+@pytest.mark.parametrize("command", ["play", "status", "retry", "sync", "identify", "settings", "login", "history",
+                                     "clear", "pause", "resume"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])

@@ -136,7 +136,7 @@ def test_sign_in_add_mapping_save_and_reopen(display, tmp_path):
             drv.type_into(dialog.map_local_entry, "/mnt/media")
             drv.type_into(dialog.map_remote_entry, "/data/media")
             drv.click(dialog.add_mapping_button)
-            assert dialog.mapping_list.get(0, "end") == ("/mnt/media  ⇒  /data/media",)
+            assert dialog.mapping_labels() == ["/mnt/media  ⇒  /data/media"]
             drv.click(dialog.save_button)
             drv.pump(lambda: dialog.status_var.get().startswith("Saved to"))
 
@@ -163,8 +163,8 @@ def test_sign_in_add_mapping_save_and_reopen(display, tmp_path):
 
         dialog, drv = _open(path)
         try:
-            assert dialog.server_list.get(0, "end") == ("home · jellyfin",)
-            assert dialog.mapping_list.get(0, "end") == ("/mnt/media  ⇒  /data/media",)
+            assert dialog.server_labels() == ["home · jellyfin"]
+            assert dialog.mapping_labels() == ["/mnt/media  ⇒  /data/media"]
             assert dialog.url_entry.get() == fake.url
             texts = " ".join(_all_texts(dialog.root)) + dialog.token_shown.get()
             assert token not in texts and token[:4] + "…" in dialog.token_shown.get()
@@ -186,7 +186,8 @@ def test_invalid_values_are_not_saved(display, tmp_path):
         drv.type_into(dialog.url_entry, "htp://nope")
         drv.click(dialog.save_button)
         status = dialog.status_var.get()
-        assert status.startswith("Not saved.") and "servers[1].url: 'htp://nope' is not an http(s) URL" in status
+        assert status.startswith("Not saved.") and 'server "jf", url: \'htp://nope\' is not an http(s) URL' in status
+        assert "servers[" not in status
         assert "https://host:port" in status
         assert path.read_bytes() == before
         drv.click(dialog.test_button)
@@ -213,3 +214,41 @@ def test_plex_pin_sign_in(display, tmp_path):
         finally:
             dialog.root.destroy()
     assert load_config(str(path)).server("px").token == plex.token
+
+
+def test_list_follows_the_name_as_you_type_browse_fills_folders_and_errors_name_the_server(display, tmp_path):
+    path = tmp_path / "config.toml"
+    save_config(Config(servers=(ServerConfig(id="jf", type="jellyfin", url="http://jf.lan:8096"),
+                                ServerConfig(id="attic", type="emby", url="http://attic.lan:8096"))), str(path))
+    media = tmp_path / "media"
+    media.mkdir()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    dialog, drv = _open(path)
+    try:
+        assert dialog.server_labels() == ["jf · jellyfin", "attic · emby"]
+        classes, todo = set(), [dialog.root]
+        while todo:
+            w = todo.pop()
+            classes.add(w.winfo_class())
+            todo += w.winfo_children()
+        assert not classes & {"Listbox", "Entry", "Button", "Label", "Checkbutton", "Spinbox"}, classes  # themed only
+        drv.type_into(dialog.id_entry, "living-room")
+        assert dialog.server_labels() == ["living-room · jellyfin", "attic · emby"]  # before any save
+        # Browse: the choosers are Tk's file dialogs; here they answer as a person picking would
+        dialog._ask_folder = lambda initial: str(media)
+        dialog._ask_file = lambda initial: str(ca)
+        drv.click(dialog.browse_local_button)
+        assert dialog.map_local_entry.get() == str(media)
+        drv.click(dialog.ca_browse_button)
+        assert dialog.ca_entry.get() == str(ca)
+        # an error in the second server names it, not servers[2]
+        dialog.server_list.selection_set("1")
+        drv.pump(lambda: dialog.current == 1)
+        drv.type_into(dialog.url_entry, "htp://attic")
+        drv.click(dialog.save_button)
+        status = dialog.status_var.get()
+        assert 'server "attic", url:' in status and "servers[" not in status, status
+        assert 'id = "living-room"' not in path.read_text()
+    finally:
+        dialog.root.destroy()

@@ -82,3 +82,16 @@ def test_pause_all_holds_every_server(env):  # noqa: F811
     w._lanes["other"].step()
     w._lanes["jf"].step()
     assert env.row(rb).status == SYNCED and env.row(ra).status == PENDING
+
+
+def test_the_service_shows_and_sets_the_users_pause_for_hosts(tmp_path):
+    from playbacksync.app import SyncService
+    from playbacksync.config import Config
+
+    service = SyncService(Config(), str(tmp_path))
+    _set_in_other_process(tmp_path, "jf", True)
+    assert service.paused() == {"jf"}
+    service.set_paused(None, True)
+    assert pause.paused_servers(str(tmp_path)) == {pause.ALL}
+    service.set_paused(None, False)
+    assert service.paused() == frozenset()

@@ -405,6 +405,26 @@ class SyncService:
         if self.worker is not None:
             self.worker.resume(server_id)
 
+    # -- the user's pause (queue/pause.py): every process, across restarts, until resumed --
+    def paused(self) -> frozenset:
+        """Server ids the user paused ("*" = all); the OSD and Kodi show it."""
+        from .queue import pause
+
+        return pause.paused_servers(self._data_folder())
+
+    def set_paused(self, server_id: Optional[str], paused: bool) -> None:
+        """Pause or resume one server (or all, None) for good; the worker holds or sends at once."""
+        from .queue import pause
+
+        pause.set_paused(self._data_folder(), server_id, paused, all_servers=[s.id for s in self.config.servers])
+        if self.worker is not None and not paused:
+            self.worker.notify()
+
+    def _data_folder(self) -> str:
+        from .paths import data_dir
+
+        return self._folder or data_dir(self.data_dir)
+
 
 class ServerStatus:
     """One server as ``SyncService.status()`` reports it: ``state`` and ``counts`` (by row status)."""

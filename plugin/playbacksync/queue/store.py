@@ -499,13 +499,16 @@ class SyncQueue:
             closed = self._settle(q, back, now)
         return len(back) - closed
 
-    def clear_failed(self, source_id: Optional[str] = None) -> int:
-        """Delete failed rows (the viewer gave up on them). Returns how many."""
+    def clear_failed(self, source_id: Optional[str] = None, ids: Optional[Iterable[int]] = None) -> int:
+        """Delete failed rows (the viewer gave up on them), only ``ids`` when given. Returns how many."""
         sql = f"DELETE FROM {TABLE} WHERE status = 'failed'"
-        params = {}
+        params: dict = {}
         if source_id is not None:
             sql += " AND source_id = :s"
             params["s"] = source_id
+        if ids is not None:
+            sql += " AND id IN :ids"
+            params["ids"] = [int(i) for i in ids]
         with self._tx("clear failed changes") as q:
             return q(sql, **params).rowcount
 

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,9 +30,17 @@ class Problem:
     key: str
     message: str
     fix: str
+    server: str = ""  # the server's name (its id) when the problem is in one server's settings
 
     def __str__(self):
         return f"{self.key}: {self.message} — {self.fix}" if self.key else f"{self.message} — {self.fix}"
+
+    def said(self) -> str:
+        """As a dialog says it: the server by its name ('server "home", url: …'), not servers[2]."""
+        if not self.server:
+            return str(self)
+        field = self.key.split("].", 1)[1] if "]." in self.key else ""
+        return f'server "{self.server}"' + (f", {field}" if field else "") + f": {self.message} — {self.fix}"
 
 
 class ConfigError(Exception):
@@ -182,6 +190,15 @@ def _mappings(raw: Any, where: str, problems: List[Problem]) -> Tuple[PathMappin
 
 
 def _server(raw: Any, index: int, problems: List[Problem]) -> Optional[ServerConfig]:
+    start = len(problems)
+    server = _server_checked(raw, index, problems)
+    name = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(name, str) and name.strip():  # its problems name it too
+        problems[start:] = [replace(p, server=name.strip()) for p in problems[start:]]
+    return server
+
+
+def _server_checked(raw: Any, index: int, problems: List[Problem]) -> Optional[ServerConfig]:
     where = f"servers[{index}]."
     if not isinstance(raw, dict):
         problems.append(Problem(f"servers[{index}]", f"is {_kind_name(raw)}, not a table",
@@ -247,7 +264,7 @@ def config_from_dict(data: Dict[str, Any], file: str = "<settings>") -> Config:
         if isinstance(sid, str):
             if sid in seen:
                 problems.append(Problem(f"servers[{i}].id", f"{sid!r} is already the id of servers[{seen[sid]}]",
-                                        "give each server its own id"))
+                                        "give each server its own id", server=sid))
             seen.setdefault(sid, i)
     sync_values: Dict[str, Any] = {}
     raw_sync = data.get("sync", {})

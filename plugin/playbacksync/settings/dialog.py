@@ -80,9 +80,10 @@ class SettingsDialog:
 
         left = ttk.LabelFrame(outer, text="Servers", padding=6)
         left.grid(row=0, column=0, sticky="nsw", **pad)
-        self.server_list = tk.Listbox(left, height=12, width=26, exportselection=False)
+        self.server_list = ttk.Treeview(left, height=12, show="tree", selectmode="browse")
+        self.server_list.column("#0", width=210)
         self.server_list.grid(row=0, column=0, columnspan=2, sticky="nsew")
-        self.server_list.bind("<<ListboxSelect>>", self._on_select)
+        self.server_list.bind("<<TreeviewSelect>>", self._on_select)
         self.add_button = ttk.Button(left, text="Add server", command=self.add_server)
         self.add_button.grid(row=1, column=0, sticky="ew", **pad)
         self.remove_button = ttk.Button(left, text="Remove", command=self.remove_server)
@@ -154,8 +155,11 @@ class SettingsDialog:
         self.verify_check.grid(row=0, column=1)
         row += 1
         self.ca_entry = entry("CA file", "ca_bundle")
+        self.ca_entry.grid(columnspan=2)
+        self.ca_browse_button = ttk.Button(form, text="Browse…", command=self.browse_ca)
+        self.ca_browse_button.grid(row=row - 1, column=3, sticky="e", **pad)
         ttk.Label(form, text="Path mappings").grid(row=row, column=0, sticky="nw", **pad)
-        self.mapping_list = tk.Listbox(form, height=4, width=44, exportselection=False)
+        self.mapping_list = ttk.Treeview(form, height=4, show="tree", selectmode="browse")
         self.mapping_list.grid(row=row, column=1, columnspan=3, sticky="ew", **pad)
         row += 1
         ttk.Label(form, text="local folder").grid(row=row, column=0, sticky="e", **pad)
@@ -167,8 +171,12 @@ class SettingsDialog:
         self.map_remote_entry = ttk.Entry(form, textvariable=self.vars["map_remote"], width=18)
         self.map_remote_entry.grid(row=row, column=3, sticky="ew", **pad)
         row += 1
-        self.add_mapping_button, self.remove_mapping_button = button_row(("Add mapping", self.add_mapping),
-                                                                         ("Remove mapping", self.remove_mapping))
+        (self.browse_local_button, self.add_mapping_button,
+         self.remove_mapping_button) = button_row(("Browse local folder…", self.browse_local),
+                                                  ("Add mapping", self.add_mapping),
+                                                  ("Remove mapping", self.remove_mapping))
+        for key in ("id", "enabled"):  # the list follows the form as you type
+            self.vars[key].trace_add("write", lambda *_: self._relabel())
         form.columnconfigure(1, weight=1)
 
         sync = ttk.LabelFrame(outer, text="Sync", padding=6)
@@ -198,17 +206,37 @@ class SettingsDialog:
         return f"{d['id'] or '(unnamed)'} · {d['type']}" + ("" if d["enabled"] else " (off)")
 
     def _refresh_list(self) -> None:
-        self.server_list.delete(0, "end")
-        for d in self.drafts:
-            self.server_list.insert("end", self._label(d))
-        if self.current is not None:
-            self.server_list.selection_set(self.current)
+        self._listing = True  # selection_set below must not count as the user's selection
+        try:
+            self.server_list.delete(*self.server_list.get_children())
+            for i, d in enumerate(self.drafts):
+                self.server_list.insert("", "end", iid=str(i), text=self._label(d))
+            if self.current is not None:
+                self.server_list.selection_set(str(self.current))
+            self.server_list.update_idletasks()
+        finally:
+            self._listing = False
+
+    def _relabel(self) -> None:
+        """The selected server's line shows the name and type being typed, before any save."""
+        if self.current is None or getattr(self, "_loading", False):
+            return
+        live = dict(self.drafts[self.current], id=self.vars["id"].get().strip(), type=self.vars["type"].get(),
+                    enabled=bool(self.vars["enabled"].get()))
+        if self.server_list.exists(str(self.current)):
+            self.server_list.item(str(self.current), text=self._label(live))
+
+    def server_labels(self) -> List[str]:
+        return [self.server_list.item(i, "text") for i in self.server_list.get_children()]
+
+    def mapping_labels(self) -> List[str]:
+        return [self.mapping_list.item(i, "text") for i in self.mapping_list.get_children()]
 
     def _set_form_state(self, state: str) -> None:
         for w in (self.id_entry, self.url_entry, self.username_entry, self.password_entry, self.paste_entry,
                   self.ca_entry, self.map_local_entry, self.map_remote_entry, self.sign_in_button, self.test_button,
                   self.enabled_check, self.verify_check, self.add_mapping_button, self.remove_mapping_button,
-                  self.remove_button):
+                  self.remove_button, self.ca_browse_button, self.browse_local_button):
             w.configure(state=state)
         self.type_box.configure(state="readonly" if state == "normal" else "disabled")
 
@@ -233,16 +261,18 @@ class SettingsDialog:
 
     def _load_form(self) -> None:
         d = self.drafts[self.current]
+        self._loading = True
         for key in ("id", "type", "url", "username", "ca_bundle"):
             self.vars[key].set(d[key])
         self.vars["enabled"].set(d["enabled"])
+        self._loading = False
         self.vars["verify_tls"].set(d["verify_tls"])
         self.vars["password"].set("")
         self.vars["paste_token"].set("")
         self.token_shown.set(mask_token(d["token"]))
-        self.mapping_list.delete(0, "end")
+        self.mapping_list.delete(*self.mapping_list.get_children())
         for m in d["path_mappings"]:
-            self.mapping_list.insert("end", f"{m['local']}  ⇒  {m['remote']}")
+            self.mapping_list.insert("", "end", text=f"{m['local']}  ⇒  {m['remote']}")
         self._type_changed()
 
     def _type_changed(self) -> None:
@@ -250,6 +280,7 @@ class SettingsDialog:
         for w in (self.password_label, self.password_entry):
             (w.grid_remove if plex else w.grid)()
         self.sign_in_button.configure(text="Sign in at plex.tv" if plex else "Sign in")
+        self._relabel()
 
     def select(self, index: int) -> None:
         self._store_form()
@@ -259,9 +290,9 @@ class SettingsDialog:
         self._refresh_list()
 
     def _on_select(self, _event=None) -> None:
-        sel = self.server_list.curselection()
-        if sel and sel[0] != self.current:
-            self.select(sel[0])
+        sel = self.server_list.selection()
+        if sel and not getattr(self, "_listing", False) and int(sel[0]) != self.current:
+            self.select(int(sel[0]))
 
     def add_server(self) -> None:
         self._store_form()
@@ -286,7 +317,7 @@ class SettingsDialog:
             self._refresh_list()
             for key in ("id", "url", "username", "ca_bundle"):
                 self.vars[key].set("")
-            self.mapping_list.delete(0, "end")
+            self.mapping_list.delete(*self.mapping_list.get_children())
             self._set_form_state("disabled")
 
     def add_mapping(self) -> None:
@@ -295,16 +326,40 @@ class SettingsDialog:
             self.say("Give both folders: where the files are here, and where the server sees them.", error=True)
             return
         self.drafts[self.current]["path_mappings"].append({"local": local, "remote": remote})
-        self.mapping_list.insert("end", f"{local}  ⇒  {remote}")
+        self.mapping_list.insert("", "end", text=f"{local}  ⇒  {remote}")
         self.vars["map_local"].set("")
         self.vars["map_remote"].set("")
 
     def remove_mapping(self) -> None:
-        sel = self.mapping_list.curselection()
+        sel = self.mapping_list.selection()
         if not sel or self.current is None:
             return
-        del self.drafts[self.current]["path_mappings"][sel[0]]
+        del self.drafts[self.current]["path_mappings"][self.mapping_list.index(sel[0])]
         self.mapping_list.delete(sel[0])
+
+    # -- Browse buttons (the chooser is swappable: tests pick without a file dialog) ------------------
+    def _ask_folder(self, initial: str) -> str:
+        from tkinter import filedialog
+
+        return filedialog.askdirectory(parent=self.root, initialdir=initial or os.path.expanduser("~"),
+                                       title="Local folder of the server's media", mustexist=True) or ""
+
+    def _ask_file(self, initial: str) -> str:
+        from tkinter import filedialog
+
+        return filedialog.askopenfilename(parent=self.root, initialdir=os.path.dirname(initial) or "/etc/ssl",
+                                          title="CA certificate file (PEM)") or ""
+
+    def browse_local(self) -> None:
+        chosen = self._ask_folder(self.vars["map_local"].get().strip())
+        if chosen:
+            self.vars["map_local"].set(chosen)
+            self.map_remote_entry.focus_set()
+
+    def browse_ca(self) -> None:
+        chosen = self._ask_file(self.vars["ca_bundle"].get().strip())
+        if chosen:
+            self.vars["ca_bundle"].set(chosen)
 
     # -- validation and saving -----------------------------------------------------------
     def _collect(self) -> Dict[str, Any]:
@@ -333,14 +388,14 @@ class SettingsDialog:
         try:
             return config_from_dict({"servers": [raw]}, "this server").servers[0]
         except ConfigError as exc:
-            self.say(str(exc).replace("servers[1].", ""), error=True)
+            self.say("; ".join(p.said() for p in exc.problems), error=True)
             return None
 
     def save(self) -> bool:
         try:
             config = self.validated()
-        except ConfigError as exc:
-            self.say(f"Not saved. {exc}", error=True)
+        except ConfigError as exc:  # each problem names its server by name
+            self.say("Not saved. " + "; ".join(p.said() for p in exc.problems), error=True)
             return False
         try:
             save_config(config, self.path)

@@ -1,0 +1,180 @@
+"""`sync`: send what is queued now and say, per server, what is left and why.
+
+The wait is driven by the worker's events (a change closed, a server went
+offline or refused the sign-in): after each, the queue is counted again.
+A one-second heartbeat covers closes the worker makes without an event
+(duplicates dropped inside a batch), so nothing hangs until the timeout.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Dict, List
+
+from ..changes import FAILED, PENDING, SYNCING
+from . import describe as d
+from .common import EXIT_ATTENTION, EXIT_OK, data_dir_arg, data_folder, load_config, open_queue
+from .progress import Progress
+
+HEARTBEAT = 1.0
+HELD = ("paused", "auth_required", "offline")
+
+
+def cmd_sync(args) -> int:
+    config = load_config(args)
+    return drain(args, config, args.timeout)
+
+
+def _open_counts(counts: Dict, ids: List[str]) -> Dict[str, int]:
+    return {sid: counts.get(sid, {}).get(PENDING, 0) + counts.get(sid, {}).get(SYNCING, 0) for sid in ids}
+
+
+def drain(args, config, timeout: float) -> int:
+    """Run a worker until the configured servers have nothing more to send now, or ``timeout``."""
+    ids = [s.id for s in config.enabled_servers()]
+    q = open_queue(args, config)
+    try:
+        before = _open_counts(q.counts(), ids)
+    finally:
+        q.close()
+    if not sum(before.values()):
+        print("Nothing to send." if ids else "No servers configured: nothing to send.")
+        return _report(args, config, ids, {}, {}, sent=None)
+
+    _read_libraries_for_waiting_rows(args, config, ids)
+
+    from ..app import SyncService
+
+    service = SyncService(config, data_dir_arg(args))
+    changed = threading.Event()
+    last_words: Dict[str, str] = {}  # server -> why it went offline / refused
+
+    def on_event(event):
+        if event.kind in ("offline", "auth_required") and event.source_id:
+            last_words[event.source_id] = event.message
+        seen.add(event.source_id)
+        changed.set()
+
+    seen: set = set()
+    unsubscribe = service.subscribe(on_event)
+    service.start()
+    total = sum(before.values())
+    bar = Progress("sending", total)
+    deadline = time.monotonic() + timeout
+    try:
+        service.wait_ready(10)
+        service.worker.process_now()
+        while True:
+            changed.clear()
+            left = _open_counts(service.queue.counts(), ids)
+            bar.update(total - sum(left.values()))
+            if not sum(left.values()) or _nothing_more_now(service, left, seen):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            changed.wait(min(remaining, HEARTBEAT))
+        states = service.worker.server_states()
+    finally:
+        bar.close()
+        unsubscribe()
+        service.stop(3.0)
+    return _report(args, config, ids, states, last_words, sent=total - sum(
+        _open_counts(_counts_now(args, config), ids).values()))
+
+
+def _read_libraries_for_waiting_rows(args, config, ids) -> None:
+    """Changes waiting to identify need the server's item list: a first one is read here, with progress."""
+    q = open_queue(args, config)
+    try:
+        need = sorted({r.source_id for r in q.rows(statuses=(PENDING,)) if d.waiting_to_identify(r)} & set(ids))
+    finally:
+        q.close()
+    if not need:
+        return
+    from ..backends import make_backend
+    from ..identify import ItemIndex
+    from .library import read_new_libraries
+
+    backends = {s.id: make_backend(s) for s in config.enabled_servers() if s.id in need}
+    index = ItemIndex(data_folder(args))
+    try:
+        read_new_libraries(index, backends, need, say_errors=False)
+    finally:
+        index.close()
+        for b in backends.values():
+            b.close()
+
+
+def _nothing_more_now(service, left: Dict[str, int], seen: set) -> bool:
+    """Every server that still holds changes is held (paused, signed out, offline), or has had its
+    pass and holds only changes due later (a retry's backoff, a reference still to identify)."""
+    states = service.worker.server_states()
+    for sid, n in left.items():
+        if not n or states.get(sid) in HELD:
+            continue
+        if sid not in seen:
+            return False
+        rows = service.queue.rows(sid, (PENDING, SYNCING))
+        now = service.queue.clock()
+        if any(r.status == SYNCING or (r.next_attempt_at or 0) <= now for r in rows):
+            return False
+    return True
+
+
+def _counts_now(args, config) -> Dict:
+    q = open_queue(args, config)
+    try:
+        return q.counts()
+    finally:
+        q.close()
+
+
+def _report(args, config, ids, states, last_words, *, sent) -> int:
+    from ..queue import pause
+
+    q = open_queue(args, config)
+    names = d.IndexNames(q.folder)
+    attention = False
+    try:
+        held = pause.paused_servers(q.folder)
+        for sid in ids:
+            rows = q.rows(sid, (PENDING, SYNCING, FAILED))
+            open_rows = [r for r in rows if r.status != FAILED]
+            failed = [r for r in rows if r.status == FAILED]
+            parts = []
+            if open_rows:
+                parts.append(f"{len(open_rows)} still to send ({_why(sid, open_rows, states, last_words, held)})")
+            if failed:
+                parts.append(f"{len(failed)} failed (see `playback-sync status`; `retry` or `clear` them)")
+            attention = attention or bool(parts)
+            print(f"{sid}: " + ("; ".join(parts) if parts else "all synced"))
+    finally:
+        names.close()
+        q.close()
+    if sent:
+        print(f"Sent {sent} change{'s' * (sent != 1)}.")
+    return EXIT_ATTENTION if attention else EXIT_OK
+
+
+def _why(sid, rows, states, last_words, held) -> str:
+    from ..queue import pause
+
+    state = states.get(sid)
+    if state == "paused" or pause.ALL in held or sid in held:
+        return "paused: run `playback-sync resume`"
+    if state == "auth_required":
+        return "needs sign-in: run `playback-sync login`"
+    if state == "offline":
+        words = last_words.get(sid, "")
+        reason = words[words.index("(") + 1:-1] if "(" in words and words.endswith(")") else "it does not answer"
+        return f"offline: {reason}"
+    waiting = [r for r in rows if d.waiting_to_identify(r)]
+    if waiting:
+        return f"{len(waiting)} waiting to identify" + (f": {waiting[0].error_message}" if waiting[0].error_message else "")
+    later = [r for r in rows if r.next_attempt_at]
+    if later:
+        first = min(r.next_attempt_at for r in later)
+        err = next((r.error_message for r in later if r.error_message), "")
+        return f"retried after {d.when(first)}" + (f": {err}" if err else "")
+    return "not sent in time: run `playback-sync sync` again" if state else "the server was not reached"
