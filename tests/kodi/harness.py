@@ -135,8 +135,9 @@ def _free_port() -> int:
 
 
 class KodiRun:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, gui_settings: Optional[Dict[str, str]] = None):
         self.root = Path(root)
+        self.gui_settings = dict(gui_settings or {})
         self.home = self.root / "home"
         self.xdg = self.root / "xdg"
         self.userdata = self.home / ".kodi" / "userdata"
@@ -169,6 +170,7 @@ class KodiRun:
             "general.addonupdates": "2", "general.addonnotifications": "false",
             "addons.unknownsources": "true", "weather.addon": "", "screensaver.mode": "",
         }
+        settings.update(self.gui_settings)
         body = "".join(f'<setting id="{k}">{escape(v)}</setting>' for k, v in settings.items())
         (self.userdata / "guisettings.xml").write_text(f'<settings version="2">{body}</settings>\n')
 
@@ -209,6 +211,25 @@ class KodiRun:
             '  <extension point="xbmc.addon.metadata"><summary lang="en_GB">requests for tests</summary>'
             '<platform>all</platform></extension>\n</addon>\n')
         return folder
+
+    def install_builtin_runner(self) -> str:
+        """A tiny script add-on that runs the Kodi builtin given as its argument (JSON-RPC has no
+        way to run builtins such as InstallAddon or UpdateAddonRepos). Returns its id."""
+        addon_id = "script.test.builtin"
+        folder = self.addons / addon_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run.py").write_text("import sys\nimport xbmc\nxbmc.executebuiltin(sys.argv[1])\n")
+        (folder / "addon.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<addon id="{addon_id}" name="builtin runner" version="1.0.0" provider-name="tests">\n'
+            '  <requires><import addon="xbmc.python" version="3.0.0"/></requires>\n'
+            '  <extension point="xbmc.python.script" library="run.py"/>\n'
+            '  <extension point="xbmc.addon.metadata"><summary lang="en_GB">tests</summary>'
+            '<platform>all</platform></extension>\n</addon>\n')
+        return addon_id
+
+    def builtin(self, command: str) -> None:
+        self.rpc("Addons.ExecuteAddon", {"addonid": "script.test.builtin", "params": [command]})
 
     def seed_addon_settings(self, addon_id: str, values: Dict[str, str]) -> Path:
         folder = self.userdata / "addon_data" / addon_id
