@@ -231,8 +231,51 @@ class KodiRun:
     def builtin(self, command: str) -> None:
         self.rpc("Addons.ExecuteAddon", {"addonid": "script.test.builtin", "params": [command]})
 
-    def seed_addon_settings(self, addon_id: str, values: Dict[str, str]) -> Path:
-        folder = self.userdata / "addon_data" / addon_id
+    def add_profiles(self, *names: str) -> Dict[str, Path]:
+        """Kodi profiles besides the master one, each with its own folder (and its own guisettings,
+        a copy of the master's, so JSON-RPC stays on). Returns name -> the profile's userdata folder."""
+        flags = ("<hasdatabases>true</hasdatabases><canwritedatabases>true</canwritedatabases>"
+                 "<hassources>true</hassources><canwritesources>true</canwritesources>"
+                 "<lockaddonmanager>false</lockaddonmanager><locksettings>0</locksettings>")
+        body = ('<profile><id>0</id><name>Master user</name>'
+                '<directory pathversion="1">special://masterprofile/</directory>' + flags + '</profile>')
+        folders = {}
+        for number, name in enumerate(names, start=1):
+            body += (f'<profile><id>{number}</id><name>{escape(name)}</name>'
+                     f'<directory pathversion="1">special://masterprofile/profiles/{escape(name)}/</directory>'
+                     + flags + '</profile>')
+            folder = self.userdata / "profiles" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for shared in ("guisettings.xml", "sources.xml"):
+                if (self.userdata / shared).exists():
+                    shutil.copyfile(self.userdata / shared, folder / shared)
+            folders[name] = folder
+        (self.userdata / "profiles.xml").write_text(
+            "<profiles><lastloaded>0</lastloaded><useloginscreen>false</useloginscreen><autologin>-1</autologin>"
+            f"<nextIdProfile>{len(names) + 1}</nextIdProfile>{body}</profiles>\n")
+        return folders
+
+    def reconnect(self, timeout: float = 30.0) -> None:
+        """A new JSON-RPC connection (Kodi restarts its servers when it loads another profile)."""
+        if self.rpc_client:
+            self.rpc_client.close()
+        self.rpc_client = None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = JsonRpc(self.port)
+                if client.call("JSONRPC.Ping", timeout=5) == "pong":
+                    self.rpc_client = client
+                    return
+                client.close()
+            except (OSError, KodiError):
+                pass
+            if time.monotonic() > deadline:
+                raise KodiError(f"Kodi's JSON-RPC did not come back within {timeout} s")
+            time.sleep(0.3)
+
+    def seed_addon_settings(self, addon_id: str, values: Dict[str, str], userdata: Optional[Path] = None) -> Path:
+        folder = (userdata or self.userdata) / "addon_data" / addon_id
         folder.mkdir(parents=True, exist_ok=True)
         body = "".join(f'<setting id="{escape(k)}">{escape(str(v))}</setting>' for k, v in values.items())
         path = folder / "settings.xml"
