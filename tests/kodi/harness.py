@@ -242,7 +242,7 @@ class KodiRun:
         folders = {}
         for number, name in enumerate(names, start=1):
             body += (f'<profile><id>{number}</id><name>{escape(name)}</name>'
-                     f'<directory pathversion="1">special://masterprofile/profiles/{escape(name)}/</directory>'
+                     f'<directory pathversion="1">profiles/{escape(name)}/</directory>'  # under the master's folder
                      + flags + '</profile>')
             folder = self.userdata / "profiles" / name
             folder.mkdir(parents=True, exist_ok=True)
