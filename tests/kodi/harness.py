@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -246,9 +247,13 @@ class KodiRun:
                      + flags + '</profile>')
             folder = self.userdata / "profiles" / name
             folder.mkdir(parents=True, exist_ok=True)
-            for shared in ("guisettings.xml", "sources.xml"):
-                if (self.userdata / shared).exists():
-                    shutil.copyfile(self.userdata / shared, folder / shared)
+            if (self.userdata / "sources.xml").exists():
+                shutil.copyfile(self.userdata / "sources.xml", folder / "sources.xml")
+            # The profile opens on Videos, not Home: Kodi 20.1 hung in Home's widget jobs right after
+            # a profile load here (the same CDirectoryProvider trouble the scenario avoids).
+            gui = (self.userdata / "guisettings.xml").read_text().replace(
+                "</settings>", '<setting id="lookandfeel.startupwindow">10025</setting></settings>')
+            (folder / "guisettings.xml").write_text(gui)
             folders[name] = folder
         (self.userdata / "profiles.xml").write_text(
             "<profiles><lastloaded>0</lastloaded><useloginscreen>false</useloginscreen><autologin>-1</autologin>"
@@ -425,3 +430,54 @@ def requests_module_zip(out_dir: Path, root: Path) -> Path:
         for name, data in kodi_zip.library_files(wheels):
             zf.writestr(f"script.module.requests/lib/{name}", data)
     return target
+
+
+# -- helpers the real-Kodi tests share ---------------------------------------------------
+YES_NO_DIALOG = 10100
+
+
+def wait_for(predicate, timeout=15.0, what="condition", step=0.1, kodi: Optional["KodiRun"] = None):
+    """Poll ``predicate`` until it is truthy (and return it); on time-out say what, with Kodi's log tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except KodiError:  # Kodi between profiles, or a dialog still closing
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = "\n".join(kodi.log_text().splitlines()[-40:]) if kodi else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+        time.sleep(step)
+
+
+def at(seconds: int) -> dict:
+    """An absolute seek target ({"seconds": n} would seek relative)."""
+    return {"time": {"hours": 0, "minutes": 0, "seconds": seconds, "milliseconds": 0}}
+
+
+def current_window(kodi: "KodiRun") -> int:
+    return kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})["currentwindow"]["id"]
+
+
+def play_from(kodi: "KodiRun", path: Path, seconds: int, play_for: float = 2.5) -> None:
+    """Open a file, seek to ``seconds`` and let it play ``play_for`` seconds."""
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Open", {"item": {"file": str(path)}})
+    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(seconds)})
+    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
+    time.sleep(play_for)
+
+
+def stop_and_wait_end(kodi: "KodiRun") -> float:
+    """Stop playback; returns where the add-on says the viewing ended (its log line)."""
+    pattern = r"ended \(stop\) at ([0-9.]+)"
+    before = len(re.findall(pattern, kodi.log_text()))
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Stop", {"playerid": 1})
+    kodi.rpc_client.wait_notification("Player.OnStop", mark)
+    found = wait_for(lambda: (lambda f: len(f) > before and f)(re.findall(pattern, kodi.log_text())), 10,
+                     "the viewing to end", kodi=kodi)
+    return float(found[-1])

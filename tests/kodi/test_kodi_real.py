@@ -21,7 +21,7 @@ from playbacksync import kodi_zip
 from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.plex import FakePlex
 from tests.fakes.plex_state import Item
-from tests.kodi.harness import KodiRun, missing_tools
+from tests.kodi.harness import KodiRun, at, current_window, missing_tools, play_from, stop_and_wait_end, wait_for
 from tests.media import make_clip
 
 pytestmark = [pytest.mark.kodi, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -38,17 +38,6 @@ TICKS = 10_000_000
 if missing_tools():
     pytest.skip(f"real-Kodi tests need {missing_tools()} (apt: kodi xvfb xauth pulseaudio imagemagick)",
                 allow_module_level=True)
-
-
-def wait_for(predicate, timeout=15.0, what="condition", step=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 class Scene:
@@ -93,6 +82,7 @@ def scene(tmp_path_factory):
         "jellyfin_token": s.jf_token, "jellyfin_user_id": s.jf_uid,
         "plex_enabled": "true", "plex_url": s.plex.url, "plex_token": s.plex.token,
         "plex_path_mappings": f"{s.media}=>{PLEX_REMOTE}",
+        "emby_enabled": "false", "emby_url": "http://127.0.0.1:9",  # turned off: must stay silent
         "progress_interval": "2", "watched_percent": "90", "notifications": "all",
     })
     try:
@@ -152,11 +142,6 @@ def jf_state(s, item):
 
 def plex_state(s, key):
     return s.plex.library.state(s.plex.token, key)
-
-
-def at(seconds: int) -> dict:
-    """An absolute seek target ({"seconds": n} would seek relative)."""
-    return {"time": {"hours": 0, "minutes": 0, "seconds": seconds, "milliseconds": 0}}
 
 
 def player_time(kodi) -> float:
@@ -243,6 +228,10 @@ def test_progress_pause_and_stop_reach_both_servers(scene):
              f"Plex to hold the stopped position (~{before_stop})")
     assert not jf_state(scene, scene.jf_clip).played and plex_state(scene, "901").view_count == 0
     assert scene.jf.violations == [] and scene.plex.violations == []
+    # Notifications "all": many positions were saved, none was announced; the turned-off Emby said nothing.
+    assert kodi.log_text().count("sync completed") >= 4
+    shown = [l.split("shown: ", 1)[1] for l in kodi.log_text().splitlines() if "] shown: " in l]
+    assert not [t for t in shown if "position" in t or "emby" in t.lower() or scene.jf_clip in t], shown
 
 
 def test_playing_to_the_end_marks_watched(scene):
@@ -254,6 +243,11 @@ def test_playing_to_the_end_marks_watched(scene):
     assert end["params"]["data"]["end"] is True  # played to its natural end
     wait_for(lambda: jf_state(scene, scene.jf_movie).played, 10, "watched on Jellyfin (matched by imdb id)")
     wait_for(lambda: plex_state(scene, "902").view_count >= 1, 10, "watched on Plex (matched by Guid)")
+    # Notifications "all": the watched mark is announced without the server's item id (with the title
+    # once queue rows carry their media reference: record-first).
+    shown = wait_for(lambda: [l for l in kodi.log_text().splitlines() if "] shown: " in l and "marked watched on" in l],
+                     10, "the watched mark to be announced")
+    assert not [l for l in shown if scene.jf_movie in l or "902" in l], shown
     time.sleep(2)  # Kodi's own play-count update after the end must not count a second play
     assert plex_state(scene, "902").view_count == 1
     assert "play count from playback, already tracked" in kodi.log_text()
@@ -268,10 +262,6 @@ def test_library_playcount_changes_reach_the_servers(scene):
     wait_for(lambda: jf_state(scene, scene.jf_movie).played, 10, "watched again on Jellyfin")
     wait_for(lambda: plex_state(scene, "902").view_count == 1, 10, "watched again on Plex")
     assert scene.jf.violations == [] and scene.plex.violations == []
-
-
-def current_window(kodi) -> int:
-    return kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})["currentwindow"]["id"]
 
 
 SETTINGS_DIALOG, OK_DIALOG, TEXT_VIEWER, KEYBOARD = 10140, 12002, 10147, 10103
@@ -362,18 +352,8 @@ def test_pause_holds_changes_until_resume_also_across_a_restart(scene):
     back_in_settings(kodi)
     paused = kodi.addon_data(ADDON_ID) / "paused.json"
     assert paused.is_file()
-    ended_before = len(re.findall(r"ended \(stop\) at ([0-9.]+)", kodi.log_text()))
-    mark = kodi.rpc_client.mark()
-    kodi.rpc("Player.Open", {"item": {"file": str(scene.clip)}})
-    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
-    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(6)})
-    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
-    time.sleep(2.5)
-    mark = kodi.rpc_client.mark()
-    kodi.rpc("Player.Stop", {"playerid": 1})
-    kodi.rpc_client.wait_notification("Player.OnStop", mark)
-    stopped = float(wait_for(lambda: (lambda f: len(f) > ended_before and f)(
-        re.findall(r"ended \(stop\) at ([0-9.]+)", kodi.log_text())), 10, "the viewing to end")[-1])
+    play_from(kodi, scene.clip, 6)
+    stopped = stop_and_wait_end(kodi)
     # Recorded (in the queue) but held back: the queue says pending, the server still has the old position.
     from playbacksync.queue import SyncQueue
     wait_for(lambda: (lambda q: (q.counts().get("jellyfin", {}).get("pending", 0) > 0, q.close())[0])(
@@ -420,12 +400,7 @@ def test_jellyfin_sign_in_stores_a_token_and_the_service_reloads(scene):
 
 def test_quit_during_playback_loses_nothing(scene):
     kodi = scene.kodi
-    mark = kodi.rpc_client.mark()
-    kodi.rpc("Player.Open", {"item": {"file": str(scene.clip)}})
-    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
-    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(20)})
-    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
-    time.sleep(2.5)
+    play_from(kodi, scene.clip, 20)
     assert kodi.quit() == 0
     log = kodi.log_text()
     ended = re.findall(r"\[service\.playbacksync\] ended \(quit\) at ([0-9.]+)", log)

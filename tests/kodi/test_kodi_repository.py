@@ -10,7 +10,6 @@ the profile's addon_data, survive the update: a change held back before it is se
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import threading
 import time
@@ -21,7 +20,8 @@ import pytest
 
 from playbacksync import kodi_repo
 from tests.fakes.jellyfin import JellyfinFake
-from tests.kodi.harness import KodiRun, missing_tools, requests_module_zip
+from tests.kodi.harness import (YES_NO_DIALOG, KodiRun, current_window, missing_tools, requests_module_zip,
+                                stop_and_wait_end, wait_for)
 from tests.media import make_clip
 
 pytestmark = [pytest.mark.kodi, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -29,22 +29,9 @@ pytestmark = [pytest.mark.kodi, pytest.mark.slow, pytest.mark.timeout(400)]
 ADDON_ID = "service.playbacksync"
 ROOT = Path(__file__).resolve().parents[2]
 TICKS = 10_000_000
-YES_NO_DIALOG = 10100
 
 if missing_tools():
     pytest.skip(f"real-Kodi tests need {missing_tools()}", allow_module_level=True)
-
-
-def wait_for(predicate, timeout=15.0, what="condition", step=0.2, kodi=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = "\n".join(l for l in kodi.log_text().splitlines()[-60:]) if kodi else ""
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
-        time.sleep(step)
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -61,13 +48,9 @@ def addon_version(kodi, addon_id):
     return addon.get("version") if addon.get("enabled") else None
 
 
-def window(kodi):
-    return kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})["currentwindow"]["id"]
-
-
 def answer_yes(kodi):
     """Kodi asks "install this add-on?": move the focus to Yes and press it."""
-    wait_for(lambda: window(kodi) == YES_NO_DIALOG, 20, "the install question", kodi=kodi)
+    wait_for(lambda: current_window(kodi) == YES_NO_DIALOG, 20, "the install question", kodi=kodi)
     time.sleep(0.6)  # its opening animation: keys sent during it are dropped
     for _ in range(3):
         focused = kodi.rpc("XBMC.GetInfoLabels", {"labels": ["System.CurrentControl"]})["System.CurrentControl"]
@@ -109,9 +92,9 @@ def test_install_and_update_from_the_repository(tmp_path):
         for addon in (kodi_repo.REPO_ID, "script.test.builtin"):
             kodi.rpc("Addons.SetAddonEnabled", {"addonid": addon, "enabled": True})
         try:  # Kodi's "new add-ons found, enable?" at start
-            wait_for(lambda: window(kodi) == YES_NO_DIALOG, 4, "the enable question")
+            wait_for(lambda: current_window(kodi) == YES_NO_DIALOG, 4, "the enable question")
             kodi.rpc("Input.Back")
-            wait_for(lambda: window(kodi) != YES_NO_DIALOG, 5, "the enable question to close")
+            wait_for(lambda: current_window(kodi) != YES_NO_DIALOG, 5, "the enable question to close")
         except AssertionError:
             pass
         assert not (kodi.addons / ADDON_ID).exists()
@@ -138,11 +121,7 @@ def test_install_and_update_from_the_repository(tmp_path):
         kodi.rpc("Player.Open", {"item": {"file": str(clip)}})
         kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
         time.sleep(4)
-        mark = kodi.rpc_client.mark()
-        kodi.rpc("Player.Stop", {"playerid": 1})
-        kodi.rpc_client.wait_notification("Player.OnStop", mark)
-        stopped = float(wait_for(lambda: re.search(r"ended \(stop\) at ([0-9.]+)", kodi.log_text()), 10,
-                                 "the viewing to end", kodi=kodi).group(1))
+        stopped = stop_and_wait_end(kodi)
 
         def pending_rows():
             if not (data / "queue.sqlite").exists():
