@@ -97,3 +97,12 @@ def test_zip_contents_work_on_old_and_new_python(which, addon_lib, jellyfin, tmp
     assert result["servers"] == [["jellyfin", "jellyfin", True, True]]
     assert result["server_position_ms"] >= 120000
     assert result["stopped_clean"]
+    # One schema history: the file the zip's libraries made opens with the mpv side's newer ones.
+    from playbacksync.queue import SyncQueue
+
+    queue = SyncQueue(str(tmp_path / "fresh"))
+    try:
+        counts = queue.counts()["s1"]
+    finally:
+        queue.close()
+    assert counts.get("pending", 0) + counts.get("syncing", 0) == 1

@@ -132,3 +132,59 @@ def test_bundled_libraries_come_from_the_pins_not_the_build_venv(built):
     assert version.group(1) == pins["SQLAlchemy"]
     assert (folder / "resources/lib/dataset/__init__.py").is_file()
     assert PREFIX + "resources/lib/LICENSES/SQLAlchemy/LICENSE" in names
+
+
+_NEW_METHODS = {"removeprefix", "removesuffix", "is_relative_to", "with_stem", "bit_count", "readlink"}
+_NEW_MODULES = {"tomllib", "zoneinfo", "graphlib"}
+_BUILTIN_GENERICS = {"list", "dict", "set", "tuple", "frozenset", "type"}
+
+
+def _py39_plus_uses(source: str):
+    """Standard-library API and runtime typing newer than 3.8 that compiling with 3.8 does not catch."""
+    import ast
+
+    tree = ast.parse(source)
+    annotations = set()
+    for node in ast.walk(tree):
+        for ann in [getattr(node, "annotation", None), getattr(node, "returns", None)]:
+            if ann is not None:
+                annotations |= {id(n) for n in ast.walk(ann)}
+    found = []
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if id(node) in annotations:
+            continue
+        if isinstance(node, ast.Attribute) and node.attr in _NEW_METHODS:
+            found.append(f"{node.lineno}: .{node.attr}()")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) in top_level:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"{node.lineno}: import {n}" for n in names if n.split(".")[0] in _NEW_MODULES]
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in _BUILTIN_GENERICS:
+            found.append(f"{node.lineno}: {node.value.id}[...] at run time")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and any(
+                (isinstance(side, ast.Constant) and side.value is None)
+                or (isinstance(side, ast.Name) and side.id in {"str", "int", "float", "bytes", "bool"})
+                for side in (node.left, node.right)):
+            found.append(f"{node.lineno}: X | Y type union at run time")
+        elif isinstance(node, ast.Call) and any(k.arg in ("kw_only", "slots") for k in node.keywords):
+            found.append(f"{node.lineno}: dataclass(kw_only/slots)")
+        elif type(node).__name__ == "Match":
+            found.append(f"{node.lineno}: match statement")
+    return found
+
+
+def test_package_code_in_the_zip_uses_no_api_newer_than_python_3_8(built):
+    _, _, folder = built
+    problems = {}
+    for path in sorted((folder / "resources" / "lib" / "playbacksync").rglob("*.py")):
+        found = _py39_plus_uses(path.read_text(encoding="utf-8"))
+        if found:
+            problems[str(path.relative_to(folder))] = found
+    assert problems == {}
+
+
+def test_the_api_check_finds_what_it_looks_for():
+    bad = "import tomllib\nx = 'a'.removeprefix('b')\nY = list[int]\nZ = str | None\n"
+    assert len(_py39_plus_uses(bad)) == 4
+    fine = "from __future__ import annotations\ndef f(a: list[int] | None) -> dict[str, int]:\n    import tomllib\n"
+    assert _py39_plus_uses(fine) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -135,8 +136,9 @@ def _free_port() -> int:
 
 
 class KodiRun:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, gui_settings: Optional[Dict[str, str]] = None):
         self.root = Path(root)
+        self.gui_settings = dict(gui_settings or {})
         self.home = self.root / "home"
         self.xdg = self.root / "xdg"
         self.userdata = self.home / ".kodi" / "userdata"
@@ -169,6 +171,7 @@ class KodiRun:
             "general.addonupdates": "2", "general.addonnotifications": "false",
             "addons.unknownsources": "true", "weather.addon": "", "screensaver.mode": "",
         }
+        settings.update(self.gui_settings)
         body = "".join(f'<setting id="{k}">{escape(v)}</setting>' for k, v in settings.items())
         (self.userdata / "guisettings.xml").write_text(f'<settings version="2">{body}</settings>\n')
 
@@ -210,8 +213,74 @@ class KodiRun:
             '<platform>all</platform></extension>\n</addon>\n')
         return folder
 
-    def seed_addon_settings(self, addon_id: str, values: Dict[str, str]) -> Path:
-        folder = self.userdata / "addon_data" / addon_id
+    def install_builtin_runner(self) -> str:
+        """A tiny script add-on that runs the Kodi builtin given as its argument (JSON-RPC has no
+        way to run builtins such as InstallAddon or UpdateAddonRepos). Returns its id."""
+        addon_id = "script.test.builtin"
+        folder = self.addons / addon_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run.py").write_text("import sys\nimport xbmc\nxbmc.executebuiltin(sys.argv[1])\n")
+        (folder / "addon.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<addon id="{addon_id}" name="builtin runner" version="1.0.0" provider-name="tests">\n'
+            '  <requires><import addon="xbmc.python" version="3.0.0"/></requires>\n'
+            '  <extension point="xbmc.python.script" library="run.py"/>\n'
+            '  <extension point="xbmc.addon.metadata"><summary lang="en_GB">tests</summary>'
+            '<platform>all</platform></extension>\n</addon>\n')
+        return addon_id
+
+    def builtin(self, command: str) -> None:
+        self.rpc("Addons.ExecuteAddon", {"addonid": "script.test.builtin", "params": [command]})
+
+    def add_profiles(self, *names: str) -> Dict[str, Path]:
+        """Kodi profiles besides the master one, each with its own folder (and its own guisettings,
+        a copy of the master's, so JSON-RPC stays on). Returns name -> the profile's userdata folder."""
+        flags = ("<hasdatabases>true</hasdatabases><canwritedatabases>true</canwritedatabases>"
+                 "<hassources>true</hassources><canwritesources>true</canwritesources>"
+                 "<lockaddonmanager>false</lockaddonmanager><locksettings>0</locksettings>")
+        body = ('<profile><id>0</id><name>Master user</name>'
+                '<directory pathversion="1">special://masterprofile/</directory>' + flags + '</profile>')
+        folders = {}
+        for number, name in enumerate(names, start=1):
+            body += (f'<profile><id>{number}</id><name>{escape(name)}</name>'
+                     f'<directory pathversion="1">profiles/{escape(name)}/</directory>'  # under the master's folder
+                     + flags + '</profile>')
+            folder = self.userdata / "profiles" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            if (self.userdata / "sources.xml").exists():
+                shutil.copyfile(self.userdata / "sources.xml", folder / "sources.xml")
+            # The profile opens on Videos, not Home: Kodi 20.1 hung in Home's widget jobs right after
+            # a profile load here (the same CDirectoryProvider trouble the scenario avoids).
+            gui = (self.userdata / "guisettings.xml").read_text().replace(
+                "</settings>", '<setting id="lookandfeel.startupwindow">10025</setting></settings>')
+            (folder / "guisettings.xml").write_text(gui)
+            folders[name] = folder
+        (self.userdata / "profiles.xml").write_text(
+            "<profiles><lastloaded>0</lastloaded><useloginscreen>false</useloginscreen><autologin>-1</autologin>"
+            f"<nextIdProfile>{len(names) + 1}</nextIdProfile>{body}</profiles>\n")
+        return folders
+
+    def reconnect(self, timeout: float = 30.0) -> None:
+        """A new JSON-RPC connection (Kodi restarts its servers when it loads another profile)."""
+        if self.rpc_client:
+            self.rpc_client.close()
+        self.rpc_client = None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = JsonRpc(self.port)
+                if client.call("JSONRPC.Ping", timeout=5) == "pong":
+                    self.rpc_client = client
+                    return
+                client.close()
+            except (OSError, KodiError):
+                pass
+            if time.monotonic() > deadline:
+                raise KodiError(f"Kodi's JSON-RPC did not come back within {timeout} s")
+            time.sleep(0.3)
+
+    def seed_addon_settings(self, addon_id: str, values: Dict[str, str], userdata: Optional[Path] = None) -> Path:
+        folder = (userdata or self.userdata) / "addon_data" / addon_id
         folder.mkdir(parents=True, exist_ok=True)
         body = "".join(f'<setting id="{escape(k)}">{escape(str(v))}</setting>' for k, v in values.items())
         path = folder / "settings.xml"
@@ -361,3 +430,54 @@ def requests_module_zip(out_dir: Path, root: Path) -> Path:
         for name, data in kodi_zip.library_files(wheels):
             zf.writestr(f"script.module.requests/lib/{name}", data)
     return target
+
+
+# -- helpers the real-Kodi tests share ---------------------------------------------------
+YES_NO_DIALOG = 10100
+
+
+def wait_for(predicate, timeout=15.0, what="condition", step=0.1, kodi: Optional["KodiRun"] = None):
+    """Poll ``predicate`` until it is truthy (and return it); on time-out say what, with Kodi's log tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except KodiError:  # Kodi between profiles, or a dialog still closing
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = "\n".join(kodi.log_text().splitlines()[-40:]) if kodi else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+        time.sleep(step)
+
+
+def at(seconds: int) -> dict:
+    """An absolute seek target ({"seconds": n} would seek relative)."""
+    return {"time": {"hours": 0, "minutes": 0, "seconds": seconds, "milliseconds": 0}}
+
+
+def current_window(kodi: "KodiRun") -> int:
+    return kodi.rpc("GUI.GetProperties", {"properties": ["currentwindow"]})["currentwindow"]["id"]
+
+
+def play_from(kodi: "KodiRun", path: Path, seconds: int, play_for: float = 2.5) -> None:
+    """Open a file, seek to ``seconds`` and let it play ``play_for`` seconds."""
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Open", {"item": {"file": str(path)}})
+    kodi.rpc_client.wait_notification("Player.OnAVStart", mark, timeout=20)
+    kodi.rpc("Player.Seek", {"playerid": 1, "value": at(seconds)})
+    kodi.rpc_client.wait_notification("Player.OnSeek", mark)
+    time.sleep(play_for)
+
+
+def stop_and_wait_end(kodi: "KodiRun") -> float:
+    """Stop playback; returns where the add-on says the viewing ended (its log line)."""
+    pattern = r"ended \(stop\) at ([0-9.]+)"
+    before = len(re.findall(pattern, kodi.log_text()))
+    mark = kodi.rpc_client.mark()
+    kodi.rpc("Player.Stop", {"playerid": 1})
+    kodi.rpc_client.wait_notification("Player.OnStop", mark)
+    found = wait_for(lambda: (lambda f: len(f) > before and f)(re.findall(pattern, kodi.log_text())), 10,
+                     "the viewing to end", kodi=kodi)
+    return float(found[-1])

@@ -63,6 +63,7 @@ def notify(text: str, error: bool = False) -> None:
     """A toast; long enough to read the whole text (Kodi scrolls what does not fit)."""
     icon = xbmcgui.NOTIFICATION_ERROR if error else xbmcgui.NOTIFICATION_INFO
     shown_ms = max(4000 if error else 3000, 60 * len(text))
+    log(f"shown: {text}")  # what the viewer saw, for support (and the tests)
     xbmcgui.Dialog().notification(HEADING, redact_text(text), icon, shown_ms)
 
 

@@ -6,11 +6,12 @@ folder, so what one profile plays never reaches another profile's servers.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import sys
 import threading
 import time
-from typing import Optional
 
 from ...notify_policy import ERROR_KINDS, NotifyPolicy
 from ...tracker.events import MARKED_UNWATCHED, MARKED_WATCHED, STARTED, PlaybackEvent
@@ -58,7 +59,7 @@ class KodiService:
             return None
         self.policy = NotifyPolicy(config.sync.notifications, [s.id for s in config.enabled_servers()])
         servers = ", ".join(f"{s.id} ({s.type}) {s.url}" for s in config.enabled_servers()) or "none"
-        kodi_api.log(f"sync settings: servers {servers}; queue in {kodi_api.profile_dir()}")
+        kodi_api.log(f"starting sync; servers: {servers}; queue in {kodi_api.profile_dir()}")
         return config
 
     def start_service(self) -> None:
@@ -122,12 +123,16 @@ class KodiService:
             kodi_api.ok("Sync is not running: check the server settings.")
         elif request == "retry":
             n = service.retry_failed()
+            kodi_api.log(f"retrying failed changes: {n}")
             kodi_api.notify(f"Sending {n} failed change{'s' * (n != 1)} again." if n else "No change had failed.")
         elif request == "sync":
             service.sync_now()
+            kodi_api.log("sync now")
             kodi_api.notify("Sending the queued changes now.")
         elif request == "status":
-            kodi_api.text_viewer("queue", status_text(service.status()))
+            text = status_text(service.status())
+            kodi_api.log("queue status: " + " / ".join(text.splitlines()))
+            kodi_api.text_viewer("queue", text)
             kodi_api.open_settings()  # the status was asked from the settings dialog: back there
 
     def _library_update(self, payload: dict) -> None:
@@ -177,9 +182,14 @@ def status_text(statuses) -> str:
 
 
 def run_service() -> None:
+    import requests
+
     kodi_api.install_logging()
     from ... import __version__
 
+    libs = {name: os.path.dirname(importlib.util.find_spec(name).origin or "?")
+            for name in ("playbacksync", "dataset", "sqlalchemy")}  # found, not imported: stays cheap
     kodi_api.log(f"version {__version__} starting; Python {sys.version.split()[0]}; "
+                 f"requests {requests.__version__} from {os.path.dirname(requests.__file__)}; libraries: {libs}; "
                  f"profile {kodi_api.profile_name()!r}; data in {kodi_api.profile_dir()}")
     KodiService().run()
