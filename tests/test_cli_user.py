@@ -238,7 +238,7 @@ def test_sync_says_nothing_to_send_and_why_changes_are_left(env, jellyfin):
     cfg = config(env, f"http://127.0.0.1:{port}")
     code, out, _ = cli(env, "--config", cfg, "sync", "--timeout", "60")
     assert code == 1
-    assert "home: 1 still to send (offline: nothing answers at" in out
+    assert "home: 1 pending (offline: nothing answers at" in out
 
 
 class _HtmlPage(http.server.BaseHTTPRequestHandler):

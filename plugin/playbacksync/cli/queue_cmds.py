@@ -181,8 +181,8 @@ def cmd_retry(args) -> int:
     finally:
         q.close()
     print(f"{n} failed change{'s' * (n != 1)} queued again" if n else "No failed changes to retry.")
-    if args.no_sync or not config.enabled_servers() or not n:
-        return EXIT_OK
+    if args.no_sync or not config.enabled_servers():
+        return EXIT_OK  # else: send now, failed-again ones and any waiting out a backoff
     return drain(args, config, args.timeout)
 
 

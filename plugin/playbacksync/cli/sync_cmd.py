@@ -68,9 +68,9 @@ def drain(args, config, timeout: float) -> int:
             changed.clear()
             left = _open_counts(service.queue.counts(), ids)
             bar.update(total - sum(left.values()))
-            if not sum(left.values()) or _nothing_more_now(service, left, seen):
-                break
             remaining = deadline - time.monotonic()
+            if not sum(left.values()) or _nothing_more_now(service, left, seen, remaining):
+                break
             if remaining <= 0:
                 break
             changed.wait(min(remaining, HEARTBEAT))
@@ -106,9 +106,9 @@ def _read_libraries_for_waiting_rows(args, config, ids) -> None:
             b.close()
 
 
-def _nothing_more_now(service, left: Dict[str, int], seen: set) -> bool:
+def _nothing_more_now(service, left: Dict[str, int], seen: set, remaining: float) -> bool:
     """Every server that still holds changes is held (paused, signed out, offline), or has had its
-    pass and holds only changes due later (a retry's backoff, a reference still to identify)."""
+    pass and holds only changes due after the timeout (a retry's backoff, a reference to identify)."""
     states = service.worker.server_states()
     for sid, n in left.items():
         if not n or states.get(sid) in HELD:
@@ -116,8 +116,8 @@ def _nothing_more_now(service, left: Dict[str, int], seen: set) -> bool:
         if sid not in seen:
             return False
         rows = service.queue.rows(sid, (PENDING, SYNCING))
-        now = service.queue.clock()
-        if any(r.status == SYNCING or (r.next_attempt_at or 0) <= now for r in rows):
+        until = service.queue.clock() + max(0.0, remaining)
+        if any(r.status == SYNCING or (r.next_attempt_at or 0) <= until for r in rows):
             return False
     return True
 
@@ -144,7 +144,7 @@ def _report(args, config, ids, states, last_words, *, sent) -> int:
             failed = [r for r in rows if r.status == FAILED]
             parts = []
             if open_rows:
-                parts.append(f"{len(open_rows)} still to send ({_why(sid, open_rows, states, last_words, held)})")
+                parts.append(f"{len(open_rows)} pending ({_why(sid, open_rows, states, last_words, held)})")
             if failed:
                 parts.append(f"{len(failed)} failed (see `playback-sync status`; `retry` or `clear` them)")
             attention = attention or bool(parts)
