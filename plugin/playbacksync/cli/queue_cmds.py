@@ -5,12 +5,26 @@ import json
 import re
 import sys
 import time
+from contextlib import contextmanager
 from typing import Dict, List, Optional
 
 from ..changes import APPLIED, FAILED, PENDING, SUPERSEDED, SYNCED, SYNCING
 from . import describe as d
 from .common import (EXIT_ATTENTION, EXIT_OK, UsageError, chosen_servers, data_folder, load_config,
                      open_queue)
+
+
+@contextmanager
+def _queue_view(args):
+    """(config, queue, names) for a command that reads the queue and shows titles; closed after."""
+    config = load_config(args)
+    q = open_queue(args, config)
+    names = d.IndexNames(q.folder)
+    try:
+        yield config, q, names
+    finally:
+        names.close()
+        q.close()
 
 
 def _table(rows, head) -> List[str]:
@@ -47,11 +61,8 @@ def _check_servers(config, no_check: bool) -> Dict[str, Dict]:
 def cmd_status(args) -> int:
     from ..queue import pause
 
-    config = load_config(args)
-    q = open_queue(args, config)
-    folder = q.folder
-    names = d.IndexNames(folder)
-    try:
+    with _queue_view(args) as (config, q, names):
+        folder = q.folder
         counts = q.counts()
         open_rows = q.rows(statuses=(PENDING, SYNCING, FAILED))
         path = q.path
@@ -66,9 +77,6 @@ def cmd_status(args) -> int:
         failed = [r for r in open_rows if r.status == FAILED]
         lists = {k: [d.row_json(r, names) for r in rows]
                  for k, rows in (("pending", pending), ("waiting_to_identify", waiting), ("failed", failed))}
-    finally:
-        names.close()
-        q.close()
     if args.json:
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown, **lists}, indent=2))
     else:
@@ -143,18 +151,12 @@ def _answer(row) -> str:
 
 
 def cmd_history(args) -> int:
-    config = load_config(args)
-    q = open_queue(args, config)
-    names = d.IndexNames(q.folder)
-    try:
+    with _queue_view(args) as (config, q, names):
         chosen = chosen_servers(config, args.server, known=list(q.counts()))
         rows = q.rows(chosen[0] if chosen else None, (SYNCED, FAILED))
         rows = [r for r in rows if (r.updated_at or r.created_at or 0) >= (args.since or 0)]
         rows.sort(key=lambda r: (r.updated_at or 0, r.id))
         out = [dict(d.row_json(r, names), answer=_answer(r)) for r in rows]
-    finally:
-        names.close()
-        q.close()
     if args.json:
         print(json.dumps({"retention_days": config.sync.retention_days, "changes": out}, indent=2))
         return EXIT_OK
@@ -198,10 +200,7 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 def cmd_clear(args) -> int:
-    config = load_config(args)
-    q = open_queue(args, config)
-    names = d.IndexNames(q.folder)
-    try:
+    with _queue_view(args) as (config, q, names):
         chosen = chosen_servers(config, args.server, known=list(q.counts()))
         failed = q.rows(chosen[0] if chosen else None, (FAILED,))
         if args.ids:
@@ -222,9 +221,6 @@ def cmd_clear(args) -> int:
             print("Nothing dropped.")
             return EXIT_OK
         n = q.clear_failed(chosen[0] if chosen else None, ids=[r.id for r in failed])
-    finally:
-        names.close()
-        q.close()
     print(f"Dropped {n} failed change{'s' * (n != 1)}." +
           ("" if n == len(failed) else f" ({len(failed) - n} had already been retried or cleared.)"))
     return EXIT_OK
