@@ -326,3 +326,14 @@ def test_without_playback_sync_mpv_plays_as_usual(world, clips):
     proc = world.mpv("--speed=3", clips["short"])
     assert proc.wait(60) == 0
     assert agents_gone(world.home) and not world.data("short").played
+
+
+def test_play_with_the_script_installed_starts_no_agent(world, clips):
+    """`playback-sync play` serves its own mpv: the installed script must not add a second host."""
+    out = subprocess.run(CLI + ["play", str(clips["short"]), "--vo=null", "--ao=null", "--speed=3"],
+                         env=world.env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: world.data("short").played, what="watched through play's own host")
+    # An agent takes its per-mpv lock as soon as it connects; play ran long past the first frame.
+    assert not (world.home / ".local" / "state" / "playback-sync" / "agents").exists()
+    assert agents_gone(world.home) and world.data("short").play_count == 1
