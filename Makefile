@@ -8,7 +8,7 @@ ARGS ?= status
 # What the plugin needs at run time, and what the tests need on top (real libmpv,
 # generated clips, real Kodi under Xvfb with a PulseAudio null sink, Tk on Xvfb).
 RUN_APT := libmpv2
-TEST_APT := $(RUN_APT) ffmpeg xvfb xauth x11-apps imagemagick xdotool pulseaudio libgl1-mesa-dri kodi
+TEST_APT := $(RUN_APT) mpv ffmpeg xvfb xauth x11-apps imagemagick xdotool pulseaudio libgl1-mesa-dri kodi
 
 .PHONY: install test-deps apt test run bench soak kodi-zip kodi-settings clean
 

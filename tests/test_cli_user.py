@@ -285,7 +285,7 @@ def test_login_reads_the_password_from_stdin_without_warning(env, jellyfin):
 # -- help ---------------------------------------------------------------------------------------
 
 COMMANDS = ["play", "status", "sync", "history", "retry", "clear", "pause", "resume", "identify", "settings",
-            "login"]
+            "login", "install", "uninstall", "attach"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

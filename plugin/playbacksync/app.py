@@ -260,7 +260,9 @@ class SyncService:
                 continue
             try:
                 kind, payload = item
-                if kind == "identify":
+                if kind == "barrier":  # drain(): everything handed over before it is queued
+                    payload.set()
+                elif kind == "identify":
                     self._identify(payload)
                 elif kind == "reload":
                     self._apply_reload(payload)
@@ -388,6 +390,29 @@ class SyncService:
             return False
         worker.process_now()
         return True
+
+    def drain(self, timeout: float) -> bool:
+        """Queue what was handed over, then send until nothing waits for a reachable server.
+
+        For a host whose player is gone (mpv's agent after mpv quit). Returns True if
+        everything was sent within ``timeout``; what is left stays queued.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        barrier = threading.Event()
+        self._inbox.put(("barrier", barrier))
+        if not barrier.wait(max(0.0, deadline - time.monotonic())) or not self.running():
+            return False
+        self.sync_now()
+        enabled = {s.id for s in self.config.enabled_servers()}
+        while True:
+            left = [s for sid, s in self.status().items() if sid in enabled and s.waiting()]
+            if not left:
+                return True
+            if all(s.state in ("offline", "auth_required", "paused") for s in left):
+                return False  # nothing more will go out now
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def pause(self, server_id: Optional[str] = None) -> None:
         """Stop sending (to one server, or all) for this run; what is queued waits."""

@@ -44,6 +44,7 @@ class SyncOptions:
     watched_percent: float = 90.0  # past this share of the duration a file counts as watched
     notifications: str = "errors"  # all | errors | off
     retention_days: float = 7.0  # synced rows are pruned after this
+    agent_drain_seconds: float = 5.0  # mpv's attached agent: how long it keeps sending after mpv quits
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,10 @@ def cmd_status(args) -> int:
         lists = {k: [d.row_json(r, names) for r in rows]
                  for k, rows in (("pending", pending), ("waiting_to_identify", waiting), ("failed", failed))}
     if args.json:
-        print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown, **lists}, indent=2))
+        from ..cli_mpv import script_status
+
+        print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown, **lists,
+                          "mpv_script": script_status()}, indent=2))
     else:
         _print_status(path, servers, unknown, lists)
     states_bad = any(e["state"] in ("offline", "auth_required") for e in servers.values())
@@ -86,7 +89,10 @@ def cmd_status(args) -> int:
 
 
 def _print_status(path, servers, unknown, lists) -> None:
+    from ..cli_mpv import status_lines
+
     print(f"Queue: {path}")
+    print("\n".join(status_lines()))
     if not servers:
         print("No servers configured (run `playback-sync settings` or `playback-sync login`).")
     cols = ("pending", "syncing", "synced", "failed")

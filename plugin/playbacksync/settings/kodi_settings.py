@@ -113,7 +113,7 @@ def config_from_flat(flat: Mapping[str, Any]) -> Config:
             continue
         values["url"] = url.rstrip("/")
         servers.append(ServerConfig(**values))
-    sync = {f.key: _flat_value(f, f.key, flat.get(f.key), problems) for f in SYNC_FIELDS}
+    sync = {f.key: _flat_value(f, f.key, flat.get(f.key), problems) for f in SYNC_FIELDS if f.in_kodi}
     if problems:
         raise ConfigError(KODI_SOURCE, problems)
     config = Config(servers=tuple(servers), sync=SyncOptions(**sync))
@@ -222,7 +222,8 @@ def build_settings_xml() -> str:
     cat = _sub(section, "category", id="sync", label=CATEGORY_LABELS["sync"], help="")
     g = _sub(cat, "group", id=1, label=GROUP_LABELS["sync"][1])
     for f in SYNC_FIELDS:
-        _setting(g, f, f.key, None)
+        if f.in_kodi:
+            _setting(g, f, f.key, None)
     g = _sub(cat, "group", id=2, label=GROUP_LABELS["actions"][1])
     for a in ACTIONS:
         if not a.per_type:

@@ -107,6 +107,10 @@ SYNC_FIELDS: Tuple[Field, ...] = (
     Field("retention_days", "int", "Keep synced history (days)",
           "Synced changes are kept this long for the status view, then removed.", 30206, default=7,
           minimum=1, maximum=365, step=1, kodi_level=2),
+    Field("agent_drain_seconds", "float", "Send time after mpv quits (s)",
+          "When an mpv with the installed script quits, its agent keeps sending this long; "
+          "what is left stays queued.", 30264, default=5.0, minimum=0.0, maximum=60.0, step=1.0,
+          kodi_reason="Only for mpv's attached agent; Kodi's service keeps running after playback."),
 )
 
 CHOICE_LABELS = {"all": ("All changes", 30210), "errors": ("Errors only", 30211), "off": ("Off", 30212)}
@@ -169,7 +173,8 @@ def kodi_setting_ids() -> dict:
             if f.in_kodi and t in f.types:
                 out[f"{t}_{f.key}"] = f
     for f in SYNC_FIELDS:
-        out[f.key] = f
+        if f.in_kodi:
+            out[f.key] = f
     return out
 
 

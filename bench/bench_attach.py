@@ -1,0 +1,217 @@
+"""The installed mpv script and its agent, measured against bare mpv in the same run.
+
+A1  CPU of Debian's mpv binary plus the agent the script starts (``playback-sync
+    attach``: its Python, the sync service, queue and worker, sending to a fake
+    Jellyfin) over a clip at 100x speed, against the same mpv without the script.
+    The agent is detached by mpv; this process makes itself a child subreaper,
+    so the agent is reparented here and its CPU is counted when it exits.
+    Median of several fresh runs each, interleaved. Goal <= 1.03.
+A2  Time from mpv's start to its first frame with the script installed, against
+    without (stamped from inside mpv by a Lua script loaded in both). The agent
+    starts after the first frame, so the script's cost is loading it. Goal <= +20 ms.
+A3  End of file -> the fake Jellyfin shows the item watched, with the attached
+    agent (watched_percent = 100, so the mark is sent only at the end; the end is
+    stamped from inside mpv). p50. Goal <= 100 ms.
+
+Usage: python bench/bench_attach.py [--runs N] [--minutes M] [--trials T]
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugin")]
+
+GOAL_CPU_RATIO = 1.03
+GOAL_FIRST_FRAME_MS = 20.0
+GOAL_EOF_MS = 100.0
+SPEED = 100
+PR_SET_CHILD_SUBREAPER = 36
+
+# Stamps the wall clock at the first frame and at the end of a file, from mpv's side.
+STAMP_LUA = r"""
+local function stamp(name)
+    local r = mp.command_native({name = "subprocess", args = {"date", "+%s.%N"}, capture_stdout = true,
+                                 playback_only = false})
+    local f = io.open(os.getenv("BENCH_STAMP_DIR") .. "/" .. name, "w")
+    f:write(r.stdout)
+    f:close()
+end
+local first = false
+mp.register_event("playback-restart", function()
+    if first then return end
+    first = true
+    stamp("first_frame")
+end)
+mp.register_event("end-file", function(e)
+    if e.reason == "eof" then stamp("eof") end
+end)
+"""
+
+
+def _subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _reap_all(timeout: float = 60.0) -> None:
+    """Wait for every child left (the agent, reparented here), so RUSAGE_CHILDREN counts it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)
+    raise RuntimeError("an agent did not exit in time")
+
+
+class Home:
+    """A throwaway HOME: config naming the fake, the stamp script, with or without `install mpv`."""
+
+    def __init__(self, base: Path, name: str, fake, uid: str, token: str, clip_dir: Path, install: bool,
+                 watched_percent: int = 90):
+        self.home = base / name
+        self.stamps = base / f"{name}-stamps"
+        self.runtime = base / f"{name}-run"
+        for d in (self.home, self.stamps):
+            d.mkdir()
+        self.runtime.mkdir(mode=0o700)
+        config = self.home / ".config" / "playback-sync" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(f"""[sync]
+progress_interval = 10
+watched_percent = {watched_percent}
+agent_drain_seconds = 5
+
+[[servers]]
+id = "jellyfin"
+type = "jellyfin"
+url = "{fake.url}"
+token = "{token}"
+user_id = "{uid}"
+device_id = "bench"
+path_mappings = [{{ local = "{clip_dir}", remote = "/srv/media" }}]
+""")
+        config.chmod(0o600)
+        self.lua = base / f"{name}-stamp.lua"
+        self.lua.write_text(STAMP_LUA)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PLAYBACK_SYNC_", "MPV_"))}
+        self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime), BENCH_STAMP_DIR=str(self.stamps),
+                        PYTHONPATH=os.pathsep.join([str(ROOT / "plugin"), os.environ.get("PYTHONPATH", "")]))
+        (self.home / ".config" / "mpv").mkdir(parents=True)
+        if install:
+            subprocess.run([sys.executable, "-m", "playbacksync.cli", "install", "mpv"], env=self.env, check=True,
+                           capture_output=True, timeout=120)
+
+    def play(self, clip: Path, *options: str) -> dict:
+        for f in self.stamps.iterdir():
+            f.unlink()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.time()
+        code = subprocess.run(["mpv", "--vo=null", "--ao=null", "--no-terminal", f"--script={self.lua}",
+                               *options, str(clip)], env=self.env, stdin=subprocess.DEVNULL, timeout=900).returncode
+        if code != 0:
+            raise RuntimeError(f"mpv exited {code}")
+        _reap_all()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        stamps = {f.name: float(f.read_text().strip()) for f in self.stamps.iterdir()}
+        return {"cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                "first_frame_ms": (stamps["first_frame"] - start) * 1000.0, "eof": stamps.get("eof")}
+
+
+def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, quiet: bool = False) -> dict:
+    from tests.fakes.jellyfin import JellyfinFake
+    from tests.media import make_clip
+
+    _subreaper()
+    cache = Path(os.environ.get("PLAYBACK_SYNC_BENCH_CACHE", Path(tempfile.gettempdir()) / "playback-sync-bench"))
+    if not quiet:
+        print(f"generating (or reusing) a {minutes:g} min clip in {cache} ...", flush=True)
+    long_clip = make_clip(cache, minutes * 60, size="640x360")
+    with tempfile.TemporaryDirectory() as tmp, JellyfinFake(version="10.10.7") as fake:
+        base = Path(tmp)
+        clips = base / "clips"
+        short = make_clip(clips, 8, name="eof", size="160x120")
+        linked = clips / long_clip.name
+        linked.symlink_to(long_clip)
+        uid = fake.add_user("alice", "pass")
+        token = fake.issue_token(uid)
+        fake.add_item("Long", path=f"/srv/media/{long_clip.name}", runtime_s=minutes * 60)
+        eof_item = fake.add_item("Eof", path="/srv/media/eof.mp4", runtime_s=8)
+        bare = Home(base, "bare", fake, uid, token, clips, install=False)
+        script = Home(base, "script", fake, uid, token, clips, install=True)
+        timed = Home(base, "eof", fake, uid, token, clips, install=True, watched_percent=100)
+        bare.play(linked, f"--speed={SPEED}")  # warm the page cache
+        results = {"bare": [], "script": []}
+        for _ in range(runs):  # interleaved, so drifting load hits both alike
+            results["bare"].append(bare.play(linked, f"--speed={SPEED}"))
+            results["script"].append(script.play(linked, f"--speed={SPEED}"))
+
+        latencies = []
+        for _ in range(trials):
+            fake.mark_unplayed(uid, eof_item)
+            seen = {}
+            stop = threading.Event()
+
+            def watch():
+                while not stop.is_set():
+                    if fake.user_data(uid, eof_item).played:
+                        seen["t"] = time.time()
+                        return
+                    time.sleep(0.002)
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            run = timed.play(short, "--speed=2")
+            stop.set()
+            watcher.join()
+            if "t" not in seen or run["eof"] is None:
+                raise RuntimeError("the watched mark did not reach the fake before the agent exited")
+            latencies.append((seen["t"] - run["eof"]) * 1000.0)
+
+    cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in results.items()}
+    first = {k: statistics.median(r["first_frame_ms"] for r in v) for k, v in results.items()}
+    ratio = cpu["script"] / cpu["bare"]
+    added = first["script"] - first["bare"]
+    p50 = statistics.median(latencies)
+    report = {
+        "clip_seconds": minutes * 60, "speed": SPEED, "runs": runs, "trials": trials,
+        "cpu_s": {k: round(v, 3) for k, v in cpu.items()}, "first_frame_ms": {k: round(v, 1) for k, v in first.items()},
+        "A1_cpu_ratio": round(ratio, 4), "A1_goal": GOAL_CPU_RATIO, "A1_pass": ratio <= GOAL_CPU_RATIO,
+        "A2_added_ms": round(added, 1), "A2_goal_ms": GOAL_FIRST_FRAME_MS, "A2_pass": added <= GOAL_FIRST_FRAME_MS,
+        "A3_eof_watched_p50_ms": round(p50, 1), "A3_eof_watched_max_ms": round(max(latencies), 1),
+        "A3_goal_ms": GOAL_EOF_MS, "A3_pass": p50 <= GOAL_EOF_MS,
+    }
+    if not quiet:
+        verdict = {True: "pass", False: "falls short"}
+        print(f"attach bench: Debian mpv, {minutes:g} min 640x360 clip at {SPEED}x, vo/ao null, "
+              f"median of {runs} runs each")
+        print(f"A1 CPU mpv+agent / bare mpv: {cpu['script']:.3f} s / {cpu['bare']:.3f} s = {ratio:.4f} "
+              f"(goal <= {GOAL_CPU_RATIO}) -> {verdict[report['A1_pass']]}")
+        print(f"A2 first frame: script {first['script']:.1f} ms, bare {first['bare']:.1f} ms, added {added:+.1f} ms "
+              f"(goal <= +{GOAL_FIRST_FRAME_MS:g} ms) -> {verdict[report['A2_pass']]}")
+        print(f"A3 end of file -> watched on the server: p50 {p50:.0f} ms, max {max(latencies):.0f} ms over "
+              f"{trials} trials (goal p50 <= {GOAL_EOF_MS:g} ms) -> {verdict[report['A3_pass']]}")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=24.0,
+                        help="clip length for A1/A2, generated once and cached (default: an episode, 24 min)")
+    parser.add_argument("--trials", type=int, default=7, help="A3 trials")
+    ns = parser.parse_args()
+    main(ns.runs, ns.minutes, ns.trials)
