@@ -138,6 +138,7 @@ def test_history_says_what_was_sent_where_when_and_the_answer(env, jellyfin):
 
 def _one_failed(env, jellyfin, cfg):
     gone = jellyfin.add_item("Deleted Film", path="/srv/media/deleted.mkv")
+    fill_index(env, cfg, jellyfin)  # the film was there when it was played
     jellyfin.remove_item(gone)
     enqueue(env, watched(jellyfin, gone))
     code, out, _ = cli(env, "--config", cfg, "sync", "--timeout", "30")
@@ -150,6 +151,8 @@ def test_clear_drops_a_failed_change_after_asking_and_status_is_clean_again(env,
     _one_failed(env, jellyfin, cfg)
     code, out, _ = cli(env, "--config", cfg, "status", "--no-check")
     assert code == 1
+    failed = next(li for li in out.splitlines() if "Deleted Film" in li)
+    assert "watched → home — " in failed and "404" in failed and "mark_watched" not in out
     # no terminal and no --yes: refuse, drop nothing
     code, out, err = cli(env, "--config", cfg, "clear")
     assert code == 2 and "--yes" in err
