@@ -7,7 +7,8 @@ A1  CPU of Debian's mpv binary plus the agent the script starts (``playback-sync
     so the agent is reparented here and its CPU is counted when it exits.
     Median of several fresh runs each, interleaved. Goal <= 1.03.
 A2  Time from mpv's start to its first frame with the script installed, against
-    without (stamped from inside mpv by a Lua script loaded in both). The agent
+    without (stamped from inside mpv by a Lua script loaded in both), median of
+    many interleaved runs of a short clip. The agent
     starts after the first frame, so the script's cost is loading it. Goal <= +20 ms.
 A3  End of file -> the fake Jellyfin shows the item watched, with the attached
     agent (watched_percent = 100, so the mark is sent only at the end; the end is
@@ -116,7 +117,7 @@ path_mappings = [{{ local = "{clip_dir}", remote = "/srv/media" }}]
             subprocess.run([sys.executable, "-m", "playbacksync.cli", "install", "mpv"], env=self.env, check=True,
                            capture_output=True, timeout=120)
 
-    def play(self, clip: Path, *options: str) -> dict:
+    def play(self, clip: Path, *options: str, reap: bool = True) -> dict:
         for f in self.stamps.iterdir():
             f.unlink()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -125,14 +126,16 @@ path_mappings = [{{ local = "{clip_dir}", remote = "/srv/media" }}]
                                *options, str(clip)], env=self.env, stdin=subprocess.DEVNULL, timeout=900).returncode
         if code != 0:
             raise RuntimeError(f"mpv exited {code}")
-        _reap_all()
+        if reap:
+            _reap_all()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         stamps = {f.name: float(f.read_text().strip()) for f in self.stamps.iterdir()}
         return {"cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
                 "first_frame_ms": (stamps["first_frame"] - start) * 1000.0, "eof": stamps.get("eof")}
 
 
-def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, quiet: bool = False) -> dict:
+def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, first_frame_runs: int = 15,
+         quiet: bool = False) -> dict:
     from tests.fakes.jellyfin import JellyfinFake
     from tests.media import make_clip
 
@@ -160,6 +163,14 @@ def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, quiet: bool = Fa
             results["bare"].append(bare.play(linked, f"--speed={SPEED}"))
             results["script"].append(script.play(linked, f"--speed={SPEED}"))
 
+        # A2 on the short clip, many runs (a first frame is quick, and wall time is noisy). Agents
+        # started here are reaped at the end; their CPU is not a figure.
+        starts = {"bare": [], "script": []}
+        for _ in range(first_frame_runs):
+            for kind, home in (("bare", bare), ("script", script)):
+                starts[kind].append(home.play(short, f"--speed={SPEED}", reap=False)["first_frame_ms"])
+        _reap_all()
+
         latencies = []
         for _ in range(trials):
             fake.mark_unplayed(uid, eof_item)
@@ -182,12 +193,13 @@ def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, quiet: bool = Fa
             latencies.append((seen["t"] - run["eof"]) * 1000.0)
 
     cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in results.items()}
-    first = {k: statistics.median(r["first_frame_ms"] for r in v) for k, v in results.items()}
+    first = {k: statistics.median(v) for k, v in starts.items()}
     ratio = cpu["script"] / cpu["bare"]
     added = first["script"] - first["bare"]
     p50 = statistics.median(latencies)
     report = {
         "clip_seconds": minutes * 60, "speed": SPEED, "runs": runs, "trials": trials,
+        "first_frame_runs": first_frame_runs,
         "cpu_s": {k: round(v, 3) for k, v in cpu.items()}, "first_frame_ms": {k: round(v, 1) for k, v in first.items()},
         "A1_cpu_ratio": round(ratio, 4), "A1_goal": GOAL_CPU_RATIO, "A1_pass": ratio <= GOAL_CPU_RATIO,
         "A2_added_ms": round(added, 1), "A2_goal_ms": GOAL_FIRST_FRAME_MS, "A2_pass": added <= GOAL_FIRST_FRAME_MS,
@@ -200,7 +212,7 @@ def main(runs: int = 3, minutes: float = 24.0, trials: int = 7, quiet: bool = Fa
               f"median of {runs} runs each")
         print(f"A1 CPU mpv+agent / bare mpv: {cpu['script']:.3f} s / {cpu['bare']:.3f} s = {ratio:.4f} "
               f"(goal <= {GOAL_CPU_RATIO}) -> {verdict[report['A1_pass']]}")
-        print(f"A2 first frame: script {first['script']:.1f} ms, bare {first['bare']:.1f} ms, added {added:+.1f} ms "
+        print(f"A2 first frame (median of {first_frame_runs} runs of an 8 s clip): script {first['script']:.1f} ms, bare {first['bare']:.1f} ms, added {added:+.1f} ms "
               f"(goal <= +{GOAL_FIRST_FRAME_MS:g} ms) -> {verdict[report['A2_pass']]}")
         print(f"A3 end of file -> watched on the server: p50 {p50:.0f} ms, max {max(latencies):.0f} ms over "
               f"{trials} trials (goal p50 <= {GOAL_EOF_MS:g} ms) -> {verdict[report['A3_pass']]}")
@@ -213,5 +225,6 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=24.0,
                         help="clip length for A1/A2, generated once and cached (default: an episode, 24 min)")
     parser.add_argument("--trials", type=int, default=7, help="A3 trials")
+    parser.add_argument("--first-frame-runs", type=int, default=15, help="A2 runs of each kind")
     ns = parser.parse_args()
-    main(ns.runs, ns.minutes, ns.trials)
+    main(ns.runs, ns.minutes, ns.trials, ns.first_frame_runs)

@@ -56,7 +56,9 @@ local function start_agent()
     end
     local args = {}
     for _, part in ipairs(COMMAND) do args[#args + 1] = part end
-    for _, part in ipairs({"attach", "--ipc", path}) do args[#args + 1] = part end
+    for _, part in ipairs({"attach", "--ipc", path, "--mpv-pid", mp.get_property("pid", "0")}) do
+        args[#args + 1] = part
+    end
     if owned then args[#args + 1] = "--owned" end
     state.agent = "starting"
     mp.command_native_async({name = "subprocess", args = args, detach = true, playback_only = false},
