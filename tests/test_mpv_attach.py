@@ -248,6 +248,7 @@ def test_mpv_killed_mid_file_leaves_the_last_position_seen(world, clips):
     wait_for(lambda: abs(world.position("long") - seen) <= 1.5, what="the last position seen on the server")
     wait_for(lambda: agents_gone(world.home), what="the agent to exit after mpv died")
     assert not world.data("long").played
+    assert list(world.runtime.iterdir()) == []  # the dead mpv's socket file is removed by its agent
 
 
 def test_killing_the_agent_leaves_mpv_playing_and_the_next_file_gets_a_new_agent(world, clips):
@@ -337,3 +338,16 @@ def test_play_with_the_script_installed_starts_no_agent(world, clips):
     # An agent takes its per-mpv lock as soon as it connects; play ran long past the first frame.
     assert not (world.home / ".local" / "state" / "playback-sync" / "agents").exists()
     assert agents_gone(world.home) and world.data("short").play_count == 1
+
+
+def test_mpv_quitting_at_once_leaves_no_agent_and_no_private_folder(world, clips):
+    """No $XDG_RUNTIME_DIR: the script makes a private folder under $TMPDIR; whatever the timing, the
+    agent ends soon after mpv and the folder goes with it (mpv here quits a moment after its first frame)."""
+    tmpdir = world.tmp / "tmpdir"
+    tmpdir.mkdir()
+    del world.env["XDG_RUNTIME_DIR"]
+    world.env["TMPDIR"] = str(tmpdir)
+    for _ in range(3):
+        assert world.mpv("--speed=100", clips["short"]).wait(60) == 0
+    wait_for(lambda: agents_gone(world.home), timeout=20, what="the agents to end")
+    wait_for(lambda: list(tmpdir.iterdir()) == [], timeout=5, what="the private folders to be removed")
