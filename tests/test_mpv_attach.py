@@ -324,9 +324,12 @@ def test_without_playback_sync_mpv_plays_as_usual(world, clips):
     """The command the script names is gone (uninstalled Python): mpv still plays to the end, exit 0."""
     script = world.home / ".config" / "mpv" / "scripts" / "playback-sync.lua"
     script.write_text(script.read_text().replace(sys.executable, str(world.tmp / "no-such-python"), 1))
-    proc = world.mpv("--speed=3", clips["short"])
+    log = world.tmp / "mpv.log"
+    proc = world.mpv("--speed=3", f"--log-file={log}", clips["short"])
     assert proc.wait(60) == 0
     assert agents_gone(world.home) and not world.data("short").played
+    said = [line for line in log.read_text().splitlines() if "[playback_sync]" in line and "[w]" in line]
+    assert len(said) == 1 and "not syncing" in said[0] and "no-such-python" in said[0]  # one line, why
 
 
 def test_play_with_the_script_installed_starts_no_agent(world, clips):

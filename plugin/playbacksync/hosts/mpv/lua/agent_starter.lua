@@ -5,8 +5,9 @@ local utils = require "mp.utils"
 
 local state = {agent = "none", timer = nil, armed = false, keys = false}
 
-local function osd(text)
+local function osd(text)  -- on screen, and in mpv's terminal and log
     mp.osd_message("Playback Sync: " .. text, 6)
+    mp.msg.warn(text)
 end
 
 local function embedded()  -- `playback-sync play`: its own host serves this mpv
