@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from typing import Callable, Optional
@@ -124,8 +125,6 @@ def close_inherited_sockets() -> None:
     client (this agent too) could connect and wait for an answer that never comes.
     Call before opening any socket of our own.
     """
-    import stat
-
     folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
     try:
         fds = [int(n) for n in os.listdir(folder)]
