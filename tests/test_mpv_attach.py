@@ -354,3 +354,35 @@ def test_mpv_quitting_at_once_leaves_no_agent_and_no_private_folder(world, clips
         assert world.mpv("--speed=100", clips["short"]).wait(60) == 0
     wait_for(lambda: agents_gone(world.home), timeout=20, what="the agents to end")
     wait_for(lambda: list(tmpdir.iterdir()) == [], timeout=5, what="the private folders to be removed")
+
+
+def test_celluloid_gets_the_script_in_its_own_folder_and_loses_it_at_uninstall(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        celluloid = w.home / ".config" / "celluloid"
+        celluloid.mkdir(parents=True)  # Celluloid has been started once
+        before = _tree(w.home / ".config")
+        out = w.cli("install", "mpv")
+        assert out.returncode == 0 and "Celluloid: installed" in out.stdout
+        assert (celluloid / "scripts" / "playback-sync.lua").read_text() == \
+            (w.home / ".config" / "mpv" / "scripts" / "playback-sync.lua").read_text()
+        assert "IINA" in out.stdout and "SMPlayer" in out.stdout and "mpv.net" in out.stdout
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert _tree(w.home / ".config") == before
+    finally:
+        w.close()
+
+
+def test_mpv_home_and_an_explicit_folder_are_where_it_goes(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        w.env["MPV_HOME"] = str(tmp_path / "mpv-home")
+        assert w.cli("install", "mpv").returncode == 0
+        assert (tmp_path / "mpv-home" / "scripts" / "playback-sync.lua").exists()
+        assert not (w.home / ".config" / "mpv").exists()
+        assert w.cli("install", "mpv", "--mpv-config-dir", str(tmp_path / "other")).returncode == 0
+        assert (tmp_path / "other" / "scripts" / "playback-sync.lua").exists()
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert not (tmp_path / "mpv-home").exists() and not (tmp_path / "other").exists()
+    finally:
+        w.close()
