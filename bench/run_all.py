@@ -79,8 +79,9 @@ def main(argv=None) -> int:
         args.verbose)
     m = _run("mpv bench", lambda: bench_mpv.main(runs=2 if args.quick else 5, minutes=3.0 if args.quick else 24.0,
                                                  quiet=not args.verbose), args.verbose)
-    a = _run("attach bench", lambda: bench_attach.main(runs=2 if args.quick else 3, minutes=3.0 if args.quick else 24.0,
-                                                       trials=3 if args.quick else 7, quiet=not args.verbose),
+    a = _run("attach bench", lambda: bench_attach.main(runs=2 if args.quick else 5, minutes=3.0 if args.quick else 24.0,
+                                                       trials=3 if args.quick else 7,
+                                                       first_frame_runs=5 if args.quick else 15, quiet=not args.verbose),
              args.verbose)
     table = rows(q, w, m, a)
     verdict = {True: "pass", False: "falls short", None: "(figure)"}

@@ -248,6 +248,7 @@ def test_mpv_killed_mid_file_leaves_the_last_position_seen(world, clips):
     wait_for(lambda: abs(world.position("long") - seen) <= 1.5, what="the last position seen on the server")
     wait_for(lambda: agents_gone(world.home), what="the agent to exit after mpv died")
     assert not world.data("long").played
+    assert list(world.runtime.iterdir()) == []  # the dead mpv's socket file is removed by its agent
 
 
 def test_killing_the_agent_leaves_mpv_playing_and_the_next_file_gets_a_new_agent(world, clips):
@@ -323,9 +324,12 @@ def test_without_playback_sync_mpv_plays_as_usual(world, clips):
     """The command the script names is gone (uninstalled Python): mpv still plays to the end, exit 0."""
     script = world.home / ".config" / "mpv" / "scripts" / "playback-sync.lua"
     script.write_text(script.read_text().replace(sys.executable, str(world.tmp / "no-such-python"), 1))
-    proc = world.mpv("--speed=3", clips["short"])
+    log = world.tmp / "mpv.log"
+    proc = world.mpv("--speed=3", f"--log-file={log}", clips["short"])
     assert proc.wait(60) == 0
     assert agents_gone(world.home) and not world.data("short").played
+    said = [line for line in log.read_text().splitlines() if "[playback_sync]" in line and "[w]" in line]
+    assert len(said) == 1 and "not syncing" in said[0] and "no-such-python" in said[0]  # one line, why
 
 
 def test_play_with_the_script_installed_starts_no_agent(world, clips):
@@ -337,3 +341,48 @@ def test_play_with_the_script_installed_starts_no_agent(world, clips):
     # An agent takes its per-mpv lock as soon as it connects; play ran long past the first frame.
     assert not (world.home / ".local" / "state" / "playback-sync" / "agents").exists()
     assert agents_gone(world.home) and world.data("short").play_count == 1
+
+
+def test_mpv_quitting_at_once_leaves_no_agent_and_no_private_folder(world, clips):
+    """No $XDG_RUNTIME_DIR: the script makes a private folder under $TMPDIR; whatever the timing, the
+    agent ends soon after mpv and the folder goes with it (mpv here quits a moment after its first frame)."""
+    tmpdir = world.tmp / "tmpdir"
+    tmpdir.mkdir()
+    del world.env["XDG_RUNTIME_DIR"]
+    world.env["TMPDIR"] = str(tmpdir)
+    for _ in range(3):
+        assert world.mpv("--speed=100", clips["short"]).wait(60) == 0
+    wait_for(lambda: agents_gone(world.home), timeout=20, what="the agents to end")
+    wait_for(lambda: list(tmpdir.iterdir()) == [], timeout=5, what="the private folders to be removed")
+
+
+def test_celluloid_gets_the_script_in_its_own_folder_and_loses_it_at_uninstall(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        celluloid = w.home / ".config" / "celluloid"
+        celluloid.mkdir(parents=True)  # Celluloid has been started once
+        before = _tree(w.home / ".config")
+        out = w.cli("install", "mpv")
+        assert out.returncode == 0 and "Celluloid: installed" in out.stdout
+        assert (celluloid / "scripts" / "playback-sync.lua").read_text() == \
+            (w.home / ".config" / "mpv" / "scripts" / "playback-sync.lua").read_text()
+        assert "IINA" in out.stdout and "SMPlayer" in out.stdout and "mpv.net" in out.stdout
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert _tree(w.home / ".config") == before
+    finally:
+        w.close()
+
+
+def test_mpv_home_and_an_explicit_folder_are_where_it_goes(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        w.env["MPV_HOME"] = str(tmp_path / "mpv-home")
+        assert w.cli("install", "mpv").returncode == 0
+        assert (tmp_path / "mpv-home" / "scripts" / "playback-sync.lua").exists()
+        assert not (w.home / ".config" / "mpv").exists()
+        assert w.cli("install", "mpv", "--mpv-config-dir", str(tmp_path / "other")).returncode == 0
+        assert (tmp_path / "other" / "scripts" / "playback-sync.lua").exists()
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert not (tmp_path / "mpv-home").exists() and not (tmp_path / "other").exists()
+    finally:
+        w.close()

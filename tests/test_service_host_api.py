@@ -106,3 +106,18 @@ def test_drain_gives_up_on_an_offline_server_and_keeps_the_change(service, jelly
     assert not service.drain(20.0)
     assert time.monotonic() - started < 15.0  # offline: nothing more would go out, so it does not wait it out
     assert service.status()["home"].waiting() >= 1  # still queued for the next agent or `sync`
+
+
+def test_mpv_hosts_use_the_host_api_only():
+    """No mpv host module reads the service's worker or queue (nor imports the CLI)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "plugin" / "playbacksync" / "hosts" / "mpv"
+    for source in folder.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        reached = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} & {"worker", "queue"}
+        assert not reached, f"{source.name} reaches into the service: {reached}"
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert "cli" not in imported and not any(isinstance(n, ast.ImportFrom) and (n.module or "").endswith("cli")
+                                                 for n in ast.walk(tree)), source.name

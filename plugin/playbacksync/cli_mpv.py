@@ -58,4 +58,5 @@ def add_commands(sub) -> None:
     s = sub.add_parser("attach", help="sync an mpv that is already running (the mpv script starts this)")
     s.add_argument("--ipc", required=True, metavar="PATH", help="mpv's JSON IPC socket (input-ipc-server)")
     s.add_argument("--owned", action="store_true", help="the socket was made for this agent: remove it at the end")
+    s.add_argument("--mpv-pid", type=int, metavar="PID", help="the mpv to serve: stop waiting once it is gone")
     s.set_defaults(func=cmd_attach)
