@@ -385,3 +385,12 @@ def test_first_read_of_a_large_library_shows_progress(env, jellyfin):
     code, out, err = cli(env, "--config", cfg, "identify", "--json", "/srv/media/long film.mkv")
     assert code == 0 and json.loads(out)["/srv/media/long film.mkv"]["home"]["title"] == "The Long Film"
     assert err.splitlines()[-1] == "reading the library of home: 2502"
+
+
+def test_a_long_backlog_is_listed_in_part_and_counted(env, jellyfin):
+    cfg = jf_config(env, jellyfin)
+    _backlog(env, jellyfin, 25)
+    code, out, _ = cli(env, "--config", cfg, "status", "--no-check")
+    assert "25 waiting to be sent:" in out and "… and 5 more" in out
+    assert sum(1 for li in out.splitlines() if li.startswith("  #")) == 20
+    assert len(json.loads(cli(env, "--config", cfg, "status", "--no-check", "--json")[1])["pending"]) == 25

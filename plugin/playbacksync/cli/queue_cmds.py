@@ -88,6 +88,9 @@ def cmd_status(args) -> int:
     return EXIT_ATTENTION if lists["failed"] or states_bad else EXIT_OK
 
 
+SHOWN = 20  # changes listed per group; --json lists all
+
+
 def _print_status(path, servers, unknown, lists) -> None:
     from ..cli_mpv import status_lines
 
@@ -112,11 +115,13 @@ def _print_status(path, servers, unknown, lists) -> None:
     for key, heading in headings.items():
         if lists[key]:
             print(f"{len(lists[key])} {heading}:")
-            for r in lists[key]:
+            for r in lists[key][:SHOWN]:
                 line = f"  #{r['id']} {r['title']}: {r['change']} → {r['server']}"
                 if r["error"] and key != "pending":
                     line += f" — {r['error']}"
                 print(line)
+            if len(lists[key]) > SHOWN:
+                print(f"  … and {len(lists[key]) - SHOWN} more (all of them: `playback-sync status --json`)")
 
 
 # -- history ----------------------------------------------------------------------
