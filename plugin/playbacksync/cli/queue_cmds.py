@@ -77,15 +77,21 @@ def cmd_status(args) -> int:
         failed = [r for r in open_rows if r.status == FAILED]
         lists = {k: [d.row_json(r, names) for r in rows]
                  for k, rows in (("pending", pending), ("waiting_to_identify", waiting), ("failed", failed))}
+        for r in lists["waiting_to_identify"]:
+            r["reason"] = r["error"] or "waiting to identify: not tried yet"
+        damage = list(getattr(q, "damage_reports", list)())  # damaged files moved aside and still kept
     if args.json:
         from ..cli_mpv import script_status
 
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown, **lists,
-                          "mpv_script": script_status()}, indent=2))
+                          "damaged_files": [vars(x) for x in damage], "mpv_script": script_status()}, indent=2))
     else:
         _print_status(path, servers, unknown, lists)
+        for x in damage:
+            print(f"Damaged: {x.message()}. Delete {x.moved_to}* once you no longer need it.")
     states_bad = any(e["state"] in ("offline", "auth_required") for e in servers.values())
-    return EXIT_ATTENTION if lists["failed"] or states_bad else EXIT_OK
+    lost = any(x.lost or x.unreadable_file for x in damage)
+    return EXIT_ATTENTION if lists["failed"] or states_bad or lost else EXIT_OK
 
 
 SHOWN = 20  # changes listed per group; --json lists all
