@@ -123,8 +123,9 @@ def _print_status(path, servers, unknown, lists) -> None:
             print(f"{len(lists[key])} {heading}:")
             for r in lists[key][:SHOWN]:
                 line = f"  #{r['id']} {r['title']}: {r['change']} → {r['server']}"
-                if r["error"] and key != "pending":
-                    line += f" — {r['error']}"
+                why = r.get("reason") or r["error"]
+                if why and key != "pending":
+                    line += f" — {why}"
                 print(line)
             if len(lists[key]) > SHOWN:
                 print(f"  … and {len(lists[key]) - SHOWN} more (all of them: `playback-sync status --json`)")
