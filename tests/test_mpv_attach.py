@@ -45,7 +45,7 @@ def clips(tmp_path_factory):
 class World:
     """A user's machine: HOME with the script installed, a config naming the fake, mpv to start."""
 
-    def __init__(self, tmp_path, fake, clip_dir, install=True, drain=5):
+    def __init__(self, tmp_path, fake, clip_dir, install=True, drain=5, progress=2):
         self.tmp = tmp_path
         self.fake = fake
         self.home = tmp_path / "home"
@@ -64,7 +64,7 @@ class World:
         config.parent.mkdir(parents=True)
         config.write_text(f"""
 [sync]
-progress_interval = 2
+progress_interval = {progress}
 agent_drain_seconds = {drain}
 
 [[servers]]
@@ -180,6 +180,9 @@ def test_progress_pause_and_stop_at_40_percent(world, clips):
     client = world.client(world.socket_of(proc))
     try:
         wait_for(lambda: world.position("long") > 0, what="progress while playing")
+        sent = world.position("long")
+        # Past the tracker's "same place" distance (1 s) from the last progress, so the pause must send.
+        wait_for(lambda: (client.command("get_property", "time-pos") or 0) >= sent + 1.5, what="1.5 s more")
         client.command("set_property", "pause", True)
         paused_at = client.command("get_property", "time-pos")
         wait_for(lambda: abs(world.position("long") - paused_at) < 0.5, what="the pause position on the server")
@@ -236,16 +239,29 @@ def test_the_users_own_ipc_socket_is_used_and_kept(world, clips):
     assert world.data("short").play_count == 1
 
 
-def test_mpv_killed_mid_file_leaves_the_last_position_seen(world, clips):
+def test_mpv_killed_mid_file_leaves_the_last_position_seen(tmp_path, jellyfin, clips):
+    # No periodic progress before the kill (interval 60 s): what reaches the server is the agent's record
+    # of the last position it saw, made when mpv's socket closed.
+    world = World(tmp_path, jellyfin, clips["short"].parent, progress=60)
+    try:
+        _killed_mid_file(world, clips)
+    finally:
+        world.close()
+
+
+def _killed_mid_file(world, clips):
     proc = world.mpv(clips["long"])
     client = world.client(world.socket_of(proc))
     ping_agent(client)
     wait_for(lambda: (client.command("get_property", "time-pos") or 0) >= 5, what="5 s played")
     seen = client.command("get_property", "time-pos")
+    assert world.position("long") == 0  # nothing sent while playing (interval 60 s)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     client.terminate()
-    wait_for(lambda: abs(world.position("long") - seen) <= 1.5, what="the last position seen on the server")
+    # The agent samples once a second: the last position it saw is at most 1 s before ours.
+    wait_for(lambda: world.position("long") > 0 and -0.05 <= seen - world.position("long") <= 1.2,
+             what="the last position seen on the server")
     wait_for(lambda: agents_gone(world.home), what="the agent to exit after mpv died")
     assert not world.data("long").played
     assert list(world.runtime.iterdir()) == []  # the dead mpv's socket file is removed by its agent
