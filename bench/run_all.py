@@ -3,7 +3,7 @@
     make bench                     # or: python bench/run_all.py [--quick]
 
 Each figure is measured against a baseline taken in the same run (bare libmpv,
-a raw sqlite3 insert, requests × latency / connections), because machines are
+bare Debian mpv, a raw sqlite3 insert, requests × latency / connections), because machines are
 noisy. ``--quick`` uses fewer trials and a shorter clip, for a smoke run.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _run(label, fn, verbose):
     return figures
 
 
-def rows(q: dict, w: dict, m: dict) -> list:
+def rows(q: dict, w: dict, m: dict, a: dict) -> list:
     """(id, what, measured, goal, ok) for every figure the issues set a goal for."""
     per_server = w["steady_hour_requests_per_server"]
     return [
@@ -52,6 +52,12 @@ def rows(q: dict, w: dict, m: dict) -> list:
          f"{w['drain_validating_fakes_ratio']:.3f}", "—", None),
         ("P6", "added time to first frame", f"{m['P6_added_ms']:+.0f} ms", f"≤ +{m['P6_goal_ms']:g} ms",
          m["P6_pass"]),
+        ("A1", "CPU, Debian mpv + the attached agent (installed script) / bare mpv (100× speed)",
+         f"{a['A1_cpu_ratio']:.3f}×", f"≤ {a['A1_goal']}×", a["A1_pass"]),
+        ("A2", "added time to first frame, script installed / not", f"{a['A2_added_ms']:+.0f} ms",
+         f"≤ +{a['A2_goal_ms']:g} ms", a["A2_pass"]),
+        ("A3", "end of file → server shows watched, attached agent, p50", f"{a['A3_eof_watched_p50_ms']:.0f} ms",
+         f"≤ {a['A3_goal_ms']:g} ms", a["A3_pass"]),
         ("Q1", "enqueue cost (synchronous=FULL), median; raw sqlite3 insert in the same run",
          f"{q['enqueue_coalesced_us_median_full']:.0f} µs vs {q['raw_insert_us_median_full']:.0f} µs", "—", None),
     ]
@@ -62,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer trials, shorter clip (smoke run)")
     ap.add_argument("--verbose", action="store_true", help="show each bench's own output")
     args = ap.parse_args(argv)
+    import bench_attach
     import bench_mpv
     import bench_queue
     import bench_worker
@@ -72,7 +79,11 @@ def main(argv=None) -> int:
         args.verbose)
     m = _run("mpv bench", lambda: bench_mpv.main(runs=2 if args.quick else 5, minutes=3.0 if args.quick else 24.0,
                                                  quiet=not args.verbose), args.verbose)
-    table = rows(q, w, m)
+    a = _run("attach bench", lambda: bench_attach.main(runs=2 if args.quick else 5, minutes=3.0 if args.quick else 24.0,
+                                                       trials=3 if args.quick else 7,
+                                                       first_frame_runs=5 if args.quick else 15, quiet=not args.verbose),
+             args.verbose)
+    table = rows(q, w, m, a)
     verdict = {True: "pass", False: "falls short", None: "(figure)"}
     print()
     print("| | figure | measured | goal | result |")

@@ -138,6 +138,7 @@ def test_history_says_what_was_sent_where_when_and_the_answer(env, jellyfin):
 
 def _one_failed(env, jellyfin, cfg):
     gone = jellyfin.add_item("Deleted Film", path="/srv/media/deleted.mkv")
+    fill_index(env, cfg, jellyfin)  # the film was there when it was played
     jellyfin.remove_item(gone)
     enqueue(env, watched(jellyfin, gone))
     code, out, _ = cli(env, "--config", cfg, "sync", "--timeout", "30")
@@ -150,6 +151,8 @@ def test_clear_drops_a_failed_change_after_asking_and_status_is_clean_again(env,
     _one_failed(env, jellyfin, cfg)
     code, out, _ = cli(env, "--config", cfg, "status", "--no-check")
     assert code == 1
+    failed = next(li for li in out.splitlines() if "Deleted Film" in li)
+    assert "watched → home — " in failed and "404" in failed and "mark_watched" not in out
     # no terminal and no --yes: refuse, drop nothing
     code, out, err = cli(env, "--config", cfg, "clear")
     assert code == 2 and "--yes" in err
@@ -238,7 +241,7 @@ def test_sync_says_nothing_to_send_and_why_changes_are_left(env, jellyfin):
     cfg = config(env, f"http://127.0.0.1:{port}")
     code, out, _ = cli(env, "--config", cfg, "sync", "--timeout", "60")
     assert code == 1
-    assert "home: 1 still to send (offline: nothing answers at" in out
+    assert "home: 1 pending (offline: nothing answers at" in out
 
 
 class _HtmlPage(http.server.BaseHTTPRequestHandler):
@@ -285,7 +288,7 @@ def test_login_reads_the_password_from_stdin_without_warning(env, jellyfin):
 # -- help ---------------------------------------------------------------------------------------
 
 COMMANDS = ["play", "status", "sync", "history", "retry", "clear", "pause", "resume", "identify", "settings",
-            "login"]
+            "login", "install", "uninstall", "attach"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -382,3 +385,12 @@ def test_first_read_of_a_large_library_shows_progress(env, jellyfin):
     code, out, err = cli(env, "--config", cfg, "identify", "--json", "/srv/media/long film.mkv")
     assert code == 0 and json.loads(out)["/srv/media/long film.mkv"]["home"]["title"] == "The Long Film"
     assert err.splitlines()[-1] == "reading the library of home: 2502"
+
+
+def test_a_long_backlog_is_listed_in_part_and_counted(env, jellyfin):
+    cfg = jf_config(env, jellyfin)
+    _backlog(env, jellyfin, 25)
+    code, out, _ = cli(env, "--config", cfg, "status", "--no-check")
+    assert "25 waiting to be sent:" in out and "… and 5 more" in out
+    assert sum(1 for li in out.splitlines() if li.startswith("  #")) == 20
+    assert len(json.loads(cli(env, "--config", cfg, "status", "--no-check", "--json")[1])["pending"]) == 25

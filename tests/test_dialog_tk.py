@@ -252,3 +252,21 @@ def test_list_follows_the_name_as_you_type_browse_fills_folders_and_errors_name_
         assert 'id = "living-room"' not in path.read_text()
     finally:
         dialog.root.destroy()
+
+
+def test_find_on_network_fills_the_url_of_the_server_that_answered(display, tmp_path, monkeypatch):
+    from tests.test_discovery import Responder
+
+    responder = Responder(jellyfin=("Living Room", "http://127.0.0.7:8096"))
+    monkeypatch.setenv("PLAYBACK_SYNC_DISCOVERY_ADDRESS", responder.target)
+    dialog, drv = _open(tmp_path / "config.toml")
+    try:
+        drv.click(dialog.add_button)
+        drv.click(dialog.find_button)
+        drv.pump(lambda: dialog.status_var.get().startswith("Found"))
+        assert dialog.url_entry.get() == "http://127.0.0.7:8096"
+        assert "Living Room" in dialog.status_var.get()
+        assert responder.probes == [b"who is JellyfinServer?"]
+    finally:
+        dialog.root.destroy()
+        responder.close()

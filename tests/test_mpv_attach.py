@@ -45,7 +45,7 @@ def clips(tmp_path_factory):
 class World:
     """A user's machine: HOME with the script installed, a config naming the fake, mpv to start."""
 
-    def __init__(self, tmp_path, fake, clip_dir, install=True, drain=5):
+    def __init__(self, tmp_path, fake, clip_dir, install=True, drain=5, progress=2):
         self.tmp = tmp_path
         self.fake = fake
         self.home = tmp_path / "home"
@@ -64,7 +64,7 @@ class World:
         config.parent.mkdir(parents=True)
         config.write_text(f"""
 [sync]
-progress_interval = 2
+progress_interval = {progress}
 agent_drain_seconds = {drain}
 
 [[servers]]
@@ -180,6 +180,9 @@ def test_progress_pause_and_stop_at_40_percent(world, clips):
     client = world.client(world.socket_of(proc))
     try:
         wait_for(lambda: world.position("long") > 0, what="progress while playing")
+        sent = world.position("long")
+        # Past the tracker's "same place" distance (1 s) from the last progress, so the pause must send.
+        wait_for(lambda: (client.command("get_property", "time-pos") or 0) >= sent + 1.5, what="1.5 s more")
         client.command("set_property", "pause", True)
         paused_at = client.command("get_property", "time-pos")
         wait_for(lambda: abs(world.position("long") - paused_at) < 0.5, what="the pause position on the server")
@@ -236,18 +239,32 @@ def test_the_users_own_ipc_socket_is_used_and_kept(world, clips):
     assert world.data("short").play_count == 1
 
 
-def test_mpv_killed_mid_file_leaves_the_last_position_seen(world, clips):
+def test_mpv_killed_mid_file_leaves_the_last_position_seen(tmp_path, jellyfin, clips):
+    # No periodic progress before the kill (interval 60 s): what reaches the server is the agent's record
+    # of the last position it saw, made when mpv's socket closed.
+    world = World(tmp_path, jellyfin, clips["short"].parent, progress=60)
+    try:
+        _killed_mid_file(world, clips)
+    finally:
+        world.close()
+
+
+def _killed_mid_file(world, clips):
     proc = world.mpv(clips["long"])
     client = world.client(world.socket_of(proc))
     ping_agent(client)
     wait_for(lambda: (client.command("get_property", "time-pos") or 0) >= 5, what="5 s played")
     seen = client.command("get_property", "time-pos")
+    assert world.position("long") == 0  # nothing sent while playing (interval 60 s)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     client.terminate()
-    wait_for(lambda: abs(world.position("long") - seen) <= 1.5, what="the last position seen on the server")
+    # The agent samples once a second: the last position it saw is at most 1 s before ours.
+    wait_for(lambda: world.position("long") > 0 and -0.05 <= seen - world.position("long") <= 1.2,
+             what="the last position seen on the server")
     wait_for(lambda: agents_gone(world.home), what="the agent to exit after mpv died")
     assert not world.data("long").played
+    assert list(world.runtime.iterdir()) == []  # the dead mpv's socket file is removed by its agent
 
 
 def test_killing_the_agent_leaves_mpv_playing_and_the_next_file_gets_a_new_agent(world, clips):
@@ -323,6 +340,65 @@ def test_without_playback_sync_mpv_plays_as_usual(world, clips):
     """The command the script names is gone (uninstalled Python): mpv still plays to the end, exit 0."""
     script = world.home / ".config" / "mpv" / "scripts" / "playback-sync.lua"
     script.write_text(script.read_text().replace(sys.executable, str(world.tmp / "no-such-python"), 1))
-    proc = world.mpv("--speed=3", clips["short"])
+    log = world.tmp / "mpv.log"
+    proc = world.mpv("--speed=3", f"--log-file={log}", clips["short"])
     assert proc.wait(60) == 0
     assert agents_gone(world.home) and not world.data("short").played
+    said = [line for line in log.read_text().splitlines() if "[playback_sync]" in line and "[w]" in line]
+    assert len(said) == 1 and "not syncing" in said[0] and "no-such-python" in said[0]  # one line, why
+
+
+def test_play_with_the_script_installed_starts_no_agent(world, clips):
+    """`playback-sync play` serves its own mpv: the installed script must not add a second host."""
+    out = subprocess.run(CLI + ["play", str(clips["short"]), "--vo=null", "--ao=null", "--speed=3"],
+                         env=world.env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: world.data("short").played, what="watched through play's own host")
+    # An agent takes its per-mpv lock as soon as it connects; play ran long past the first frame.
+    assert not (world.home / ".local" / "state" / "playback-sync" / "agents").exists()
+    assert agents_gone(world.home) and world.data("short").play_count == 1
+
+
+def test_mpv_quitting_at_once_leaves_no_agent_and_no_private_folder(world, clips):
+    """No $XDG_RUNTIME_DIR: the script makes a private folder under $TMPDIR; whatever the timing, the
+    agent ends soon after mpv and the folder goes with it (mpv here quits a moment after its first frame)."""
+    tmpdir = world.tmp / "tmpdir"
+    tmpdir.mkdir()
+    del world.env["XDG_RUNTIME_DIR"]
+    world.env["TMPDIR"] = str(tmpdir)
+    for _ in range(3):
+        assert world.mpv("--speed=100", clips["short"]).wait(60) == 0
+    wait_for(lambda: agents_gone(world.home), timeout=20, what="the agents to end")
+    wait_for(lambda: list(tmpdir.iterdir()) == [], timeout=5, what="the private folders to be removed")
+
+
+def test_celluloid_gets_the_script_in_its_own_folder_and_loses_it_at_uninstall(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        celluloid = w.home / ".config" / "celluloid"
+        celluloid.mkdir(parents=True)  # Celluloid has been started once
+        before = _tree(w.home / ".config")
+        out = w.cli("install", "mpv")
+        assert out.returncode == 0 and "Celluloid: installed" in out.stdout
+        assert (celluloid / "scripts" / "playback-sync.lua").read_text() == \
+            (w.home / ".config" / "mpv" / "scripts" / "playback-sync.lua").read_text()
+        assert "IINA" in out.stdout and "SMPlayer" in out.stdout and "mpv.net" in out.stdout
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert _tree(w.home / ".config") == before
+    finally:
+        w.close()
+
+
+def test_mpv_home_and_an_explicit_folder_are_where_it_goes(tmp_path, jellyfin, clips):
+    w = World(tmp_path, jellyfin, clips["short"].parent, install=False)
+    try:
+        w.env["MPV_HOME"] = str(tmp_path / "mpv-home")
+        assert w.cli("install", "mpv").returncode == 0
+        assert (tmp_path / "mpv-home" / "scripts" / "playback-sync.lua").exists()
+        assert not (w.home / ".config" / "mpv").exists()
+        assert w.cli("install", "mpv", "--mpv-config-dir", str(tmp_path / "other")).returncode == 0
+        assert (tmp_path / "other" / "scripts" / "playback-sync.lua").exists()
+        assert w.cli("uninstall", "mpv").returncode == 0
+        assert not (tmp_path / "mpv-home").exists() and not (tmp_path / "other").exists()
+    finally:
+        w.close()

@@ -11,7 +11,7 @@ import pytest
 mpv = pytest.importorskip("mpv")
 
 from playbacksync.changes import PROGRESS, WATCHED  # noqa: E402
-from playbacksync.hosts.mpv_host import MpvHost  # noqa: E402
+from playbacksync.hosts.mpv import MpvHost  # noqa: E402
 from playbacksync.tracker import Tracker  # noqa: E402
 from playbacksync.tracker.events import ENDED  # noqa: E402
 from tests.media import make_clip  # noqa: E402

@@ -37,7 +37,7 @@ _SKIP_NAMES = {"__pycache__", ".DS_Store", ".pytest_cache", "Thumbs.db", "py.typ
 _LIB_SKIP_DIRS = ("alembic/templates/",)  # only for `alembic init`, never used at run time
 # This builder, mpv's host package (with its Lua scripts) and mpv's commands have no use in Kodi; the migration template
 # only serves `alembic revision` (upgrades never read it).
-_PACKAGE_SKIP = {"kodi_zip.py", "kodi_repo.py", "cli/mpv_cmds.py", "queue/migrations/script.py.mako"}
+_PACKAGE_SKIP = {"kodi_zip.py", "kodi_repo.py", "cli_mpv.py", "queue/migrations/script.py.mako"}
 _PACKAGE_SKIP_DIRS = ("hosts/mpv/",)
 # Repo resources that are not part of the add-on (the README's screenshot ships as an asset).
 _RESOURCE_SKIP = {"lib"}

@@ -7,6 +7,7 @@ Folders we create are private (mode 0700): the queue says what the user watched.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Optional
 
 APP_NAME = "playback-sync"
@@ -62,3 +63,31 @@ def private_file(path: str) -> None:
                 os.chmod(p, 0o600)
         except OSError:
             pass
+
+
+def write_private(path: str, text: str, prefix: str = ".tmp-") -> None:
+    """Replace ``path`` with ``text`` atomically (a temporary file in the same folder, fsynced,
+    renamed over it, the folder fsynced), mode 0600: readers see the old file or the new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass

@@ -50,7 +50,10 @@ def open_queue(args, config):
     from ..queue import SyncQueue
 
     q = SyncQueue(data_dir_arg(args), retention_days=config.sync.retention_days)
-    if q.moved_aside:
+    damage = getattr(q, "damage", None)  # record-first queue: how many rows were saved and lost
+    if damage is not None:
+        print(f"playback-sync: {damage.message()}", file=sys.stderr)
+    elif q.moved_aside:
         print(f"playback-sync: the queue file was damaged: moved it to {q.moved_aside} and started a new "
               "queue", file=sys.stderr)
     return q

@@ -8,7 +8,7 @@ import sys
 from typing import Callable, List, Optional
 
 from .. import __version__
-from . import media_cmds, mpv_cmds, queue_cmds, setup_cmds, sync_cmd
+from . import media_cmds, queue_cmds, setup_cmds, sync_cmd
 from .common import EXIT_STORAGE, EXIT_USAGE, UsageError
 
 EXIT_CODES = """exit codes:
@@ -170,10 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--server-id", help="name for this server in the config")
     s.add_argument("--no-discover", action="store_true", help="don't look for servers on the network")
 
-    mpv_cmds.add_commands(sub, ep)  # install mpv, uninstall mpv, attach
+    from ..cli_mpv import add_commands as add_mpv_commands
+
+    add_mpv_commands(sub)  # install mpv, uninstall mpv, attach (cli_mpv.py)
     for add in list(_EXTRA):
         add(sub, ep)
+    _complete_help(sub, ep)
     return p
+
+
+_EXAMPLES = {
+    "install": "playback-sync install mpv\nplayback-sync install mpv --mpv-config-dir ~/.config/mpv",
+    "uninstall": "playback-sync uninstall mpv",
+    "attach": "playback-sync attach --ipc /tmp/mpv-socket",
+}
+
+
+def _complete_help(sub, ep) -> None:
+    """Commands added by other modules get the same help: a description, examples, exit codes, config."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, s in sub.choices.items():
+        if s.epilog is None:
+            s.epilog = ep(_EXAMPLES.get(name, f"playback-sync {name} --help"))
+            s.formatter_class = argparse.RawDescriptionHelpFormatter
+        if not s.description:
+            s.description = (helps.get(name) or name).capitalize() + "."
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -20,6 +20,7 @@ class Progress:
         self._bar = None
         self._task = None
         self._last_line = 0.0
+        self._printed = -1  # the count on the last plain line
         self._quiet = self.total is not None and self.total < least
         if self._quiet:
             return
@@ -53,13 +54,14 @@ class Progress:
         if force or now - self._last_line >= self.PLAIN_EVERY or self.done == self.total:
             self._last_line = now
             of = "" if self.total is None else f"/{self.total}"
+            self._printed = self.done
             print(f"{self.label}: {self.done}{of}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif not self._quiet and self._last_line and self.done != self.total:
+        elif not self._quiet and self._last_line and self.done != self._printed:
             self._line(force=True)
 
 

@@ -5,12 +5,26 @@ import json
 import re
 import sys
 import time
+from contextlib import contextmanager
 from typing import Dict, List, Optional
 
 from ..changes import APPLIED, FAILED, PENDING, SUPERSEDED, SYNCED, SYNCING
-from . import describe as d, mpv_cmds
+from . import describe as d
 from .common import (EXIT_ATTENTION, EXIT_OK, UsageError, chosen_servers, data_folder, load_config,
                      open_queue)
+
+
+@contextmanager
+def _queue_view(args):
+    """(config, queue, names) for a command that reads the queue and shows titles; closed after."""
+    config = load_config(args)
+    q = open_queue(args, config)
+    names = d.IndexNames(q.folder)
+    try:
+        yield config, q, names
+    finally:
+        names.close()
+        q.close()
 
 
 def _table(rows, head) -> List[str]:
@@ -47,11 +61,8 @@ def _check_servers(config, no_check: bool) -> Dict[str, Dict]:
 def cmd_status(args) -> int:
     from ..queue import pause
 
-    config = load_config(args)
-    q = open_queue(args, config)
-    folder = q.folder
-    names = d.IndexNames(folder)
-    try:
+    with _queue_view(args) as (config, q, names):
+        folder = q.folder
         counts = q.counts()
         open_rows = q.rows(statuses=(PENDING, SYNCING, FAILED))
         path = q.path
@@ -66,21 +77,31 @@ def cmd_status(args) -> int:
         failed = [r for r in open_rows if r.status == FAILED]
         lists = {k: [d.row_json(r, names) for r in rows]
                  for k, rows in (("pending", pending), ("waiting_to_identify", waiting), ("failed", failed))}
-    finally:
-        names.close()
-        q.close()
+        for r in lists["waiting_to_identify"]:
+            r["reason"] = r["error"] or "waiting to identify: not tried yet"
+        damage = list(getattr(q, "damage_reports", list)())  # damaged files moved aside and still kept
     if args.json:
+        from ..cli_mpv import script_status
+
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown, **lists,
-                          "mpv_script": mpv_cmds.script_status()}, indent=2))
+                          "damaged_files": [vars(x) for x in damage], "mpv_script": script_status()}, indent=2))
     else:
         _print_status(path, servers, unknown, lists)
+        for x in damage:
+            print(f"Damaged: {x.message()}. Delete {x.moved_to}* once you no longer need it.")
     states_bad = any(e["state"] in ("offline", "auth_required") for e in servers.values())
-    return EXIT_ATTENTION if lists["failed"] or states_bad else EXIT_OK
+    lost = any(x.lost or x.unreadable_file for x in damage)
+    return EXIT_ATTENTION if lists["failed"] or states_bad or lost else EXIT_OK
+
+
+SHOWN = 20  # changes listed per group; --json lists all
 
 
 def _print_status(path, servers, unknown, lists) -> None:
+    from ..cli_mpv import status_lines
+
     print(f"Queue: {path}")
-    print("\n".join(mpv_cmds.status_lines()))
+    print("\n".join(status_lines()))
     if not servers:
         print("No servers configured (run `playback-sync settings` or `playback-sync login`).")
     cols = ("pending", "syncing", "synced", "failed")
@@ -100,11 +121,14 @@ def _print_status(path, servers, unknown, lists) -> None:
     for key, heading in headings.items():
         if lists[key]:
             print(f"{len(lists[key])} {heading}:")
-            for r in lists[key]:
+            for r in lists[key][:SHOWN]:
                 line = f"  #{r['id']} {r['title']}: {r['change']} → {r['server']}"
-                if r["error"] and key != "pending":
-                    line += f" — {r['error']}"
+                why = r.get("reason") or r["error"]
+                if why and key != "pending":
+                    line += f" — {why}"
                 print(line)
+            if len(lists[key]) > SHOWN:
+                print(f"  … and {len(lists[key]) - SHOWN} more (all of them: `playback-sync status --json`)")
 
 
 # -- history ----------------------------------------------------------------------
@@ -145,18 +169,12 @@ def _answer(row) -> str:
 
 
 def cmd_history(args) -> int:
-    config = load_config(args)
-    q = open_queue(args, config)
-    names = d.IndexNames(q.folder)
-    try:
+    with _queue_view(args) as (config, q, names):
         chosen = chosen_servers(config, args.server, known=list(q.counts()))
         rows = q.rows(chosen[0] if chosen else None, (SYNCED, FAILED))
         rows = [r for r in rows if (r.updated_at or r.created_at or 0) >= (args.since or 0)]
         rows.sort(key=lambda r: (r.updated_at or 0, r.id))
         out = [dict(d.row_json(r, names), answer=_answer(r)) for r in rows]
-    finally:
-        names.close()
-        q.close()
     if args.json:
         print(json.dumps({"retention_days": config.sync.retention_days, "changes": out}, indent=2))
         return EXIT_OK
@@ -183,8 +201,8 @@ def cmd_retry(args) -> int:
     finally:
         q.close()
     print(f"{n} failed change{'s' * (n != 1)} queued again" if n else "No failed changes to retry.")
-    if args.no_sync or not config.enabled_servers() or not n:
-        return EXIT_OK
+    if args.no_sync or not config.enabled_servers():
+        return EXIT_OK  # else: send now, failed-again ones and any waiting out a backoff
     return drain(args, config, args.timeout)
 
 
@@ -200,10 +218,7 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 def cmd_clear(args) -> int:
-    config = load_config(args)
-    q = open_queue(args, config)
-    names = d.IndexNames(q.folder)
-    try:
+    with _queue_view(args) as (config, q, names):
         chosen = chosen_servers(config, args.server, known=list(q.counts()))
         failed = q.rows(chosen[0] if chosen else None, (FAILED,))
         if args.ids:
@@ -224,9 +239,6 @@ def cmd_clear(args) -> int:
             print("Nothing dropped.")
             return EXIT_OK
         n = q.clear_failed(chosen[0] if chosen else None, ids=[r.id for r in failed])
-    finally:
-        names.close()
-        q.close()
     print(f"Dropped {n} failed change{'s' * (n != 1)}." +
           ("" if n == len(failed) else f" ({len(failed) - n} had already been retried or cleared.)"))
     return EXIT_OK

@@ -30,24 +30,33 @@ def _open_counts(counts: Dict, ids: List[str]) -> Dict[str, int]:
 
 
 def drain(args, config, timeout: float) -> int:
-    """Run a worker until the configured servers have nothing more to send now, or ``timeout``."""
+    """Run the sync service until the configured servers have nothing more to send now, or ``timeout``.
+
+    It talks to the service through its host API (subscribe, sync_now, status) and reads the
+    queue through a handle of its own, as every queue command does.
+    """
     ids = [s.id for s in config.enabled_servers()]
     q = open_queue(args, config)
     try:
         before = _open_counts(q.counts(), ids)
+        if not sum(before.values()):
+            print("Nothing to send." if ids else "No servers configured: nothing to send.")
+            return _report(q, ids, {}, {}, sent=None)
+        _read_libraries_for_waiting_rows(args, config, q, ids)
+        states, last_words = _send(args, config, q, ids, sum(before.values()), timeout)
+        sent = sum(before.values()) - sum(_open_counts(q.counts(), ids).values())
+        return _report(q, ids, states, last_words, sent=sent)
     finally:
         q.close()
-    if not sum(before.values()):
-        print("Nothing to send." if ids else "No servers configured: nothing to send.")
-        return _report(args, config, ids, {}, {}, sent=None)
 
-    _read_libraries_for_waiting_rows(args, config, ids)
 
+def _send(args, config, q, ids, total: int, timeout: float):
     from ..app import SyncService
 
     service = SyncService(config, data_dir_arg(args))
     changed = threading.Event()
     last_words: Dict[str, str] = {}  # server -> why it went offline / refused
+    seen: set = set()  # servers whose lane has made its first pass
 
     def on_event(event):
         if event.kind in ("offline", "auth_required") and event.source_id:
@@ -55,41 +64,34 @@ def drain(args, config, timeout: float) -> int:
         seen.add(event.source_id)
         changed.set()
 
-    seen: set = set()
     unsubscribe = service.subscribe(on_event)
     service.start()
-    total = sum(before.values())
     bar = Progress("sending", total)
     deadline = time.monotonic() + timeout
+    states: Dict[str, str] = {}
     try:
         service.wait_ready(10)
-        service.worker.process_now()
+        service.sync_now()
         while True:
             changed.clear()
-            left = _open_counts(service.queue.counts(), ids)
+            status = service.status()
+            states = {sid: st.state for sid, st in status.items()}
+            left = {sid: status[sid].waiting() if sid in status else 0 for sid in ids}
             bar.update(total - sum(left.values()))
-            if not sum(left.values()) or _nothing_more_now(service, left, seen):
-                break
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not sum(left.values()) or remaining <= 0 or _nothing_more_now(q, states, left, seen, remaining):
                 break
             changed.wait(min(remaining, HEARTBEAT))
-        states = service.worker.server_states()
     finally:
         bar.close()
         unsubscribe()
         service.stop(3.0)
-    return _report(args, config, ids, states, last_words, sent=total - sum(
-        _open_counts(_counts_now(args, config), ids).values()))
+    return states, last_words
 
 
-def _read_libraries_for_waiting_rows(args, config, ids) -> None:
+def _read_libraries_for_waiting_rows(args, config, q, ids) -> None:
     """Changes waiting to identify need the server's item list: a first one is read here, with progress."""
-    q = open_queue(args, config)
-    try:
-        need = sorted({r.source_id for r in q.rows(statuses=(PENDING,)) if d.waiting_to_identify(r)} & set(ids))
-    finally:
-        q.close()
+    need = sorted({r.source_id for r in q.rows(statuses=(PENDING,)) if d.waiting_to_identify(r)} & set(ids))
     if not need:
         return
     from ..backends import make_backend
@@ -106,52 +108,37 @@ def _read_libraries_for_waiting_rows(args, config, ids) -> None:
             b.close()
 
 
-def _nothing_more_now(service, left: Dict[str, int], seen: set) -> bool:
+def _nothing_more_now(q, states: Dict[str, str], left: Dict[str, int], seen: set, remaining: float) -> bool:
     """Every server that still holds changes is held (paused, signed out, offline), or has had its
-    pass and holds only changes due later (a retry's backoff, a reference still to identify)."""
-    states = service.worker.server_states()
+    pass and holds only changes due after the timeout (a retry's backoff, a reference to identify)."""
     for sid, n in left.items():
         if not n or states.get(sid) in HELD:
             continue
         if sid not in seen:
             return False
-        rows = service.queue.rows(sid, (PENDING, SYNCING))
-        now = service.queue.clock()
-        if any(r.status == SYNCING or (r.next_attempt_at or 0) <= now for r in rows):
+        until = q.clock() + max(0.0, remaining)
+        if any(r.status == SYNCING or (r.next_attempt_at or 0) <= until for r in q.rows(sid, (PENDING, SYNCING))):
             return False
     return True
 
 
-def _counts_now(args, config) -> Dict:
-    q = open_queue(args, config)
-    try:
-        return q.counts()
-    finally:
-        q.close()
-
-
-def _report(args, config, ids, states, last_words, *, sent) -> int:
+def _report(q, ids, states, last_words, *, sent) -> int:
+    """Per server: "all synced", or what is left and why. Exit 1 when something is left."""
     from ..queue import pause
 
-    q = open_queue(args, config)
-    names = d.IndexNames(q.folder)
     attention = False
-    try:
-        held = pause.paused_servers(q.folder)
-        for sid in ids:
-            rows = q.rows(sid, (PENDING, SYNCING, FAILED))
-            open_rows = [r for r in rows if r.status != FAILED]
-            failed = [r for r in rows if r.status == FAILED]
-            parts = []
-            if open_rows:
-                parts.append(f"{len(open_rows)} still to send ({_why(sid, open_rows, states, last_words, held)})")
-            if failed:
-                parts.append(f"{len(failed)} failed (see `playback-sync status`; `retry` or `clear` them)")
-            attention = attention or bool(parts)
-            print(f"{sid}: " + ("; ".join(parts) if parts else "all synced"))
-    finally:
-        names.close()
-        q.close()
+    held = pause.paused_servers(q.folder)
+    for sid in ids:
+        rows = q.rows(sid, (PENDING, SYNCING, FAILED))
+        open_rows = [r for r in rows if r.status != FAILED]
+        failed = [r for r in rows if r.status == FAILED]
+        parts = []
+        if open_rows:
+            parts.append(f"{len(open_rows)} pending ({_why(sid, open_rows, states, last_words, held)})")
+        if failed:
+            parts.append(f"{len(failed)} failed (see `playback-sync status`; `retry` or `clear` them)")
+        attention = attention or bool(parts)
+        print(f"{sid}: " + ("; ".join(parts) if parts else "all synced"))
     if sent:
         print(f"Sent {sent} change{'s' * (sent != 1)}.")
     return EXIT_ATTENTION if attention else EXIT_OK

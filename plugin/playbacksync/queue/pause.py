@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+
+from ..paths import write_private
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,4 @@ def set_paused(data_dir: str, server_id: Optional[str], paused: bool,
 
 def _write(data_dir: str, ids) -> None:
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".paused-", suffix=".tmp", dir=data_dir)  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"paused": list(ids)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, _file(data_dir))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_private(_file(data_dir), json.dumps({"paused": list(ids)}), prefix=".paused-")

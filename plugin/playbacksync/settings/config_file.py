@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import SERVER_TYPES, Config, PathMapping, ServerConfig, SyncOptions
-from ..paths import config_dir
+from ..paths import config_dir, write_private
 from .schema import SERVER_FIELDS, SYNC_FIELDS, Field
 
 log = logging.getLogger(__name__)
@@ -371,26 +370,5 @@ def save_config(config: Config, path: str) -> None:
     text = ("# Playback Sync settings (written by playback-sync; the README explains every key).\n"
             "# This file holds access tokens: keep it private (mode 0600).\n\n"
             + tomli_w.dumps(config_to_dict(config)))
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_private(path, text, prefix=".config-")
     _register_tokens(config)

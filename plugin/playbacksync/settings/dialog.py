@@ -127,6 +127,9 @@ class SettingsDialog:
         row += 1
         self.id_entry = entry("Name", "id")
         self.url_entry = entry("URL", "url")
+        self.url_entry.grid(columnspan=2)
+        self.find_button = ttk.Button(form, text="Find on network", command=self.find_servers)
+        self.find_button.grid(row=row - 1, column=3, sticky="e", **pad)
         self.username_entry = entry("User name", "username")
         self.password_label = ttk.Label(form, text="Password")
         self.password_label.grid(row=row, column=0, sticky="w", **pad)
@@ -236,7 +239,7 @@ class SettingsDialog:
         for w in (self.id_entry, self.url_entry, self.username_entry, self.password_entry, self.paste_entry,
                   self.ca_entry, self.map_local_entry, self.map_remote_entry, self.sign_in_button, self.test_button,
                   self.enabled_check, self.verify_check, self.add_mapping_button, self.remove_mapping_button,
-                  self.remove_button, self.ca_browse_button, self.browse_local_button):
+                  self.remove_button, self.ca_browse_button, self.browse_local_button, self.find_button):
             w.configure(state=state)
         self.type_box.configure(state="readonly" if state == "normal" else "disabled")
 
@@ -498,6 +501,30 @@ class SettingsDialog:
             self.say(f"Signed in to Plex: token {mask_token(token)}. Press Save to keep it.")
 
         self._run(lambda: actions.plex_request_pin(server, url), got_pin)
+
+    def find_servers(self) -> None:
+        """Look for servers of the selected type on the local network (settings/discovery.py)."""
+        if self.current is None:
+            return
+        kind = self.vars["type"].get()
+        draft = self.drafts[self.current]
+        self.say(f"Looking for {kind.capitalize()} servers on the local network…")
+
+        def done(found) -> None:
+            if not found:
+                self.say(f"No {kind.capitalize()} server answered; type its address.", error=True)
+                return
+            if self.current is not None and self.drafts[self.current] is draft:
+                self.vars["url"].set(found[0].url)
+            others = "; also: " + ", ".join(f"{f.name} {f.url}" for f in found[1:]) if found[1:] else ""
+            self.say(f"Found {found[0].name} at {found[0].url}{others}. Sign in, then press Save.")
+
+        def work():
+            from .discovery import discover
+
+            return discover((kind,))
+
+        self._run(work, done)
 
     def test_connection(self) -> None:
         server = self._current_server()

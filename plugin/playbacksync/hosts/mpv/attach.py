@@ -7,8 +7,9 @@ its socket closes, then sends what is queued for up to ``agent_drain_seconds``
 and exits; what is left stays queued for the next agent or ``sync``. mpv
 never waits on it: killing the agent leaves mpv playing.
 
-Exit codes: 0 served (or another agent serves this mpv); 2 no mpv on the
-socket, or settings that cannot be used (also shown on mpv's OSD).
+Exit codes: 0 served (or another agent serves this mpv, or the mpv quit
+before the agent connected); 2 no mpv on the socket, or settings that cannot
+be used (also shown on mpv's OSD).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ...paths import state_dir
 from ...settings import ConfigError
 from ...settings.locate import Locations
 from .common import edit_settings
-from .ipc import AttachHost, IpcUnavailable, connect
+from .ipc import AttachHost, IpcUnavailable, close_inherited_sockets, connect
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,15 @@ def _remove_private_socket(path: str) -> None:
 
 def attach(args) -> int:
     locations = Locations.from_args(args)
+    close_inherited_sockets()
     try:
-        client = connect(args.ipc, CONNECT_SECONDS)
+        client = connect(args.ipc, CONNECT_SECONDS, getattr(args, "mpv_pid", None))
     except IpcUnavailable as exc:
+        if getattr(args, "owned", False):
+            _remove_private_socket(args.ipc)
+        if exc.gone:  # mpv quit within a moment of its first frame: nothing to serve
+            log.info("attach: %s", exc)
+            return EXIT_OK
         print(f"playback-sync: {exc}", file=sys.stderr)
         log.error("attach: %s", exc)
         return EXIT_USAGE

@@ -245,5 +245,6 @@ def uninstall() -> Tuple[List[str], bool]:
 
 
 def installed() -> List[Tuple[str, Optional[str]]]:
-    """(path, version) of each installed script (version None: changed or not readable)."""
-    return [(path, script_version(path)) for path in load_manifest()["files"] if os.path.exists(path)]
+    """(path, version) of each installed script (version None: changed since install, or not readable)."""
+    return [(path, script_version(path) if _file_digest(path) == digest else None)
+            for path, digest in load_manifest()["files"].items() if os.path.exists(path)]

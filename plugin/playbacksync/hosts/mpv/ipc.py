@@ -9,12 +9,15 @@ socket closed (``event_handler``: the library stops it behind every event it
 had already read).
 
 Reads are one request each (the sampler makes about five a second while
-playing); the player never waits on them.
+playing); the player never waits on them. The library waits 120 s for an
+answer by default (a module setting); a frozen mpv must not hold the agent
+that long, so ``REPLY_SECONDS`` replaces it.
 """
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from typing import Callable, Optional
@@ -27,12 +30,18 @@ from .session import MpvSession
 
 log = logging.getLogger(__name__)
 
+REPLY_SECONDS = 10.0
+jsonipc.TIMEOUT = REPLY_SECONDS  # read by the library at each request
 AGENT_MESSAGE = "playback-sync-agent"  # to the Lua script: "ready" (also the answer to a ping)
 PING_MESSAGE = "playback-sync-ping"
 
 
 class IpcUnavailable(Exception):
-    """No mpv answers on the socket (gone, or not ours to open)."""
+    """No mpv answers on the socket (gone, or not ours to open). ``gone``: the mpv quit already."""
+
+    def __init__(self, message: str, gone: bool = False):
+        super().__init__(message)
+        self.gone = gone
 
 
 class _JsonIpc:
@@ -67,19 +76,68 @@ def _command_done(error, _result=None) -> None:
         log.warning("mpv refused a playback-sync command: %s", error)
 
 
-def connect(path: str, timeout: float = 5.0):
-    """A client on mpv's socket; mpv may still be creating it, so this tries for ``timeout``."""
+def connect(path: str, timeout: float = 5.0, mpv_pid: Optional[int] = None):
+    """A client on mpv's socket; mpv may still be creating it, so this tries for ``timeout``.
+
+    ``mpv_pid``: the mpv this is for; trying stops once it is gone, and a socket
+    answered by another process is refused.
+    """
     deadline = time.monotonic() + timeout
     closed = threading.Event()
     while True:
+        if mpv_pid is not None and not _alive(mpv_pid):
+            raise IpcUnavailable(f"mpv (pid {mpv_pid}) quit before its agent connected", gone=True)
         try:
             client = jsonipc.MPV(start_mpv=False, ipc_socket=path, quit_callback=closed.set)
-            client.playback_sync_closed = closed  # set by the reader thread when the socket closes
-            return client
         except (OSError, jsonipc.MPVError, TimeoutError) as exc:
             if time.monotonic() >= deadline:
                 raise IpcUnavailable(f"no mpv answers on {path}: {exc}") from None
             time.sleep(0.05)
+            continue
+        if mpv_pid is not None and _pid_of(client) != mpv_pid:
+            client.terminate()
+            raise IpcUnavailable(f"{path} belongs to another mpv than pid {mpv_pid}")
+        client.playback_sync_closed = closed  # set by the reader thread when the socket closes
+        return client
+
+
+def _pid_of(client) -> Optional[int]:
+    try:
+        return int(client.command("get_property", "pid"))
+    except Exception:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_inherited_sockets() -> None:
+    """Close sockets inherited from mpv (its IPC listener, when it started us without close-on-exec).
+
+    Holding mpv's listener would keep its socket accepting after mpv is gone, so a
+    client (this agent too) could connect and wait for an answer that never comes.
+    Call before opening any socket of our own.
+    """
+    folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    try:
+        fds = [int(n) for n in os.listdir(folder)]
+    except OSError:
+        return
+    for fd in fds:
+        if fd <= 2:
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+        except OSError:
+            pass
 
 
 class AttachHost:

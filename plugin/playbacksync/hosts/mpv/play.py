@@ -7,8 +7,6 @@ import sys
 import threading
 from typing import Callable, Dict, List, Optional
 
-from ...app import SyncService
-from ...settings.locate import Locations
 from ...tracker.events import PlaybackEvent
 from .args import parse_mpv_args
 from .common import PlayerError, edit_settings
@@ -82,7 +80,6 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
     (database, network) starts only after the first frame. A config that
     cannot be used quits the player and raises ConfigError (CLI: exit 2).
     """
-    locations = Locations.from_args(args)
     try:
         options, more_targets = parse_mpv_args(mpv_args)
     except PlayerError as exc:
@@ -120,6 +117,7 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         if service is not None:
             service.reload(config)
 
+    locations = None  # set once mpv is started (the settings key needs it only later)
     host = MpvHost(late, mpv_options=options, subscribe=late.subscribe, on_first_frame=first_frame,
                    on_settings=open_settings, config_dir=os.environ.get("PLAYBACK_SYNC_MPV_CONFIG_DIR") or None)
     try:
@@ -128,6 +126,11 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         print(f"playback-sync: {exc}", file=sys.stderr)
         host.close()
         return EXIT_BAD_OPTIONS
+    # Imported only now, so reading them does not delay mpv's start (first frame).
+    from ...app import SyncService
+    from ...settings.locate import Locations
+
+    locations = Locations.from_args(args)
     service = None
     try:
         try:

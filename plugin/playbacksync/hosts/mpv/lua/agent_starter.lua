@@ -5,8 +5,9 @@ local utils = require "mp.utils"
 
 local state = {agent = "none", timer = nil, armed = false, keys = false}
 
-local function osd(text)
+local function osd(text)  -- on screen, and in mpv's terminal and log
     mp.osd_message("Playback Sync: " .. text, 6)
+    mp.msg.warn(text)
 end
 
 local function embedded()  -- `playback-sync play`: its own host serves this mpv
@@ -56,7 +57,9 @@ local function start_agent()
     end
     local args = {}
     for _, part in ipairs(COMMAND) do args[#args + 1] = part end
-    for _, part in ipairs({"attach", "--ipc", path}) do args[#args + 1] = part end
+    for _, part in ipairs({"attach", "--ipc", path, "--mpv-pid", mp.get_property("pid", "0")}) do
+        args[#args + 1] = part
+    end
     if owned then args[#args + 1] = "--owned" end
     state.agent = "starting"
     mp.command_native_async({name = "subprocess", args = args, detach = true, playback_only = false},

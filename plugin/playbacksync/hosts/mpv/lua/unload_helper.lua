@@ -1,4 +1,5 @@
--- Playback Sync helper, loaded by the python-mpv host (hosts/mpv_host.py).
+-- Playback Sync helper: loaded by `playback-sync play` (hosts/mpv/embedded.py) and part of the installed
+-- script (hosts/mpv/install.py), for the agent.
 -- python-mpv has no hook API and time-pos is already gone at end-file, so this
 -- reports the exact position of an entry just before mpv unloads it.
 -- Nothing runs per frame.
