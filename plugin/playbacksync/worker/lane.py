@@ -48,6 +48,7 @@ class Lane:
         self.own_writes: Dict[ItemKey, float] = {}  # item -> when this worker last wrote it
         self.inflight: Set[int] = set()             # claimed row ids not yet closed or released
         self.told_unidentified: Set[str] = set()    # media keys whose "not identified yet" was told
+        self.passes = 0                             # loop passes finished (tests wait on it, never sleep)
         self.abandoned = False
         self.thread: Optional[threading.Thread] = None
 
@@ -96,6 +97,7 @@ class Lane:
                 self._release_all()
                 more = False
                 stopping.wait(1.0)  # don't spin on a persistent bug
+            self.passes += 1
             if more:
                 self.wake.set()
 

@@ -203,6 +203,12 @@ class SyncWorker:
         """online | offline | paused | auth_required | unknown, per server."""
         return {sid: lane.status() for sid, lane in list(self._lanes.items())}
 
+    def passes(self, source_id: str) -> int:
+        """How many passes one server's lane has finished (a test waits for one to end
+        instead of sleeping; a pass that sent nothing shows that nothing was due)."""
+        lane = self._lanes.get(source_id)
+        return lane.passes if lane is not None else 0
+
     def subscribe(self, callback: Callable[[WorkerEvent], None]) -> Callable[[], None]:
         """callback(WorkerEvent), called on a worker thread (keep it quick). Returns an unsubscribe."""
         with self._lock:
