@@ -176,7 +176,7 @@ def test_pid_of_a_killed_claimer_reused_by_a_live_process_does_not_hide_its_clai
 def test_owner_lock_tells_a_live_queue_from_a_closed_or_killed_one(tmp_path):
     q = SyncQueue(str(tmp_path))
     token = q.owner.rpartition(":")[2]
-    assert owners.owner_gone(str(tmp_path), token) is None     # no claim yet: no lock file
+    assert owners.owner_gone(str(tmp_path), token) is False    # held from the open on
     from playbacksync.changes import Change
 
     q.enqueue_change(Change("item", "srv", "u", "mark_watched"))
@@ -187,3 +187,7 @@ def test_owner_lock_tells_a_live_queue_from_a_closed_or_killed_one(tmp_path):
     other.close()
     q.close()                                                  # still holding a claim: the lock stays
     assert owners.owner_gone(str(tmp_path), token) is False
+    idle = SyncQueue(str(tmp_path))
+    idle_token = idle.owner.rpartition(":")[2]
+    idle.close()                                               # no claim: the lock file goes
+    assert owners.owner_gone(str(tmp_path), idle_token) is None

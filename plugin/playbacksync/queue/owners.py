@@ -1,6 +1,6 @@
 """Owner locks: telling a dead claimer from a live one without trusting host:pid.
 
-A queue that claims rows first takes an exclusive lock on its own file,
+A queue takes an exclusive lock on its own file when it opens,
 ``<data dir>/queue-owners/<token>.lock``, and holds it for its lifetime (the
 file is created under a hidden name, locked, then renamed into place, so it
 never appears unlocked). The kernel drops the lock when the process dies,
@@ -9,6 +9,10 @@ owner is provably gone and its claims go back to pending; if the lock is held,
 the owner is alive, whatever PID namespace it runs in and whichever process
 now has its old PID. Locks are ``flock`` on POSIX (they conflict between two
 queues of one process too) and ``msvcrt.locking`` on Windows.
+
+The same files tell an open that a process died with the queue open (an
+unclean shutdown: the full integrity check runs) and whether another process
+has it open now (then its -wal is in use and is not checked frame by frame).
 
 A claim whose owner has no lock file was made by a version without owner locks
 (or on a file system that refused the lock): for those the old host:pid check
@@ -19,7 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +158,22 @@ def sweep(folder: str, keep=()) -> int:
         finally:
             os.close(fd)
     return removed
+
+
+def survey(folder: str) -> Tuple[int, int]:
+    """(owners alive, owners gone) among the lock files in ``folder``: who has the queue open,
+    and how many processes died with it open (an unclean shutdown)."""
+    where = os.path.join(folder, FOLDER)
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return 0, 0
+    alive = gone = 0
+    for name in names:
+        if name.endswith(_SUFFIX) and not name.startswith("."):
+            verdict = owner_gone(folder, name[:-len(_SUFFIX)])
+            if verdict is True:
+                gone += 1
+            elif verdict is False:
+                alive += 1
+    return alive, gone

@@ -104,6 +104,8 @@ from ..changes import APPLIED, FAILED, PENDING, PROGRESS, STATUSES, Change, Queu
 from ..sqlite_file import SqliteFile, StorageError
 from . import owners
 from .opening import open_queue
+from . import salvage
+from .salvage import DamageReport
 from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
@@ -188,12 +190,23 @@ class SyncQueue:
         self._owner_lock = owners.OwnerLock(folder, token)
         self._db = SqliteFile(self.path, what="the queue database", error=QueueError, held="queued",
                               busy_timeout=busy_timeout, synchronous=synchronous)
-        self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
+        self.damage: Optional[DamageReport] = None  # what happened to a damaged file, if one was
         self._open()
+
+    @property
+    def moved_aside(self) -> Optional[str]:
+        """Where a damaged file went at this open, if one did."""
+        return self.damage.moved_to if self.damage else None
+
+    def damage_reports(self) -> List[DamageReport]:
+        """Reports of damaged queue files moved aside and still kept in the folder, oldest first."""
+        return salvage.reports(self.folder, os.path.basename(self.path))
 
     # -- opening -------------------------------------------------------
     def _open(self) -> None:
-        self.moved_aside = open_queue(self._db)
+        alive, gone = owners.survey(self.folder)
+        self.damage = open_queue(self._db, unclean=gone > 0, check_wal=alive == 0, now=self.clock())
+        self._owner_lock.hold()  # for our lifetime: see .owners
         try:
             self.recover_stale()
             self.prune()
@@ -370,7 +383,6 @@ class SyncQueue:
         writes between the choice and the update); the rows taken, by id."""
         if not ids:
             return []
-        self._owner_lock.hold()  # from the first claim until close (or death): see .owners
         q(f"UPDATE {TABLE} SET status = 'syncing', claim_owner = :owner, lease_expires_at = :lease, "
           "last_attempt_at = :now, updated_at = :now WHERE id IN :ids AND status = 'pending'",
           ids=ids, owner=self.owner, lease=now + self.lease_seconds, now=now)
