@@ -197,9 +197,8 @@ class SyncService:
 
         folder = self._folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
-        if self.queue.moved_aside:  # the viewer must hear of it, not only the log
-            self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
-                                      f"{self.queue.moved_aside} and started a new queue"))
+        if self.queue.damage:  # the viewer must hear of it, not only the log
+            self._emit(ServiceMessage("failed", None, self.queue.damage.message()))
         self._connect()
         self._import_legacy_journals()
 

@@ -95,9 +95,8 @@ def _open_queue(args, config):
     from .queue import SyncQueue
 
     q = SyncQueue(_data_dir(args), retention_days=config.sync.retention_days)
-    if q.moved_aside:
-        print(f"playback-sync: the queue file was damaged: moved it to {q.moved_aside} and started a new "
-              "queue", file=sys.stderr)
+    if q.damage:
+        print(f"playback-sync: {q.damage.message()}", file=sys.stderr)
     return q
 
 
@@ -114,6 +113,7 @@ def cmd_status(args) -> int:
         counts = q.counts()
         failed = q.get_failed_retryable()
         path = q.path
+        damage = q.damage_reports()
     finally:
         q.close()
     servers = {}
@@ -140,7 +140,7 @@ def cmd_status(args) -> int:
                     "attempts": r.attempt_count, "error": r.error_message} for r in failed]
     if args.json:
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown,
-                          "failed": failed_rows}, indent=2))
+                          "failed": failed_rows, "damaged_files": [vars(d) for d in damage]}, indent=2))
     else:
         print(f"Queue: {path}")
         if not servers:
@@ -160,8 +160,11 @@ def cmd_status(args) -> int:
             print(f"{len(failed_rows)} failed change(s) (retry with `playback-sync retry`):")
             for r in failed_rows:
                 print(f"  #{r['id']} {r['server']} item {r['item']} {r['change']}: {r['error']}")
+        for d in damage:
+            print(f"Damaged: {d.message()}. Delete {d.moved_to}* once you no longer need it.")
     states_bad = any(e["state"] in ("offline", "auth_required") for e in servers.values())
-    return EXIT_ATTENTION if failed_rows or states_bad else EXIT_OK
+    lost = any(d.lost or d.unreadable_file for d in damage)  # (damaged-state rows are failed rows)
+    return EXIT_ATTENTION if failed_rows or states_bad or lost else EXIT_OK
 
 
 def _drain(args, config, timeout: float) -> int:

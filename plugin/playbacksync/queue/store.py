@@ -62,10 +62,14 @@ Claims and recovery
     ``claim`` takes due pending rows of one server, oldest first, at most one
     per key and only the key's oldest pending row, skipping keys with a row in
     flight: per item the server sees changes in the order they were made.
-    Each claim records an owner (host:pid:token) and a lease. Rows left in
-    ``syncing`` go back to pending (at open and in ``recover_stale``) when the
-    owner is a dead process on this host or the lease has expired; a live
-    process's claims within their lease are left alone. ``extend_lease``
+    Each claim records an owner (host:pid:token) and a lease; from its first
+    claim the queue holds an exclusive lock on ``queue-owners/<token>.lock``
+    in the data dir, which the kernel drops when the process dies
+    (:mod:`.owners`). Rows left in ``syncing`` go back to pending (at open and
+    in ``recover_stale``) when the owner's lock is free (it is dead, whatever
+    PID namespace it ran in and whoever has its PID now) or the lease has
+    expired; a live process's claims within their lease are left alone. Only
+    an owner without a lock file (an older version) is judged by host:pid. ``extend_lease``
     renews a long send. The outcome methods (mark_synced from syncing,
     mark_retry, mark_failed, release) act only on rows this queue claimed and
     return False otherwise, so a claim taken over after its lease ran out is
@@ -100,8 +104,11 @@ from typing import Dict, Iterable, List, Optional
 
 from ..changes import APPLIED, FAILED, PENDING, STATUSES, SYNCING, Change, QueuedChange
 from ..sqlite_file import SqliteFile, StorageError
+from . import owners
 from .opening import open_queue
+from . import salvage
 from .rows import COLUMNS as _COLUMNS, INSERT_COLUMNS, TABLE, to_change as _to_change, to_values
+from .salvage import DamageReport
 from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
@@ -146,15 +153,28 @@ class SyncQueue:
         self.retention_days = float(retention_days)
         self.busy_timeout = float(busy_timeout)
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"  # as secrets.token_hex, without its hmac imports
+        token = os.urandom(8).hex()  # as secrets.token_hex, without its hmac imports
+        self.owner = f"{self.host}:{os.getpid()}:{token}"
+        self._owner_lock = owners.OwnerLock(folder, token)
         self._db = SqliteFile(self.path, what="the queue database", error=QueueError, held="queued",
                               busy_timeout=busy_timeout, synchronous=synchronous)
-        self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
+        self.damage: Optional[DamageReport] = None  # what happened to a damaged file, if one was
         self._open()
+
+    @property
+    def moved_aside(self) -> Optional[str]:
+        """Where a damaged file went at this open, if one did."""
+        return self.damage.moved_to if self.damage else None
+
+    def damage_reports(self) -> List[DamageReport]:
+        """Reports of damaged queue files moved aside and still kept in the folder, oldest first."""
+        return salvage.reports(self.folder, os.path.basename(self.path))
 
     # -- opening -------------------------------------------------------
     def _open(self) -> None:
-        self.moved_aside = open_queue(self._db)
+        alive, gone = owners.survey(self.folder)
+        self.damage = open_queue(self._db, unclean=gone > 0, check_wal=alive == 0, now=self.clock())
+        self._owner_lock.hold()  # for our lifetime: see .owners
         try:
             self.recover_stale()
             self.prune()
@@ -510,28 +530,42 @@ class SyncQueue:
             return q(sql, **params).rowcount
 
     # -- housekeeping ----------------------------------------------------
-    def _stale(self, owner: Optional[str], lease: Optional[float], now: float) -> bool:
+    def _stale(self, owner: Optional[str], lease: Optional[float], now: float, gone: Dict[str, bool]) -> bool:
+        """Whether a claim can be taken back: no owner or lease, an expired lease, or a dead owner.
+
+        The owner is dead when its lock file can be locked (see :mod:`.owners`);
+        an owner without a lock file (older versions) is judged by host:pid.
+        """
         if not owner or lease is None or lease <= now:
             return True
         host, _, rest = owner.partition(":")
-        pid, _, _token = rest.partition(":")
-        if host == self.host and pid.isdigit():
-            return not _pid_alive(int(pid))
-        return False
+        pid, _, token = rest.partition(":")
+        if owner not in gone:
+            verdict = owners.owner_gone(self.folder, token)
+            if verdict is None:  # no lock file: host:pid decides, on this host only
+                verdict = host == self.host and pid.isdigit() and not _pid_alive(int(pid))
+            gone[owner] = verdict
+        return gone[owner]
 
     def recover_stale(self) -> int:
-        """Rows in syncing whose owner died (this host) or whose lease expired → pending."""
+        """Rows in syncing whose owner is provably dead or whose lease expired → pending."""
         now = self.clock()
+        gone: Dict[str, bool] = {}
         with self._tx("recover interrupted changes") as q:
             stale = [r[0] for r in q(f"SELECT id, claim_owner, lease_expires_at FROM {TABLE} "
                                      "WHERE status = 'syncing' ORDER BY id")
-                     if self._stale(r[1], r[2], now)]
-            if not stale:
-                return 0
-            q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
-              "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
-            self._settle(q, stale, now)
-        log.info("queue: %d interrupted change(s) back to pending", len(stale))
+                     if self._stale(r[1], r[2], now, gone)]
+            if stale:
+                q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
+                  "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
+                self._settle(q, stale, now)
+            if os.path.isdir(os.path.join(self.folder, owners.FOLDER)):  # lock files of owners gone, holding nothing
+                holding = {r[0].rpartition(":")[2] for r in q(
+                    f"SELECT DISTINCT claim_owner FROM {TABLE} WHERE status = 'syncing' "
+                    "AND claim_owner IS NOT NULL")}
+                owners.sweep(self.folder, holding | {self.owner.rpartition(":")[2]})
+        if stale:
+            log.info("queue: %d interrupted change(s) back to pending", len(stale))
         return len(stale)
 
     def prune(self, now: Optional[float] = None) -> int:
@@ -542,6 +576,15 @@ class SyncQueue:
                      cut=now - self.retention_days * DAY).rowcount
 
     def close(self) -> None:
+        if self._owner_lock.held:
+            try:
+                with self._tx("close the queue", write=False) as q:
+                    holding = q(f"SELECT COUNT(*) FROM {TABLE} WHERE status = 'syncing' "
+                                "AND claim_owner = :owner", owner=self.owner).fetchone()[0]
+            except QueueError:
+                holding = 1
+            if not holding:  # else keep the lock to our death: a send may still be in flight
+                self._owner_lock.release()
         self._db.close()
 
     def __enter__(self):

@@ -1,0 +1,206 @@
+"""Carrying what can still be read out of a damaged queue file into the fresh one.
+
+The damaged files stay where they were moved, untouched: rows are read from a
+copy (so SQLite may replay the copy's -wal without writing to the original).
+Rows come out in id order until a damaged page stops the scan, then in reverse
+order from the other end, then one by one across the gap between. Each row is
+checked: a change whose type or server cannot be read is lost (counted, and
+its id logged); one whose status cannot be read is kept as *failed* with a
+note, so the viewer decides (it may or may not have been sent: sending it
+again unasked could apply it twice). Rows that were in flight go back to
+pending. The :class:`DamageReport` says how many were saved and how many
+could not be, for the log, the viewer's message and ``status``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..changes import CHANGE_TYPES, FAILED, PENDING, STATUSES, SYNCING
+from ..sqlite_file import pad_to_length
+
+log = logging.getLogger(__name__)
+
+TABLE = "playback_sync_queue"
+REPORT_TAG = ".damage-"  # queue.sqlite.corrupt-<time> is reported in queue.sqlite.damage-<time>.json
+_MAX_PROBES = 100_000  # ids probed one by one across a damaged stretch
+
+
+@dataclass
+class DamageReport:
+    """What happened to a damaged queue file and its rows."""
+
+    path: str  # the queue file
+    moved_to: str  # where the damaged file (and its -wal/-shm) went
+    reason: str  # what was wrong, as SQLite or our checks saw it
+    saved: int = 0  # rows carried into the new queue
+    saved_as_failed: int = 0  # of those, rows whose state was unreadable: kept as failed
+    lost: int = 0  # rows (or -wal commits) that could not be read
+    at: float = 0.0
+    unreadable_file: bool = False  # nothing could be read, so how many were lost is unknown
+
+    def message(self) -> str:
+        text = (f"the queue file {self.path} was damaged ({self.reason}); moved it to {self.moved_to} "
+                f"and started a new queue: {self.saved} change(s) saved, ")
+        if self.unreadable_file:
+            text += "the file could not be read at all, so any change in it is lost"
+        else:
+            text += f"{self.lost} could not be read"
+        if self.saved_as_failed:
+            text += (f"; {self.saved_as_failed} saved change(s) had a damaged state and are marked failed "
+                     "(check them with `playback-sync status`, send them with `playback-sync retry`)")
+        return text
+
+    def write(self) -> None:
+        """Beside the moved file, for ``status`` (best effort: the disk may be the problem)."""
+        folder, name = os.path.split(self.moved_to)
+        path = os.path.join(folder, name.replace(".corrupt-", REPORT_TAG, 1) + ".json")
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(asdict(self), fh)
+        except OSError as exc:
+            log.warning("cannot write the damage report %s: %s", path, exc)
+
+
+def reports(folder: str, filename: str = "queue.sqlite") -> List[DamageReport]:
+    """The damage reports of moved-aside queue files still in ``folder``, oldest first."""
+    found = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    for name in names:
+        if not (name.startswith(filename + REPORT_TAG) and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                found.append(DamageReport(**json.load(fh)))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("unreadable damage report %s: %s", name, exc)
+    return [r for r in found if os.path.exists(r.moved_to)]
+
+
+def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
+    """A connection to a copy of the damaged file (with its -wal), or read-only to it as is."""
+    copy = os.path.join(scratch, "queue.sqlite")
+    try:
+        shutil.copyfile(moved_to, copy)
+        pad_to_length(copy)
+        if os.path.exists(moved_to + "-wal"):
+            shutil.copyfile(moved_to + "-wal", copy + "-wal")
+        return sqlite3.connect(copy, isolation_level=None)
+    except OSError as exc:  # no room for a copy: read the original, without its -wal
+        log.warning("cannot copy %s to salvage it (%s); reading it in place", moved_to, exc)
+        from urllib.parse import quote
+
+        return sqlite3.connect(f"file:{quote(moved_to)}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
+def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int]]:
+    """(rows that could be read, by id; how many ids could not be read, None if the file
+    could not be read at all) of a damaged file."""
+    scratch = tempfile.mkdtemp(prefix=".salvage-", dir=os.path.dirname(moved_to) or ".")
+    rows: Dict[int, dict] = {}
+    unreadable = 0
+    try:
+        con = _connect_copy(moved_to, scratch)
+        con.row_factory = sqlite3.Row
+        try:
+            stopped = _scan(con, "ORDER BY id", rows)
+            if stopped:
+                _scan(con, "ORDER BY id DESC", rows)
+                unreadable = _probe_gap(con, rows)
+        except sqlite3.DatabaseError as exc:  # no table, or its schema unreadable: nothing to read
+            log.error("no change could be read from the damaged queue file %s: %s", moved_to, exc)
+            unreadable = _highest_id(con) or None
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        log.error("the damaged queue file %s cannot be read at all: %s", moved_to, exc)
+        unreadable = None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [rows[i] for i in sorted(rows)], unreadable
+
+
+def _scan(con, order: str, rows: Dict[int, dict]) -> bool:
+    """Read rows in ``order`` into ``rows`` until the end (False) or a damaged page (True)."""
+    try:
+        for r in con.execute(f"SELECT * FROM {TABLE} {order}"):
+            if r["id"] in rows:
+                return False  # met the other scan
+            rows[r["id"]] = dict(r)
+    except sqlite3.DatabaseError as exc:
+        if not rows and order == "ORDER BY id":
+            con.execute(f"SELECT * FROM {TABLE} LIMIT 0")  # the table itself unreadable: raise
+        log.warning("reading the damaged queue stopped (%s): %s", order, exc)
+        return True
+    return False
+
+
+def _highest_id(con) -> int:
+    try:
+        row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (TABLE,)).fetchone()
+        return int(row[0]) if row else 0
+    except (sqlite3.Error, TypeError, ValueError):
+        return 0
+
+
+def _probe_gap(con, rows: Dict[int, dict]) -> int:
+    """Read ids one by one between what the two scans reached; how many failed."""
+    ids = sorted(rows)
+    low = ids[0] if ids else 0
+    high = max(_highest_id(con), ids[-1] if ids else 0)
+    failed = 0
+    for row_id in range(low + 1, min(high, low + _MAX_PROBES) + 1):
+        if row_id in rows:
+            continue
+        try:
+            r = con.execute(f"SELECT * FROM {TABLE} WHERE id = ?", (row_id,)).fetchone()
+        except sqlite3.DatabaseError:
+            failed += 1
+            continue
+        if r is not None:
+            rows[row_id] = dict(r)
+    return failed
+
+
+def check_row(row: dict) -> Optional[str]:
+    """Why a row read from a damaged file cannot be used as a change, or None."""
+    if row.get("change_type") not in CHANGE_TYPES:
+        return f"its type is damaged ({row.get('change_type')!r})"
+    if not isinstance(row.get("source_id"), str) or not row["source_id"]:
+        return "its server is damaged"
+    for name in ("position_ms", "duration_ms"):
+        value = row.get(name)
+        if value is not None and not isinstance(value, int):
+            return f"its {name} is damaged"
+    return None
+
+
+def repair_row(row: dict, now: float) -> Tuple[dict, bool]:
+    """The row as the new queue stores it; True if its state was unreadable (kept as failed)."""
+    row = dict(row)
+    damaged_state = row.get("status") not in STATUSES
+    if damaged_state:
+        row["status"] = FAILED
+        row["error_message"] = (f"its state was damaged in the queue file ({row.get('status')!r}); "
+                                "it may or may not have been sent: retry it to send it")
+        row["resolution"] = None
+    elif row["status"] == SYNCING:  # its sender used the old file: send it again
+        row["status"] = PENDING
+    if row["status"] == PENDING:
+        row["next_attempt_at"] = 0
+    for name in ("claim_owner", "lease_expires_at"):
+        if name in row:
+            row[name] = None
+    if not row.get("media_key") and row.get("media_item_id"):  # a file from before revision 0003
+        row["media_key"] = f"item:{row['media_item_id']}"
+    row["updated_at"] = now
+    return row, damaged_state
