@@ -112,6 +112,7 @@ def cmd_status(args) -> int:
     try:
         counts = q.counts()
         failed = q.get_failed_retryable()
+        waiting = [r for r in q.rows(statuses=("pending", "syncing")) if not r.resolved]
         path = q.path
         damage = q.damage_reports()
     finally:
@@ -136,11 +137,14 @@ def cmd_status(args) -> int:
                     backend.close()
         servers[server.id] = entry
     unknown = {sid: c for sid, c in counts.items() if sid not in servers}
-    failed_rows = [{"id": r.id, "server": r.source_id, "item": r.media_item_id, "change": r.change_type,
-                    "attempts": r.attempt_count, "error": r.error_message} for r in failed]
+    failed_rows = [{"id": r.id, "server": r.source_id, "item": r.media_item_id, "title": r.media.title,
+                    "change": r.change_type, "attempts": r.attempt_count, "error": r.error_message} for r in failed]
+    # Recorded, but the server's item is not known yet: the worker identifies them while syncing.
+    waiting_rows = [{"id": r.id, "server": r.source_id, "title": r.media.title or r.media.path, "change": r.change_type,
+                     "reason": r.error_message or "waiting to identify: not tried yet"} for r in waiting]
     if args.json:
         print(json.dumps({"queue": path, "servers": servers, "unconfigured_sources": unknown,
-                          "failed": failed_rows, "damaged_files": [vars(d) for d in damage]}, indent=2))
+                          "failed": failed_rows, "waiting_to_identify": waiting_rows, "damaged_files": [vars(d) for d in damage]}, indent=2))
     else:
         print(f"Queue: {path}")
         if not servers:
@@ -156,10 +160,16 @@ def cmd_status(args) -> int:
         for sid, e in servers.items():
             if e["error"]:
                 print(f"{sid}: {e['error']}")
+        if waiting_rows:
+            print(f"{len(waiting_rows)} change(s) not identified yet (tried again with backoff and after each "
+                  "index refresh):")
+            for r in waiting_rows:
+                print(f"  #{r['id']} {r['server']} {r['title']} {r['change']}: {r['reason']}")
         if failed_rows:
             print(f"{len(failed_rows)} failed change(s) (retry with `playback-sync retry`):")
             for r in failed_rows:
-                print(f"  #{r['id']} {r['server']} item {r['item']} {r['change']}: {r['error']}")
+                what = r["item"] or r["title"] or "?"
+                print(f"  #{r['id']} {r['server']} item {what} {r['change']}: {r['error']}")
         for d in damage:
             print(f"Damaged: {d.message()}. Delete {d.moved_to}* once you no longer need it.")
     states_bad = any(e["state"] in ("offline", "auth_required") for e in servers.values())

@@ -34,29 +34,10 @@ Transactions
     so no stale metadata survives a migration.
 
 Coalescing (per key = server, media, user; only rows not yet sent are touched)
-    The media is the reference the change was recorded against (rows.py's
-    ``media_key``: path as played + provider ids), so coalescing bounds the
-    rows per (server, media) before and after the server's item is known.
-    * A new ``progress_update`` updates in place the key's latest pending row if
-      that row is a progress_update (position, duration, created_at,
-      updated_at); otherwise it is added after the key's rows. Older pending
-      or failed progress rows of the key are closed as superseded.
-    * A new ``mark_watched``/``mark_unwatched`` closes as superseded every
-      pending and failed row of the key (progress or the opposite state): the
-      new state replaces the server's whole state. A pending row of the same
-      kind after anything in flight absorbs it (the server is told once).
-    * A row in ``syncing`` is in flight and never touched: a change made
-      meanwhile becomes a new pending row, applied after it.
-    * So a key holds at most ``[watched|unwatched] [progress]`` pending: a
-      rewatch's progress is applied after the watched mark; a later unwatched
-      cancels a pending watched and the reverse.
-    * When a row goes back to pending (retry, release, crash recovery,
-      retry_failed) and a later row of its key already overrides it, it is
-      closed as superseded instead of being sent out of order; if it is a
-      watched/unwatched mark and a later progress of its key already went out,
-      that progress is queued again after it (the mark resets the resume point).
-    Superseded rows are closed (status ``synced``, resolution ``superseded``,
-    ``error_message`` says why), never sent, and pruned like synced rows.
+    The rule is written once, in :mod:`.rules`; :mod:`.coalesce` applies it to
+    the rows inside each write transaction (see there). A key holds at most
+    ``[watched|unwatched] [progress]`` pending; superseded rows are closed
+    with the reason, never sent.
 
 Claims and recovery
     ``claim`` takes due pending rows of one server, oldest first, at most one
@@ -91,7 +72,8 @@ Damaged files
 Modules
     :mod:`playbacksync.sqlite_file` (connections, transactions, error
     messages, shared with the item index), :mod:`.opening` (check, migrate,
-    move aside), :mod:`.rules` (coalescing), this module (queue operations).
+    move aside), :mod:`.rules` (the coalescing rule), :mod:`.coalesce` (applying
+    it in SQL), :mod:`.rows` (row ↔ change), this module (queue operations).
 """
 from __future__ import annotations
 
@@ -102,14 +84,14 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
 
-from ..changes import APPLIED, FAILED, PENDING, STATUSES, SYNCING, Change, QueuedChange
+from ..changes import APPLIED, Change, QueuedChange
 from ..sqlite_file import SqliteFile, StorageError
 from . import owners
 from .opening import open_queue
-from . import salvage
-from .rows import COLUMNS as _COLUMNS, INSERT_COLUMNS, TABLE, to_change as _to_change, to_values
+from .reads import QueueReads
+from . import coalesce, salvage
+from .rows import COLUMNS as _COLUMNS, TABLE, to_change as _to_change, to_values
 from .salvage import DamageReport
-from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +113,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class SyncQueue:
+class SyncQueue(QueueReads):
     """The durable queue of changes waiting for a server (see the module docstring)."""
 
     def __init__(self, data_dir: Optional[str] = None, *, clock=time.time, lease_seconds: float = 120.0,
@@ -211,7 +193,7 @@ class SyncQueue:
         now = self.clock()
         values = to_values(change, now)
         with self._tx("queue a change") as q:
-            return self._enqueue(q, change.change_type, values, now)
+            return coalesce.enqueue(q, change.change_type, values, now)
 
     def import_once(self, token: str, changes: Iterable[Change]) -> bool:
         """Queue ``changes`` in one transaction, unless ``token`` was imported before.
@@ -225,72 +207,9 @@ class SyncQueue:
             if q("SELECT 1 FROM legacy_imports WHERE token = :t", t=token).fetchone() is not None:
                 return False
             for change_type, values in rows:
-                self._enqueue(q, change_type, values, now)
+                coalesce.enqueue(q, change_type, values, now)
             q("INSERT INTO legacy_imports (token, imported_at) VALUES (:t, :now)", t=token, now=now)
         return True
-
-    def _enqueue(self, q, change_type: str, values: dict, now: float) -> int:
-        rows = self._key_rows(q, values["source_id"], values["media_key"], values["user_id"],
-                              "AND status IN ('pending', 'syncing', 'failed')")
-        plan = plan_enqueue(rows, change_type)
-        for row_id, why in plan.close:
-            self._close_superseded(q, row_id, why, now)
-        if plan.update_id is not None:
-            q(f"UPDATE {TABLE} SET position_ms = :position_ms, duration_ms = :duration_ms, "
-              "completed = :completed, created_at = :created_at, updated_at = :now WHERE id = :id",
-              id=plan.update_id, now=now, **{k: values[k] for k in
-                                            ("position_ms", "duration_ms", "completed", "created_at")})
-            return plan.update_id
-        names = [n.strip() for n in INSERT_COLUMNS.split(",")]
-        return q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
-                 f"VALUES ({', '.join(':' + n for n in names)}, :now, 'pending', 0, 0)",
-                 now=now, **values).lastrowid
-
-    @staticmethod
-    def _key_rows(q, source_id: str, key: str, user_id: str, where: str = "", **params) -> List[KeyRow]:
-        """The rows of one (server, media, user) as the coalescing rules see them.
-
-        A pending row whose last send may still land (``sent_at`` set) counts as
-        in flight: nothing may absorb, close or overtake it until the worker knows.
-        """
-        return [KeyRow(r[0], r[1], SYNCING if (r[2] == PENDING and r[4] is not None) else r[2], r[3])
-                for r in q(f"SELECT id, change_type, status, resolution, sent_at FROM {TABLE} "
-                           f"WHERE source_id = :s AND media_key = :k AND user_id = :u {where} ORDER BY id",
-                           s=source_id, k=key, u=user_id, **params)]
-
-    @staticmethod
-    def _close_superseded(q, row_id: int, why: str, now: float) -> None:
-        q(f"UPDATE {TABLE} SET status = 'synced', resolution = 'superseded', error_message = :why, "
-          "updated_at = :now, claim_owner = NULL, lease_expires_at = NULL WHERE id = :id",
-          id=row_id, why=why, now=now)
-
-    def _settle(self, q, row_ids: Iterable[int], now: float) -> int:
-        """Close rows just returned to pending that a later row of their key overrides.
-
-        A row whose send is in doubt is left for the worker (it checks the server
-        once that send can no longer land; see worker.py).
-        """
-        closed = 0
-        for row_id in row_ids:
-            me = q(f"SELECT id, change_type, status, resolution, source_id, media_key, user_id, sent_at "
-                   f"FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
-            if me is None or me["status"] != PENDING or me["sent_at"] is not None:
-                continue
-            later = self._key_rows(q, me["source_id"], me["media_key"], me["user_id"], "AND id > :id", id=row_id)
-            row = KeyRow(me["id"], me["change_type"], me["status"], me["resolution"])
-            if superseded_by_later(row, later):
-                newer = max(r.id for r in later)
-                self._close_superseded(q, row_id, f"superseded by a later change (row {newer}) "
-                                       "before it could be sent", now)
-                closed += 1
-                continue
-            resend = progress_to_resend(row, later)
-            if resend is not None:
-                # A rewatch's position already went out before this watched/unwatched mark,
-                # which resets it on the server: send that position again after the mark.
-                q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
-                  f"SELECT {INSERT_COLUMNS}, :now, 'pending', 0, 0 FROM {TABLE} WHERE id = :id", id=resend, now=now)
-        return closed
 
     def resolve_item(self, row_id: int, item_id: str) -> int:
         """The server's item for this row's media is known: write it into the row and into
@@ -311,66 +230,6 @@ class SyncQueue:
         with self._tx("wake changes waiting to identify") as q:
             return q(f"UPDATE {TABLE} SET next_attempt_at = 0 WHERE source_id = :s AND status = 'pending' "
                      "AND media_item_id IS NULL AND next_attempt_at > 0", s=source_id).rowcount
-
-    # -- reading ---------------------------------------------------------
-    def get_pending(self, source_id: Optional[str] = None, *, due_only: bool = True,
-                    limit: Optional[int] = None) -> List[QueuedChange]:
-        """Pending rows (due now unless ``due_only=False``), ordered by id."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'pending'"
-        params = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if due_only:
-            sql += " AND next_attempt_at <= :now"
-            params["now"] = self.clock()
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT :lim"
-            params["lim"] = int(limit)
-        with self._tx("read pending changes", write=False) as q:
-            return [_to_change(r) for r in q(sql, **params)]
-
-    def get(self, row_id: int) -> Optional[QueuedChange]:
-        """One row by id, whatever its status."""
-        with self._tx("read a change", write=False) as q:
-            row = q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
-        return _to_change(row) if row is not None else None
-
-    def rows(self, source_id: Optional[str] = None, statuses: Optional[Iterable[str]] = None) -> List[QueuedChange]:
-        """All rows (optionally of one server / some statuses), ordered by id; for status views."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE 1 = 1"
-        params: dict = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if statuses is not None:
-            sql += " AND status IN :ids"
-            params["ids"] = list(statuses)
-        with self._tx("read changes", write=False) as q:
-            return [_to_change(r) for r in q(sql + " ORDER BY id", **params)]
-
-    def get_failed_retryable(self, source_id: Optional[str] = None) -> List[QueuedChange]:
-        """Failed rows (kept for the viewer to retry), ordered by id."""
-        return self.rows(source_id, (FAILED,))
-
-    def settings(self) -> Dict[str, object]:
-        """The durability settings in force on a queue connection (journal, synchronous, busy timeout)."""
-        with self._tx("read settings", write=False) as q:
-            journal = q("PRAGMA journal_mode").fetchone()[0]
-            sync = q("PRAGMA synchronous").fetchone()[0]
-            busy = q("PRAGMA busy_timeout").fetchone()[0]
-        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-        return {"journal_mode": journal, "synchronous": names.get(sync, sync), "busy_timeout_ms": busy}
-
-    def counts(self) -> Dict[str, Dict[str, int]]:
-        """{source_id: {status: n}} with every status present."""
-        out: Dict[str, Dict[str, int]] = {}
-        with self._tx("count changes", write=False) as q:
-            for source, status, n in q(f"SELECT source_id, status, COUNT(*) FROM {TABLE} "
-                                       "GROUP BY source_id, status"):
-                out.setdefault(source, {s: 0 for s in STATUSES})[status] = n
-        return out
 
     # -- claiming --------------------------------------------------------
     def claim(self, source_id: str, *, limit: int = 100, due_only: bool = True) -> List[QueuedChange]:
@@ -474,7 +333,7 @@ class SyncQueue:
                   id=row_id, err=error, at=float(next_attempt_at), inc=1 if count_attempt else 0,
                   now=now, owner=self.owner).rowcount
             if n:
-                self._settle(q, [row_id], now)
+                coalesce.settle(q, [row_id], now)
         return bool(n)
 
     def mark_failed(self, row_id: int, error: str) -> bool:
@@ -499,7 +358,7 @@ class SyncQueue:
             if back:
                 q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
                   "lease_expires_at = NULL WHERE id IN :ids", ids=back, now=now)
-                self._settle(q, back, now)
+                coalesce.settle(q, back, now)
         return len(back)
 
     def retry_failed(self, source_id: Optional[str] = None) -> int:
@@ -516,7 +375,7 @@ class SyncQueue:
                 return 0
             q(f"UPDATE {TABLE} SET status = 'pending', attempt_count = 0, next_attempt_at = 0, "
               "updated_at = :now WHERE id IN :ids", ids=back, now=now)
-            closed = self._settle(q, back, now)
+            closed = coalesce.settle(q, back, now)
         return len(back) - closed
 
     def clear_failed(self, source_id: Optional[str] = None) -> int:
@@ -558,7 +417,7 @@ class SyncQueue:
             if stale:
                 q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
                   "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
-                self._settle(q, stale, now)
+                coalesce.settle(q, stale, now)
             if os.path.isdir(os.path.join(self.folder, owners.FOLDER)):  # lock files of owners gone, holding nothing
                 holding = {r[0].rpartition(":")[2] for r in q(
                     f"SELECT DISTINCT claim_owner FROM {TABLE} WHERE status = 'syncing' "
