@@ -66,7 +66,7 @@ def test_a_write_applied_after_the_client_gave_up_is_not_sent_again(h, tmp_path)
         late = h.fake.late_writes_applied
         rid = queue.enqueue_change(_watched(h, item, source))
         worker.notify()
-        # Window: 2 × (1.0 + 0.5) + 5 s margin = 8 s; then one read, and the row is closed.
+        # Window: (1.0 + 0.5) + 5 s margin = 6.5 s; then one read, and the row is closed.
         assert wait_for(lambda: queue.get(rid).status == SYNCED, 20), queue.get(rid)
         assert wait_for(lambda: h.fake.late_writes_applied > late, 10)  # the held write has landed
     finally:

@@ -188,6 +188,11 @@ def _drain(args, config, timeout: float) -> int:
     service.wait_ready(10)
     ids = {s.id for s in config.enabled_servers()}
     deadline = time.monotonic() + timeout
+    # A change whose last send got no answer (a crash or quit mid-request) is sent or judged only
+    # once that send can no longer land (see worker.py): wait for it rather than report it pending.
+    in_doubt = max((r.unsure_until for r in service.queue.rows(statuses=("pending",))), default=0.0)
+    if in_doubt > time.time():
+        deadline = max(deadline, time.monotonic() + (in_doubt - time.time()) + timeout)
     try:
         service.worker.process_now()
         while time.monotonic() < deadline:

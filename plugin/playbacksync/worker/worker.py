@@ -30,8 +30,9 @@ rules, each closing one way of sending twice:
 
 1. *Record the send before it goes out.* ``begin_send`` writes, in the row
    and durably, the send time, ``unsure_until`` = now + the send window
-   (``2 × (connect + read timeout) + 5 s``, sending.py: past it the server
-   cannot still be working on a request whose client gave up), and the play
+   (``connect + read timeout + 5 s``, twice the timeouts for a position,
+   which may take two requests; sending.py: past it the server cannot still
+   be working on a request whose client gave up), and the play
    count read from the server just before. It also checks the claim is still
    ours (a claim lost to another process sends nothing) and renews the lease.
 2. *An unknown outcome keeps the row in doubt.* A timeout, a lost connection,
