@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.faults.crash import PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
+from tests.faults.crash import MODES, PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
     try:
         results = run_trials(work / "trials", args.trials, seed=seed, clip_seconds=args.clip_seconds,
-                             progress=progress)
+                             progress=progress, modes=MODES)
     finally:
         if not args.keep:
             import shutil
