@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # SQLite primary result codes we tell apart.
 PERM, BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB = 3, 5, 6, 8, 10, 11, 13, 14, 26
 SIDE_FILES = ("-wal", "-shm", "-journal")
+NEEDS_CHECK = ".needs-check"  # beside a file found damaged while in use: check it fully at the next open
 
 
 class StorageError(Exception):
@@ -178,6 +179,11 @@ class SqliteFile:
         err = self.error_class(describe(exc, what=self.what, path=self.path, action=action,
                                         busy_timeout=self.busy_timeout, held=self.held))
         err.damaged = is_damaged(exc)
+        if err.damaged:  # the next open checks the whole file, whatever its size
+            try:
+                open(self.path + NEEDS_CHECK, "a").close()
+            except OSError:
+                pass
         return err
 
     @contextmanager

@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 from urllib.parse import quote
 
 from ..changes import CHANGE_TYPES, STATUSES
-from ..sqlite_file import (Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error, move_aside,
+from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error, move_aside,
                            quick_check, truncation, wal_damage)
 from . import salvage
 from .salvage import TABLE, DamageReport
@@ -54,6 +54,7 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
         db.close()
         reason, lost_commits = str(damaged), damaged.lost
     moved = move_aside(db.path, "corrupt", what=db.what, error=db.error_class)
+    _forget(db.path + NEEDS_CHECK)
     _open_once(db)
     report = carry_over(db, DamageReport(db.path, moved, reason, lost=lost_commits, at=now))
     log.error("%s", report.message())
@@ -130,8 +131,10 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
             raise Damaged(error_code(exc)[1]) from None
         return False, None
     try:
+        marker = db.path + NEEDS_CHECK  # left by an error that found the file damaged while in use
+        full = unclean or os.path.exists(marker) or os.path.getsize(db.path) <= FULL_CHECK_BYTES
         try:  # reads every page: a scribbled file shows here; the full check also compares indexes
-            quick_check(con, full=unclean or os.path.getsize(db.path) <= FULL_CHECK_BYTES)
+            quick_check(con, full=full)
         except sqlite3.Error:
             return False, None
         bad = _damaged_values(con)
@@ -143,7 +146,15 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
             row = None
     finally:
         con.close()
+    _forget(marker)
     return True, (row[0] if row else None)
+
+
+def _forget(marker: str) -> None:
+    try:
+        os.unlink(marker)
+    except OSError:
+        pass
 
 
 def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False) -> None:

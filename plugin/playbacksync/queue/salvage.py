@@ -189,9 +189,9 @@ def repair_row(row: dict, now: float) -> Tuple[dict, bool]:
     row = dict(row)
     damaged_state = row.get("status") not in STATUSES
     if damaged_state:
-        row["status"] = FAILED
         row["error_message"] = (f"its state was damaged in the queue file ({row.get('status')!r}); "
                                 "it may or may not have been sent: retry it to send it")
+        row["status"] = FAILED
         row["resolution"] = None
     elif row["status"] == SYNCING:  # its sender used the old file: send it again
         row["status"] = PENDING
