@@ -214,7 +214,7 @@ class SyncService:
                 self.backends[server.id] = make_backend(server)
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
-        self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
+        self.identifier = Identifier(self.config, self.backends, ItemIndex.open_or_temporary(self._folder))
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}

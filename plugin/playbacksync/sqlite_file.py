@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
@@ -87,15 +86,42 @@ def describe(exc: BaseException, *, what: str, path: str, action: str, busy_time
     if code in (BUSY, LOCKED) or "locked" in low or "busy" in low:
         return (f"{what} {path} stayed locked by another program for more than {busy_timeout:g} s "
                 f"({action}); nothing already {held} was lost, try again")
+    if code in (READONLY, CANTOPEN, IOERR) and _read_only_fs(folder):
+        return (f"{what} {path} cannot be written ({action}): {folder} is on a read-only file system; "
+                "make it writable, or point PLAYBACK_SYNC_DATA_DIR (--data-dir) at a writable folder")
     if code == READONLY or "readonly" in low or "read-only" in low:
         return f"{what} {path} is read-only ({action}): check that {folder} and the file are writable"
     if code in (CANTOPEN, PERM) or "unable to open" in low:
         return f"cannot open {what} {path}: check that {folder} exists and is writable"
-    if code == FULL or "full" in low:
-        return f"the disk holding {what} {path} is full ({action})"
+    if code == FULL or "full" in low or (code in (IOERR, CANTOPEN) and disk_is_full(folder)):
+        # SQLite reports a write refused for lack of space as a plain "disk I/O error"
+        # when it hits the -wal or -shm; the free space tells.
+        return (f"the disk holding {what} {path} is full ({action}): free some space on it; "
+                f"nothing already {held} was lost")
     if code in (CORRUPT, NOTADB):
         return f"{what} {path} is damaged ({msg}); restart to move it aside"
-    return f"{what} error while trying to {action} on {path}: {msg}"
+    return f"error in {what} {path} while trying to {action}: {msg}"
+
+
+def _read_only_fs(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def disk_is_full(folder: str) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no room left for us."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
+        try:
+            import shutil
+
+            return shutil.disk_usage(folder).free < 64 * 1024
+        except OSError:
+            return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def connect(path: str, *, busy_timeout: float, synchronous: str = "FULL",
@@ -271,14 +297,6 @@ def move_aside(path: str, tag: str, *, what: str = "the database",
         raise error(f"{what} {path} is damaged and could not be moved aside: "
                     f"{exc.strerror or exc}") from None
     return target
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """An OSError or sqlite3 error that means the disk (or quota) is full."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-    code, msg = error_code(exc)
-    return code == FULL or "database or disk is full" in msg.lower()
 
 
 # -- damage SQLite itself does not report ---------------------------------------------

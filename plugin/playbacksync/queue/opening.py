@@ -195,6 +195,13 @@ def _migrate(db: SqliteFile, checked: bool) -> None:
                     problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
                     if problems != ["ok"]:
                         raise Damaged("; ".join(problems[:3]))
+                current = migrations.current_revision(conn)
+                if current is not None and current not in migrations.known_revisions():
+                    # Never downgrade: the newer version's rows may need what we would drop.
+                    raise db.error_class(
+                        f"{db.what} {db.path} was written by a newer Playback Sync (schema revision "
+                        f"{current}; this version knows up to {migrations.HEAD}). It was left untouched: "
+                        "update Playback Sync to use it (or move the file away to start an empty queue)")
                 migrations.upgrade(conn)
     finally:
         try:
