@@ -33,7 +33,7 @@ except (ImportError, OSError) as _exc:  # python-mpv present but libmpv missing 
     mpv = None
     _MPV_MISSING = f"{type(_exc).__name__}: {_exc}"
 
-from ..fsnames import for_player
+from ..fsnames import for_player, shown
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
                               STARTED, MediaRef, PlaybackEvent, finite)
 
@@ -616,7 +616,7 @@ class MpvHost:
         if player is None:
             return
         try:
-            player.command_async("show-text", redact_text(text), str(OSD_MS))
+            player.command_async("show-text", redact_text(shown(text)), str(OSD_MS))
         except Exception:
             pass  # mpv is shutting down
 
