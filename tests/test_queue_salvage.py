@@ -274,3 +274,26 @@ def test_damage_found_while_in_use_is_moved_aside_at_the_next_open(tmp_path, mon
         assert q.damage and (q.damage.saved, q.damage.lost) == (5, 0)
     finally:
         q.close()
+
+
+def test_the_viewer_hears_how_many_changes_were_saved_and_lost(tmp_path):
+    from playbacksync.app import SyncService
+    from playbacksync.config import Config
+
+    data = tmp_path / "data"
+    path, ids = make_queue(data, 400, kind="P")
+    edit(path, lambda d: d[: len(d) // 2])
+    service = SyncService(Config(), str(data))
+    heard = []
+    service.subscribe(heard.append)
+    service.start()
+    try:
+        assert service.wait_ready(10)
+    finally:
+        service.stop(3.0)
+    q = SyncQueue(str(data))
+    [report] = q.damage_reports()
+    q.close()
+    texts = [m.message for m in heard if m.kind == "failed"]
+    assert any(f"{report.saved} change(s) saved, {report.lost} could not be read" in t for t in texts), texts
+    assert report.saved > 0 and report.saved + report.lost == 400
