@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import subprocess
 
 import pytest
 
@@ -15,7 +14,7 @@ from playbacksync.queue import SyncQueue
 from playbacksync.settings import ConfigError
 from playbacksync.settings.kodi_settings import config_from_flat
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401  (autouse)
-from tests.fakes.jellyfin import JellyfinFake
+from tests.faults.servers import jellyfin_with_clip
 from tests.faults.cli import playback_sync
 from tests.faults.storage import fill, remount, tmpfs
 
@@ -25,10 +24,7 @@ EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_STORAGE = 0, 1, 2, 3
 
 @pytest.fixture
 def jellyfin():
-    with JellyfinFake(version="10.10.7") as fake:
-        uid = fake.add_user("alice", "pass")
-        fake.issue_token(uid, TOKEN)
-        fake.uid, fake.iid = uid, fake.add_item("Clip", path="/srv/media/clip.mkv", runtime_s=600)
+    with jellyfin_with_clip(TOKEN) as fake:
         yield fake
 
 

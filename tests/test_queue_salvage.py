@@ -50,6 +50,27 @@ def edit(path, fn):
     return bytes(data)
 
 
+def flip_status_in(path, name):
+    """Flip one bit of the first 'pending' in the root page of table or index ``name``:
+    'pending' becomes 'pendIng' there."""
+    page, size = root_page(path, name)
+
+    def flip(data):
+        start = (page - 1) * size
+        at = data.index(b"pending", start, start + size)
+        data[at + 4] ^= 0x20
+        return data
+
+    return edit(path, flip)
+
+
+def half_cut_queue(folder):
+    """A folder whose queue of 400 progress rows lost the second half of its file."""
+    path, _ = make_queue(folder, 400, kind="P")
+    edit(path, lambda d: d[: len(d) // 2])
+    return folder
+
+
 def moved_files(folder):
     return sorted(p for p in glob.glob(os.path.join(str(folder), "queue.sqlite.corrupt-*")))
 
@@ -76,15 +97,7 @@ def test_file_cut_by_one_byte_is_detected_and_every_row_is_saved_and_sent(tmp_pa
 
 def test_flipped_bytes_in_a_row_keep_it_as_failed_and_say_so(tmp_path):
     path, ids = make_queue(tmp_path, 5)
-    page, size = root_page(path, TABLE)
-
-    def flip(data):
-        start = (page - 1) * size
-        at = data.index(b"pending", start, start + size)
-        data[at + 4] ^= 0x20                             # 'pending' -> 'pendIng' in one row
-        return data
-
-    edit(path, flip)
+    flip_status_in(path, TABLE)                          # 'pending' -> 'pendIng' in one row
     q = SyncQueue(str(tmp_path))
     try:
         rows = q.rows()
@@ -218,15 +231,7 @@ def test_after_an_unclean_shutdown_a_big_file_gets_the_full_check(tmp_path, monk
     con = sqlite3.connect(path)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
-    page, size = root_page(path, "ix_queue_claim")
-
-    def flip(data):          # an index entry no longer matches its row: only integrity_check sees it
-        start = (page - 1) * size
-        at = data.index(b"pending", start, start + size)
-        data[at + 4] ^= 0x20
-        return data
-
-    edit(path, flip)
+    flip_status_in(path, "ix_queue_claim")   # an index entry no longer matches its row: integrity_check sees it
     monkeypatch.setattr(opening, "FULL_CHECK_BYTES", 0)   # as for a big file: quick_check unless unclean
     q = SyncQueue(str(tmp_path))
     try:
@@ -237,9 +242,7 @@ def test_after_an_unclean_shutdown_a_big_file_gets_the_full_check(tmp_path, monk
 
 
 def test_status_and_sync_show_what_was_saved_and_lost(tmp_path):
-    data = tmp_path / "data"
-    path, ids = make_queue(data, 400, kind="P")
-    edit(path, lambda d: d[: len(d) // 2])
+    data = half_cut_queue(tmp_path / "data")
     first = playback_sync("--data-dir", data, "status", "--no-check", home=tmp_path)
     assert "was damaged" in first.stderr and "change(s) saved" in first.stderr, first.stderr
     again = playback_sync("--data-dir", data, "status", "--no-check", home=tmp_path)   # still shown later
@@ -251,15 +254,7 @@ def test_status_and_sync_show_what_was_saved_and_lost(tmp_path):
 
 def test_damage_found_while_in_use_is_moved_aside_at_the_next_open(tmp_path, monkeypatch):
     path, ids = make_queue(tmp_path, 5)
-    page, size = root_page(path, "ix_queue_claim")
-
-    def flip(data):
-        start = (page - 1) * size
-        at = data.index(b"pending", start, start + size)
-        data[at + 4] ^= 0x20
-        return data
-
-    edit(path, flip)
+    flip_status_in(path, "ix_queue_claim")
     monkeypatch.setattr(opening, "FULL_CHECK_BYTES", 0)   # a big file after a clean shutdown: quick_check only
     q = SyncQueue(str(tmp_path))
     try:
@@ -280,9 +275,7 @@ def test_the_viewer_hears_how_many_changes_were_saved_and_lost(tmp_path):
     from playbacksync.app import SyncService
     from playbacksync.config import Config
 
-    data = tmp_path / "data"
-    path, ids = make_queue(data, 400, kind="P")
-    edit(path, lambda d: d[: len(d) // 2])
+    data = half_cut_queue(tmp_path / "data")
     service = SyncService(Config(), str(data))
     heard = []
     service.subscribe(heard.append)
