@@ -26,8 +26,9 @@ from typing import Optional, Tuple
 from urllib.parse import quote
 
 from ..changes import CHANGE_TYPES, STATUSES
-from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error, move_aside,
-                           quick_check, truncation, wal_damage)
+from ..sqlite_damage import truncation, wal_damage
+from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error,
+                           move_aside, quick_check)
 from . import salvage
 from .salvage import TABLE, DamageReport
 
@@ -52,11 +53,12 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
         return None
     except Damaged as damaged:
         db.close()
-        reason, lost_commits = str(damaged), damaged.lost
+        found = DamageReport(db.path, "", str(damaged), lost=damaged.lost, maybe_more=damaged.maybe_more, at=now)
     moved = move_aside(db.path, "corrupt", what=db.what, error=db.error_class)
     _forget(db.path + NEEDS_CHECK)
     _open_once(db)
-    report = carry_over(db, DamageReport(db.path, moved, reason, lost=lost_commits, at=now))
+    found.moved_to = moved
+    report = carry_over(db, found)
     log.error("%s", report.message())
     report.write()
     return report
@@ -123,7 +125,7 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
         raise Damaged(cut)
     wal = wal_damage(db.path) if check_wal else None
     if wal:
-        raise Damaged(wal[0], lost=wal[1])
+        raise Damaged(wal[0], lost=wal[1], maybe_more=wal[2])
     try:
         con = sqlite3.connect(f"file:{quote(db.path)}?mode=ro", uri=True, timeout=db.busy_timeout)
     except sqlite3.Error as exc:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..changes import CHANGE_TYPES, FAILED, PENDING, STATUSES, SYNCING
-from ..sqlite_file import pad_to_length
+from ..sqlite_damage import pad_to_length
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class DamageReport:
     lost: int = 0  # rows (or -wal commits) that could not be read
     at: float = 0.0
     unreadable_file: bool = False  # nothing could be read, so how many were lost is unknown
+    maybe_more: bool = False  # the -wal was cut: more than ``lost`` may be gone, uncounted
 
     def message(self) -> str:
         text = (f"the queue file {self.path} was damaged ({self.reason}); moved it to {self.moved_to} "
@@ -52,6 +53,8 @@ class DamageReport:
             text += "the file could not be read at all, so any change in it is lost"
         else:
             text += f"{self.lost} could not be read"
+            if self.maybe_more:
+                text += " (maybe more: the file's -wal was cut, and what followed the cut cannot be counted)"
         if self.saved_as_failed:
             text += (f"; {self.saved_as_failed} saved change(s) had a damaged state and are marked failed "
                      "(check them with `playback-sync status`, send them with `playback-sync retry`)")
