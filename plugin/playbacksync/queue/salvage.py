@@ -13,12 +13,9 @@ could not be, for the log, the viewer's message and ``status``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import sqlite3
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -62,6 +59,8 @@ class DamageReport:
 
     def write(self) -> None:
         """Beside the moved file, for ``status`` (best effort: the disk may be the problem)."""
+        import json  # (json, shutil, tempfile: only once a file is damaged, not at every start)
+
         folder, name = os.path.split(self.moved_to)
         path = os.path.join(folder, name.replace(".corrupt-", REPORT_TAG, 1) + ".json")
         try:
@@ -73,6 +72,8 @@ class DamageReport:
 
 def reports(folder: str, filename: str = "queue.sqlite") -> List[DamageReport]:
     """The damage reports of moved-aside queue files still in ``folder``, oldest first."""
+    import json
+
     found = []
     try:
         names = sorted(os.listdir(folder))
@@ -91,6 +92,8 @@ def reports(folder: str, filename: str = "queue.sqlite") -> List[DamageReport]:
 
 def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
     """A connection to a copy of the damaged file (with its -wal), or read-only to it as is."""
+    import shutil
+
     copy = os.path.join(scratch, "queue.sqlite")
     try:
         shutil.copyfile(moved_to, copy)
@@ -108,6 +111,9 @@ def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
 def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int]]:
     """(rows that could be read, by id; how many ids could not be read, None if the file
     could not be read at all) of a damaged file."""
+    import shutil
+    import tempfile
+
     scratch = tempfile.mkdtemp(prefix=".salvage-", dir=os.path.dirname(moved_to) or ".")
     rows: Dict[int, dict] = {}
     unreadable = 0
