@@ -149,3 +149,15 @@ def test_full_disk_with_an_existing_queue_says_the_disk_is_full_and_keeps_the_qu
             assert [r.id for r in q.get_pending()] == ids                 # nothing lost
         finally:
             q.close()
+
+
+def test_a_change_to_a_file_whose_name_is_not_utf8_survives_the_journal(tmp_path):
+    from playbacksync import journal
+    from playbacksync.tracker.events import MediaRef
+    from playbacksync.tracker.tracker import TrackedChange
+
+    name = os.fsdecode(b"/media/caf\xe9 \xff.mkv")
+    tracked = TrackedChange(MediaRef(path=name, title="caf\udce9"), "mark_watched", None, 600_000, 1.0)
+    journal.write(str(tmp_path), [tracked])
+    [back], claimed = journal.claim(str(tmp_path))
+    assert back == tracked and os.fsencode(back.media.path) == b"/media/caf\xe9 \xff.mkv"

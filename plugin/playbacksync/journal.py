@@ -48,7 +48,7 @@ def write(folder: str, items: List[Union[Change, TrackedChange]]) -> None:
     private_file(path)
     with open(path, "a", encoding="utf-8") as f:
         for item in items:
-            f.write(json.dumps(_record(item), ensure_ascii=False) + "\n")
+            f.write(json.dumps(_record(item)) + "\n")  # \u escapes keep a non-UTF-8 file name intact
         f.flush()
         os.fsync(f.fileno())
     log.warning("%d change(s) not yet identified at quit kept in %s for the next start", len(items), path)
