@@ -21,7 +21,7 @@ from playbacksync.changes import PENDING, SYNCED, SYNCING
 from playbacksync.queue import SyncQueue
 from playbacksync.queue import owners
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401  (autouse)
-from tests.fakes.jellyfin import JellyfinFake
+from tests.faults.servers import jellyfin_with_clip
 from tests.faults.cli import PLUGIN, can_unshare, command, environment, in_new_pid_namespace, playback_sync
 
 TOKEN = "owner-token-5d1c0a9e77"
@@ -52,10 +52,7 @@ PEEK = textwrap.dedent("""
 
 @pytest.fixture
 def jellyfin():
-    with JellyfinFake(version="10.10.7") as fake:
-        uid = fake.add_user("alice", "pass")
-        fake.issue_token(uid, TOKEN)
-        fake.uid, fake.iid = uid, fake.add_item("Clip", path="/srv/media/clip.mkv", runtime_s=600)
+    with jellyfin_with_clip(TOKEN) as fake:
         yield fake
 
 

@@ -215,7 +215,7 @@ class SyncService:
                 self.backends[server.id] = make_backend(server)
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
-        self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
+        self.identifier = Identifier(self.config, self.backends, ItemIndex.open_or_temporary(self._folder))
         options = {"unidentified_after": self.config.sync.unidentified_days * 86400.0, **self._worker_options}
         self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
         # Changes waiting to identify go out as soon as their server's index is refreshed.

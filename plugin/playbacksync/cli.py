@@ -22,12 +22,13 @@ log = logging.getLogger("playbacksync")
 
 
 class _Redact(logging.Filter):
-    """Scrubs tokens from every record before any handler writes it."""
+    """Scrubs tokens from every record before any handler writes it, and makes it valid Unicode."""
 
     def filter(self, record):
+        from .fsnames import shown
         from .redact import redact
 
-        record.msg = redact(record.getMessage())
+        record.msg = shown(redact(record.getMessage()))  # a file name that is not UTF-8 cannot break a log
         record.args = None
         return True
 
@@ -262,11 +263,12 @@ def _shown_target(target: str) -> str:
 def cmd_identify(args) -> int:
     from .backends import make_backend
     from .identify import Identifier, ItemIndex, identify_report
-    from .paths import data_dir
 
     config = load_config(args)
     backends = {s.id: make_backend(s) for s in config.enabled_servers()}
-    index = ItemIndex(data_dir(_data_dir(args)))
+    index = ItemIndex.open_or_temporary(_data_dir(args))
+    if index.problem:
+        print(f"playback-sync: {index.problem}", file=sys.stderr)
     identifier = Identifier(config, backends, index)
     results = {}
     try:
@@ -276,7 +278,8 @@ def cmd_identify(args) -> int:
                 media = type(media)(path=media.path, title=media.title, provider_ids=dict(args.provider_id))
             results[target] = identifier.identify(media)
     finally:
-        identifier.close(0.5)
+        if identifier.close(0.5):  # a refresh still winding down keeps its connection
+            index.close()
         for b in backends.values():
             b.close()
     if args.json:

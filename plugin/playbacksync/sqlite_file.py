@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 # SQLite primary result codes we tell apart.
 PERM, BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB = 3, 5, 6, 8, 10, 11, 13, 14, 26
 SIDE_FILES = ("-wal", "-shm", "-journal")
+NEEDS_CHECK = ".needs-check"  # beside a file found damaged while in use: check it fully at the next open
 
 
 class StorageError(Exception):
@@ -45,12 +45,14 @@ class StorageError(Exception):
 class Damaged(Exception):
     """The file is damaged (corrupt, truncated, not a database); the message says how.
 
-    ``lost``: how many commits are known to be unreadable (a damaged -wal), if known.
+    ``lost``: how many commits are known to be unreadable (a damaged -wal); ``maybe_more``:
+    more may be gone that cannot be counted (the -wal was cut).
     """
 
-    def __init__(self, message: str, lost: int = 0):
+    def __init__(self, message: str, lost: int = 0, maybe_more: bool = False):
         super().__init__(message)
         self.lost = lost
+        self.maybe_more = maybe_more
 
 
 def error_code(exc: BaseException) -> Tuple[Optional[int], str]:
@@ -86,15 +88,42 @@ def describe(exc: BaseException, *, what: str, path: str, action: str, busy_time
     if code in (BUSY, LOCKED) or "locked" in low or "busy" in low:
         return (f"{what} {path} stayed locked by another program for more than {busy_timeout:g} s "
                 f"({action}); nothing already {held} was lost, try again")
+    if code in (READONLY, CANTOPEN, IOERR) and _read_only_fs(folder):
+        return (f"{what} {path} cannot be written ({action}): {folder} is on a read-only file system; "
+                "make it writable, or point PLAYBACK_SYNC_DATA_DIR (--data-dir) at a writable folder")
     if code == READONLY or "readonly" in low or "read-only" in low:
         return f"{what} {path} is read-only ({action}): check that {folder} and the file are writable"
     if code in (CANTOPEN, PERM) or "unable to open" in low:
         return f"cannot open {what} {path}: check that {folder} exists and is writable"
-    if code == FULL or "full" in low:
-        return f"the disk holding {what} {path} is full ({action})"
+    if code == FULL or "full" in low or (code in (IOERR, CANTOPEN) and disk_is_full(folder)):
+        # SQLite reports a write refused for lack of space as a plain "disk I/O error"
+        # when it hits the -wal or -shm; the free space tells.
+        return (f"the disk holding {what} {path} is full ({action}): free some space on it; "
+                f"nothing already {held} was lost")
     if code in (CORRUPT, NOTADB):
         return f"{what} {path} is damaged ({msg}); restart to move it aside"
-    return f"{what} error while trying to {action} on {path}: {msg}"
+    return f"error in {what} {path} while trying to {action}: {msg}"
+
+
+def _read_only_fs(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def disk_is_full(folder: str) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no room left for us."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
+        try:
+            import shutil
+
+            return shutil.disk_usage(folder).free < 64 * 1024
+        except OSError:
+            return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def connect(path: str, *, busy_timeout: float, synchronous: str = "FULL",
@@ -178,6 +207,11 @@ class SqliteFile:
         err = self.error_class(describe(exc, what=self.what, path=self.path, action=action,
                                         busy_timeout=self.busy_timeout, held=self.held))
         err.damaged = is_damaged(exc)
+        if err.damaged:  # the next open checks the whole file, whatever its size
+            try:
+                open(self.path + NEEDS_CHECK, "a").close()
+            except OSError:
+                pass
         return err
 
     @contextmanager
@@ -265,125 +299,3 @@ def move_aside(path: str, tag: str, *, what: str = "the database",
         raise error(f"{what} {path} is damaged and could not be moved aside: "
                     f"{exc.strerror or exc}") from None
     return target
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """An OSError or sqlite3 error that means the disk (or quota) is full."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-    code, msg = error_code(exc)
-    return code == FULL or "database or disk is full" in msg.lower()
-
-
-# -- damage SQLite itself does not report ---------------------------------------------
-# SQLite reads a main file cut short as if the missing bytes were zeros, and drops the
-# frames of a -wal from the first one whose checksum fails, without an error: rows
-# vanish or come back damaged. These checks find both before the file is used.
-
-def _layout(path: str) -> Optional[Tuple[int, int, int]]:
-    """(file size, page size, pages the header says it holds or 0) of a SQLite main file, or None."""
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(100)
-            size = os.fstat(fh.fileno()).st_size
-    except OSError:
-        return None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
-        return None  # empty, or not a database at all: SQLite itself says so
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        return None
-    pages = int.from_bytes(header[28:32], "big")
-    change_counter, valid_for = header[24:28], header[92:96]
-    return size, page_size, (pages if change_counter == valid_for else 0)
-
-
-def truncation(path: str) -> Optional[str]:
-    """Why the main file is shorter than it says it is, or None."""
-    layout = _layout(path)
-    if layout is None:
-        return None
-    size, page_size, pages = layout
-    if size % page_size:
-        return f"the file ends inside a page ({size} bytes, pages of {page_size})"
-    if size < pages * page_size:
-        return f"the file holds {size // page_size} of its {pages} pages"
-    return None
-
-
-def pad_to_length(path: str) -> None:
-    """Extend a cut main file with zeros to the length its header says (a copy, for salvage):
-    SQLite then reads what is left instead of refusing the whole file."""
-    layout = _layout(path)
-    if layout is not None:
-        size, page_size, pages = layout
-        want = max(pages * page_size, -(-size // page_size) * page_size)
-        if want > size:
-            with open(path, "r+b") as fh:
-                fh.truncate(want)
-
-
-def _wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> Tuple[int, int]:
-    import array
-
-    words = array.array("I", data)
-    if (sys.byteorder == "big") != big_endian:
-        words.byteswap()
-    mask = 0xFFFFFFFF
-    it = iter(words)
-    for a in it:
-        s0 = (s0 + a + s1) & mask
-        s1 = (s1 + next(it) + s0) & mask
-    return s0, s1
-
-
-def wal_damage(path: str) -> Optional[Tuple[str, int]]:
-    """(what is wrong, how many commits SQLite would drop) when ``path``-wal is damaged, else None.
-
-    Frames of an older generation (other salts) end a -wal normally, and so does
-    a last frame cut right after its header (a write interrupted between its two
-    parts, never acknowledged). A frame of the current generation whose checksum
-    fails, or one cut inside its page, is damage: SQLite would silently drop it
-    and every frame after it.
-    """
-    try:
-        with open(path + "-wal", "rb") as fh:
-            wal = fh.read()
-    except OSError:
-        return None
-    if not wal:
-        return None
-    if len(wal) < 32:
-        return "the -wal is cut inside its header", 0
-    magic, _version, page_size = (int.from_bytes(wal[i:i + 4], "big") for i in (0, 4, 8))
-    frame = 24 + page_size
-    if magic not in (0x377F0682, 0x377F0683) or page_size < 512 or page_size & (page_size - 1):
-        return "the -wal header is damaged", 0
-    big = magic & 1 == 1
-    salts = wal[16:24]
-    sums = _wal_checksum(wal[:24], 0, 0, big)
-    if sums != (int.from_bytes(wal[24:28], "big"), int.from_bytes(wal[28:32], "big")):
-        commits = sum(1 for off in range(32, len(wal) - 23, frame) if wal[off + 4:off + 8] != b"\0\0\0\0")
-        return "the -wal header is damaged", commits
-    off, problem = 32, None
-    while off + 24 <= len(wal):
-        head = wal[off:off + 24]
-        if head[8:16] != salts:
-            return None  # an older generation's frames: the log ends here
-        if off + frame > len(wal):
-            if len(wal) - off > 24:
-                problem = "the -wal is cut inside its last frame"
-            break
-        sums = _wal_checksum(head[:8] + wal[off + 24:off + frame], *sums, big)
-        if sums != (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")):
-            problem = "a frame of the -wal is damaged"
-            break
-        off += frame
-    if problem is None:
-        return None
-    commits = 0  # commit frames SQLite will not apply: the damaged one and those after it
-    while off + 24 <= len(wal) and wal[off + 8:off + 16] == salts:
-        commits += wal[off + 4:off + 8] != b"\0\0\0\0"
-        off += frame
-    return problem, max(commits, 1)

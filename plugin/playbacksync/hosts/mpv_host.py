@@ -33,6 +33,7 @@ except (ImportError, OSError) as _exc:  # python-mpv present but libmpv missing 
     mpv = None
     _MPV_MISSING = f"{type(_exc).__name__}: {_exc}"
 
+from ..fsnames import for_player, shown
 from ..tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
                               STARTED, MediaRef, PlaybackEvent, finite)
 
@@ -278,7 +279,8 @@ class MpvHost:
         for name in ("pause", "eof-reached", "duration"):
             player.observe_property(name, self._on_property)
         for target in targets:
-            player.loadfile(resolve_path(target, os.getcwd()), "append-play")
+            # a name that is not UTF-8 goes to mpv as its bytes (python-mpv's loadfile would refuse it)
+            player.command("loadfile", for_player(resolve_path(target, os.getcwd())), "append-play")
         # The rest is asynchronous, so it does not hold up the first frame. The keys are an input
         # section with the "default" flag: a binding of the same key in the user's input.conf wins.
         bindings = "\n".join(f"{key} script-message {MESSAGE} {action}"
@@ -615,7 +617,7 @@ class MpvHost:
         if player is None:
             return
         try:
-            player.command_async("show-text", redact_text(text), str(OSD_MS))
+            player.command_async("show-text", redact_text(shown(text)), str(OSD_MS))
         except Exception:
             pass  # mpv is shutting down
 
@@ -781,7 +783,7 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
         print(f"playback-sync: {exc}", file=sys.stderr)
         host.close()
         return EXIT_BAD_OPTIONS
-    service = None
+    service = failure = None
     try:
         try:
             from ..app import SyncService
@@ -805,10 +807,12 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
                 service.wait_ready(10)
             except Exception as exc:
                 log.error("sync service failed: %s", exc)
+                failure = exc
             service.stop(3.0)
-            lost, why = service.unrecorded()
-            if lost:  # the viewer must see it, and scripts must not take it for success
-                print(f"playback-sync: {lost} change(s) of this viewing could not be recorded: {why}",
-                      file=sys.stderr)
-                code = EXIT_NOT_RECORDED
+    if failure is not None:  # nothing of this viewing could be recorded: the CLI says why, exit non-zero
+        raise failure
+    lost, why = service.unrecorded() if service is not None else (0, "")
+    if lost:  # the viewer must see it, and scripts must not take it for success
+        print(f"playback-sync: {lost} change(s) of this viewing could not be recorded: {why}", file=sys.stderr)
+        return EXIT_NOT_RECORDED
     return code

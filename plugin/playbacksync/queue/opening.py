@@ -26,8 +26,9 @@ from typing import Optional, Tuple
 from urllib.parse import quote
 
 from ..changes import CHANGE_TYPES, STATUSES
-from ..sqlite_file import (Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error, move_aside,
-                           quick_check, truncation, wal_damage)
+from ..sqlite_damage import truncation, wal_damage
+from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error,
+                           move_aside, quick_check)
 from . import salvage
 from .salvage import TABLE, DamageReport
 
@@ -52,10 +53,12 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
         return None
     except Damaged as damaged:
         db.close()
-        reason, lost_commits = str(damaged), damaged.lost
+        found = DamageReport(db.path, "", str(damaged), lost=damaged.lost, maybe_more=damaged.maybe_more, at=now)
     moved = move_aside(db.path, "corrupt", what=db.what, error=db.error_class)
+    _forget(db.path + NEEDS_CHECK)
     _open_once(db)
-    report = carry_over(db, DamageReport(db.path, moved, reason, lost=lost_commits, at=now))
+    found.moved_to = moved
+    report = carry_over(db, found)
     log.error("%s", report.message())
     report.write()
     return report
@@ -122,7 +125,7 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
         raise Damaged(cut)
     wal = wal_damage(db.path) if check_wal else None
     if wal:
-        raise Damaged(wal[0], lost=wal[1])
+        raise Damaged(wal[0], lost=wal[1], maybe_more=wal[2])
     try:
         con = sqlite3.connect(f"file:{quote(db.path)}?mode=ro", uri=True, timeout=db.busy_timeout)
     except sqlite3.Error as exc:
@@ -130,8 +133,10 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
             raise Damaged(error_code(exc)[1]) from None
         return False, None
     try:
+        marker = db.path + NEEDS_CHECK  # left by an error that found the file damaged while in use
+        full = unclean or os.path.exists(marker) or os.path.getsize(db.path) <= FULL_CHECK_BYTES
         try:  # reads every page: a scribbled file shows here; the full check also compares indexes
-            quick_check(con, full=unclean or os.path.getsize(db.path) <= FULL_CHECK_BYTES)
+            quick_check(con, full=full)
         except sqlite3.Error:
             return False, None
         bad = _damaged_values(con)
@@ -143,7 +148,15 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
             row = None
     finally:
         con.close()
+    _forget(marker)
     return True, (row[0] if row else None)
+
+
+def _forget(marker: str) -> None:
+    try:
+        os.unlink(marker)
+    except OSError:
+        pass
 
 
 def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False) -> None:
@@ -184,6 +197,13 @@ def _migrate(db: SqliteFile, checked: bool) -> None:
                     problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
                     if problems != ["ok"]:
                         raise Damaged("; ".join(problems[:3]))
+                current = migrations.current_revision(conn)
+                if current is not None and current not in migrations.known_revisions():
+                    # Never downgrade: the newer version's rows may need what we would drop.
+                    raise db.error_class(
+                        f"{db.what} {db.path} was written by a newer Playback Sync (schema revision "
+                        f"{current}; this version knows up to {migrations.HEAD}). It was left untouched: "
+                        "update Playback Sync to use it (or move the file away to start an empty queue)")
                 migrations.upgrade(conn)
     finally:
         try:

@@ -75,7 +75,7 @@ class OwnerLock:
         tmp = os.path.join(where, "." + os.path.basename(self.path))
         fd = None
         try:
-            os.makedirs(where, exist_ok=True)
+            os.makedirs(where, mode=0o700, exist_ok=True)
             if fcntl is not None:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
                 if not _try_lock(fd):

@@ -13,17 +13,14 @@ could not be, for the log, the viewer's message and ``status``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import sqlite3
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..changes import CHANGE_TYPES, FAILED, PENDING, STATUSES, SYNCING
-from ..sqlite_file import pad_to_length
+from ..sqlite_damage import pad_to_length
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,7 @@ class DamageReport:
     lost: int = 0  # rows (or -wal commits) that could not be read
     at: float = 0.0
     unreadable_file: bool = False  # nothing could be read, so how many were lost is unknown
+    maybe_more: bool = False  # the -wal was cut: more than ``lost`` may be gone, uncounted
 
     def message(self) -> str:
         text = (f"the queue file {self.path} was damaged ({self.reason}); moved it to {self.moved_to} "
@@ -52,6 +50,8 @@ class DamageReport:
             text += "the file could not be read at all, so any change in it is lost"
         else:
             text += f"{self.lost} could not be read"
+            if self.maybe_more:
+                text += " (maybe more: the file's -wal was cut, and what followed the cut cannot be counted)"
         if self.saved_as_failed:
             text += (f"; {self.saved_as_failed} saved change(s) had a damaged state and are marked failed "
                      "(check them with `playback-sync status`, send them with `playback-sync retry`)")
@@ -59,6 +59,8 @@ class DamageReport:
 
     def write(self) -> None:
         """Beside the moved file, for ``status`` (best effort: the disk may be the problem)."""
+        import json  # (json, shutil, tempfile: only once a file is damaged, not at every start)
+
         folder, name = os.path.split(self.moved_to)
         path = os.path.join(folder, name.replace(".corrupt-", REPORT_TAG, 1) + ".json")
         try:
@@ -70,6 +72,8 @@ class DamageReport:
 
 def reports(folder: str, filename: str = "queue.sqlite") -> List[DamageReport]:
     """The damage reports of moved-aside queue files still in ``folder``, oldest first."""
+    import json
+
     found = []
     try:
         names = sorted(os.listdir(folder))
@@ -88,6 +92,8 @@ def reports(folder: str, filename: str = "queue.sqlite") -> List[DamageReport]:
 
 def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
     """A connection to a copy of the damaged file (with its -wal), or read-only to it as is."""
+    import shutil
+
     copy = os.path.join(scratch, "queue.sqlite")
     try:
         shutil.copyfile(moved_to, copy)
@@ -105,6 +111,9 @@ def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
 def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int]]:
     """(rows that could be read, by id; how many ids could not be read, None if the file
     could not be read at all) of a damaged file."""
+    import shutil
+    import tempfile
+
     scratch = tempfile.mkdtemp(prefix=".salvage-", dir=os.path.dirname(moved_to) or ".")
     rows: Dict[int, dict] = {}
     unreadable = 0
@@ -189,9 +198,9 @@ def repair_row(row: dict, now: float) -> Tuple[dict, bool]:
     row = dict(row)
     damaged_state = row.get("status") not in STATUSES
     if damaged_state:
-        row["status"] = FAILED
         row["error_message"] = (f"its state was damaged in the queue file ({row.get('status')!r}); "
                                 "it may or may not have been sent: retry it to send it")
+        row["status"] = FAILED
         row["resolution"] = None
     elif row["status"] == SYNCING:  # its sender used the old file: send it again
         row["status"] = PENDING
