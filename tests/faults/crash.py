@@ -192,7 +192,9 @@ class CrashRig:
         self.fake = CrashFake().start()
         self.uid = self.fake.add_user("viewer", "pw")
         self.fake.issue_token(self.uid, TOKEN)
-        self.config = self._write_config("config.toml", "")
+        # Short timeouts: a write cut by a kill is in doubt for connect + read timeout + 5 s (twice the
+        # timeouts for a position) before `sync` may judge it; the held write (hold_s) still answers in time.
+        self.config = self._write_config("config.toml", "connect_timeout = 1.0\nread_timeout = 2.0\n")
         self.slow_configs = {mode: self._write_config(f"config-{mode}.toml",
                                                       f"connect_timeout = 1.0\nread_timeout = {read}\n")
                              for mode, (read, _hold) in SLOW_MODES.items()}
