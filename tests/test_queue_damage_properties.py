@@ -104,6 +104,10 @@ def test_a_main_file_cut_anywhere(cut_template, data):
 
     report, _ = open_and_check(damaged_copy(template, cut), original)
     assert report is not None                       # a cut main file is never silent
+    # every change accounted for, or the report says how many is unknown
+    assert report.unreadable_file or report.maybe_more or report.saved + report.lost == ROWS
+    if report.maybe_more or report.unreadable_file:
+        assert "maybe more" in report.message() or "could not be read at all" in report.message(), report.message()
 
 
 @SETTINGS

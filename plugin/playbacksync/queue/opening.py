@@ -66,7 +66,8 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
 
 def carry_over(db: SqliteFile, report: DamageReport) -> DamageReport:
     """Copy every usable row of ``report.moved_to`` into the (fresh) ``db``; counts into ``report``."""
-    rows, unreadable = salvage.read_rows(report.moved_to)
+    rows, unreadable, maybe_more = salvage.read_rows(report.moved_to)
+    report.maybe_more = report.maybe_more or maybe_more
     if unreadable is None:
         report.unreadable_file = True
     else:

@@ -51,7 +51,7 @@ class DamageReport:
         else:
             text += f"{self.lost} could not be read"
             if self.maybe_more:
-                text += " (maybe more: the file's -wal was cut, and what followed the cut cannot be counted)"
+                text += " (maybe more: the end of the file is gone, and what was there cannot be counted)"
         if self.saved_as_failed:
             text += (f"; {self.saved_as_failed} saved change(s) had a damaged state and are marked failed "
                      "(check them with `playback-sync status`, send them with `playback-sync retry`)")
@@ -108,26 +108,30 @@ def _connect_copy(moved_to: str, scratch: str) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{quote(moved_to)}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
 
-def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int]]:
-    """(rows that could be read, by id; how many ids could not be read, None if the file
-    could not be read at all) of a damaged file."""
+def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int], bool]:
+    """Of a damaged file: (rows that could be read, by id; how many ids could not be read, None
+    if the file could not be read at all; whether more may be gone that cannot be counted)."""
     import shutil
     import tempfile
 
     scratch = tempfile.mkdtemp(prefix=".salvage-", dir=os.path.dirname(moved_to) or ".")
     rows: Dict[int, dict] = {}
-    unreadable = 0
+    unreadable: Optional[int] = 0
+    maybe_more = False
     try:
         con = _connect_copy(moved_to, scratch)
         con.row_factory = sqlite3.Row
         try:
-            stopped = _scan(con, "ORDER BY id", rows)
+            stopped = _scan(con, "ORDER BY id", rows) is None
             if stopped:
-                _scan(con, "ORDER BY id DESC", rows)
-                unreadable = _probe_gap(con, rows)
+                from_end = _scan(con, "ORDER BY id DESC", rows)
+                high, exact = _highest_id(con)
+                unreadable = _probe_gap(con, rows, high)
+                # The end of the table unreadable and no counter of ids: what was there is unknown.
+                maybe_more = not from_end and not exact
         except sqlite3.DatabaseError as exc:  # no table, or its schema unreadable: nothing to read
             log.error("no change could be read from the damaged queue file %s: %s", moved_to, exc)
-            unreadable = _highest_id(con) or None
+            unreadable = _highest_id(con)[0] or None
         finally:
             con.close()
     except sqlite3.Error as exc:
@@ -135,39 +139,57 @@ def read_rows(moved_to: str) -> Tuple[List[dict], Optional[int]]:
         unreadable = None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [rows[i] for i in sorted(rows)], unreadable
+    if maybe_more and not rows and not unreadable:
+        unreadable = None
+    return [rows[i] for i in sorted(rows)], unreadable, maybe_more
 
 
-def _scan(con, order: str, rows: Dict[int, dict]) -> bool:
-    """Read rows in ``order`` into ``rows`` until the end (False) or a damaged page (True)."""
+def _scan(con, order: str, rows: Dict[int, dict]) -> Optional[int]:
+    """Read rows in ``order`` into ``rows``; how many, or None if a damaged page stopped it."""
+    read = 0
     try:
         for r in con.execute(f"SELECT * FROM {TABLE} {order}"):
             if r["id"] in rows:
-                return False  # met the other scan
+                return read  # met the other scan
             rows[r["id"]] = dict(r)
+            read += 1
     except sqlite3.DatabaseError as exc:
         if not rows and order == "ORDER BY id":
             con.execute(f"SELECT * FROM {TABLE} LIMIT 0")  # the table itself unreadable: raise
         log.warning("reading the damaged queue stopped (%s): %s", order, exc)
-        return True
-    return False
+        return None if order == "ORDER BY id" else read
+    return read
 
 
-def _highest_id(con) -> int:
+def _highest_id(con) -> Tuple[int, bool]:
+    """(the highest id the file ever gave a row, whether that is AUTOINCREMENT's own counter)
+    from whichever copy is still readable: the counter, or the row ids each index keeps."""
+    best, exact = 0, False
     try:
         row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (TABLE,)).fetchone()
-        return int(row[0]) if row else 0
+        if row:
+            best, exact = int(row[0]), True
     except (sqlite3.Error, TypeError, ValueError):
-        return 0
+        pass
+    try:
+        indexes = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (TABLE,))]
+    except sqlite3.Error:
+        indexes = []
+    for name in indexes:
+        try:
+            row = con.execute(f'SELECT MAX(id) FROM {TABLE} INDEXED BY "{name}"').fetchone()
+            best = max(best, int(row[0] or 0))
+        except (sqlite3.Error, TypeError, ValueError):
+            continue
+    return best, exact
 
 
-def _probe_gap(con, rows: Dict[int, dict]) -> int:
-    """Read ids one by one between what the two scans reached; how many failed."""
-    ids = sorted(rows)
-    low = ids[0] if ids else 0
-    high = max(_highest_id(con), ids[-1] if ids else 0)
+def _probe_gap(con, rows: Dict[int, dict], high: int) -> int:
+    """Read, one by one, the ids up to ``high`` the scans did not reach; how many failed."""
+    top = max(high, max(rows, default=0))
     failed = 0
-    for row_id in range(low + 1, min(high, low + _MAX_PROBES) + 1):
+    for row_id in range(max(1, top - _MAX_PROBES + 1), top + 1):
         if row_id in rows:
             continue
         try:
