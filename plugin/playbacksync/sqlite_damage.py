@@ -65,6 +65,39 @@ def pad_to_length(path: str) -> None:
             with open(path, "r+b") as fh:
                 fh.truncate(whole)
                 fh.truncate(want)
+    with open(path, "r+b") as fh:  # header fields SQLite refuses the whole file for: set back
+        for offset, size, allowed, value in _HEADER_FIELDS:
+            fh.seek(offset)
+            if int.from_bytes(fh.read(size), "big") not in allowed:
+                fh.seek(offset)
+                fh.write(value.to_bytes(size, "big"))
+
+
+# Header fields with few allowed values (fileformat2.html, 1.3): (offset, size, allowed, usual)
+_HEADER_FIELDS = (
+    (18, 1, (1, 2), 2),            # write version: legacy or WAL (above 2 the file is read-only)
+    (19, 1, (1, 2), 2),            # read version
+    (21, 1, (64,), 64),            # payload fractions, fixed by the format
+    (22, 1, (32,), 32),
+    (23, 1, (32,), 32),
+    (44, 4, (1, 2, 3, 4), 4),      # schema format
+    (56, 4, (1,), 1),              # text encoding: ours are UTF-8
+)
+
+
+def header_damage(path: str) -> Optional[str]:
+    """Which fixed field of the main file's header is damaged, or None."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    for offset, size, allowed, _ in _HEADER_FIELDS:
+        if int.from_bytes(header[offset:offset + size], "big") not in allowed:
+            return f"its header is damaged (byte {offset})"
+    return None
 
 
 def _wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> Tuple[int, int]:

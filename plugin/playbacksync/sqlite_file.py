@@ -72,10 +72,10 @@ def is_db_error(exc: BaseException) -> bool:
 
 def is_damaged(exc: BaseException) -> bool:
     code, msg = error_code(exc)
-    if code is not None:
-        return code in (CORRUPT, NOTADB)
+    if code in (CORRUPT, NOTADB):
+        return True
     msg = msg.lower()
-    return "malformed" in msg or "not a database" in msg
+    return "malformed" in msg or "not a database" in msg or "unsupported file format" in msg
 
 
 def describe(exc: BaseException, *, what: str, path: str, action: str, busy_timeout: float,
@@ -126,12 +126,19 @@ def disk_is_full(folder: str) -> bool:
     return st.f_bavail * st.f_frsize < 64 * 1024
 
 
+def lenient_text(raw: bytes) -> str:
+    """TEXT as str; bytes that are not UTF-8 (damage from outside) as U+FFFD instead of an
+    exception in the middle of reading the queue."""
+    return str(raw, "utf-8", "replace")
+
+
 def connect(path: str, *, busy_timeout: float, synchronous: str = "FULL",
             uri: bool = False) -> sqlite3.Connection:
     """A sqlite3 connection to ``path`` in WAL mode, rows as sqlite3.Row, no implicit BEGIN."""
     con = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None, uri=uri)
     try:
         con.row_factory = sqlite3.Row
+        con.text_factory = lenient_text
         for pragma in (f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
                        f"PRAGMA synchronous={synchronous}", "PRAGMA journal_mode=WAL"):
             con.execute(pragma)
@@ -227,6 +234,15 @@ class SqliteFile:
         reuse = True
         try:
             yield con
+        except UnicodeDecodeError:  # an error message quoting damaged bytes of the schema
+            err = self.error_class(f"{self.what} {self.path} is damaged (its schema is not UTF-8); "
+                                   "restart to move it aside")
+            err.damaged = True
+            try:
+                open(self.path + NEEDS_CHECK, "a").close()
+            except OSError:
+                pass
+            raise err from None
         except sqlite3.Error as exc:
             if con.in_transaction:
                 try:
@@ -266,8 +282,11 @@ def quick_check(con: sqlite3.Connection, full: bool = False) -> None:
 
     ``full``: ``integrity_check`` instead (also compares every index with its table).
     """
+    con.text_factory = lenient_text  # its messages quote the damaged bytes
     try:
         problems = [r[0] for r in con.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check")]
+    except UnicodeDecodeError:  # SQLite's own message quotes a damaged schema's bytes
+        raise Damaged("its schema is damaged (not UTF-8)") from None
     except sqlite3.Error as exc:
         if is_damaged(exc):
             raise Damaged(error_code(exc)[1]) from None

@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 from urllib.parse import quote
 
 from ..changes import CHANGE_TYPES, STATUSES
-from ..sqlite_damage import truncation, wal_damage
+from ..sqlite_damage import header_damage, truncation, wal_damage
 from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error,
                            move_aside, quick_check)
 from . import salvage
@@ -40,23 +40,25 @@ log = logging.getLogger(__name__)
 FULL_CHECK_BYTES = 8 << 20
 
 
-def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
-               now: float = 0.0) -> Optional[DamageReport]:
+def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True, now: float = 0.0,
+               probe: str = "") -> Optional[DamageReport]:
     """Open ``db`` (checked, migrated, pool started); what happened if it was damaged.
 
     ``unclean``: a process died with the file open, so the full integrity
     check runs. ``check_wal``: nobody else has the file open, so its -wal is
-    at rest and can be checked frame by frame.
+    at rest and can be checked frame by frame. ``probe``: a statement the queue
+    runs on its table (all its columns): if the schema text itself was damaged
+    (a column renamed), it fails here, not at every use.
     """
     try:
-        _open_once(db, unclean=unclean, check_wal=check_wal)
+        _open_once(db, unclean=unclean, check_wal=check_wal, probe=probe)
         return None
     except Damaged as damaged:
         db.close()
         found = DamageReport(db.path, "", str(damaged), lost=damaged.lost, maybe_more=damaged.maybe_more, at=now)
     moved = move_aside(db.path, "corrupt", what=db.what, error=db.error_class)
     _forget(db.path + NEEDS_CHECK)
-    _open_once(db)
+    _open_once(db, probe=probe)
     found.moved_to = moved
     report = carry_over(db, found)
     log.error("%s", report.message())
@@ -66,7 +68,10 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
 
 def carry_over(db: SqliteFile, report: DamageReport) -> DamageReport:
     """Copy every usable row of ``report.moved_to`` into the (fresh) ``db``; counts into ``report``."""
-    rows, unreadable = salvage.read_rows(report.moved_to)
+    with db.session("read the new queue's schema") as con:
+        schema = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")}
+    rows, unreadable, maybe_more = salvage.read_rows(report.moved_to, schema)
+    report.maybe_more = report.maybe_more or maybe_more
     if unreadable is None:
         report.unreadable_file = True
     else:
@@ -74,6 +79,8 @@ def carry_over(db: SqliteFile, report: DamageReport) -> DamageReport:
     with db.tx("carry the saved changes into the new queue") as con:
         columns = [r[1] for r in con.execute(f"PRAGMA table_info({TABLE})")]
         for row in rows:
+            if set(row) - set(columns) and len(row) == len(columns):  # a column name was damaged:
+                row = dict(zip(columns, row.values()))                # same revision, same order
             why = salvage.check_row(row)
             if why is None:
                 fixed, damaged_state = salvage.repair_row(row, report.at)
@@ -103,6 +110,8 @@ def _damaged_values(con: sqlite3.Connection) -> Optional[str]:
             f"SELECT COUNT(*) FROM {TABLE} WHERE status NOT IN ({', '.join('?' * len(STATUSES))}) "
             f"OR change_type NOT IN ({', '.join('?' * len(CHANGE_TYPES))}) OR typeof(source_id) != 'text'",
             (*STATUSES, *CHANGE_TYPES)).fetchone()[0]
+    except UnicodeDecodeError:
+        raise Damaged("the queue table's schema is damaged (not UTF-8)") from None
     except sqlite3.DatabaseError as exc:
         if is_damaged(exc):
             raise Damaged(error_code(exc)[1]) from None
@@ -120,7 +129,7 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
     """
     if not os.path.exists(db.path) or os.path.getsize(db.path) == 0:
         return False, None
-    cut = truncation(db.path)
+    cut = truncation(db.path) or header_damage(db.path)
     if cut:
         raise Damaged(cut)
     wal = wal_damage(db.path) if check_wal else None
@@ -159,7 +168,7 @@ def _forget(marker: str) -> None:
         pass
 
 
-def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False) -> None:
+def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False, probe: str = "") -> None:
     from .. import paths
     from . import migrations
 
@@ -169,6 +178,8 @@ def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False
         if not (checked and revision == migrations.HEAD):  # else sound and current: nothing to migrate
             _migrate(db, checked)
         db.open()
+        if probe:
+            _probe(db, probe)
     except Damaged:
         db.close()
         raise
@@ -184,6 +195,16 @@ def _open_once(db: SqliteFile, *, unclean: bool = False, check_wal: bool = False
         if is_damaged(exc):
             raise Damaged(error_code(exc)[1]) from None
         raise db.error(exc, "open") from None
+
+
+def _probe(db: SqliteFile, sql: str) -> None:
+    con = db.connect()
+    try:
+        con.execute(sql).fetchall()
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        raise Damaged(f"the queue table's layout is damaged ({exc})") from None
+    finally:
+        con.close()
 
 
 def _migrate(db: SqliteFile, checked: bool) -> None:

@@ -155,7 +155,8 @@ class SyncQueue(QueueReads):
     # -- opening -------------------------------------------------------
     def _open(self) -> None:
         alive, gone = owners.survey(self.folder)
-        self.damage = open_queue(self._db, unclean=gone > 0, check_wal=alive == 0, now=self.clock())
+        self.damage = open_queue(self._db, unclean=gone > 0, check_wal=alive == 0, now=self.clock(),
+                                 probe=f"SELECT {_COLUMNS} FROM {TABLE} LIMIT 0")
         self._owner_lock.hold()  # for our lifetime: see .owners
         try:
             self.recover_stale()
