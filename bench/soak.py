@@ -3,10 +3,14 @@
 Each trial plays a generated 4 s clip in a real `playback-sync play` (libmpv,
 --vo=null --ao=null) against the spec-validating fake Jellyfin, kills it with
 SIGKILL at a random moment (during playback, right after a queue write, or
-while a write request is held in the slowed server), then drains with
-`playback-sync sync`; see tests/faults/crash.py. Exit status 1 when any
-acknowledged change was lost, left in `syncing`, or applied twice, or a play
-that ended by itself never saved its watched mark.
+while a write request is held in the slowed server), or lets it run into the
+faults of issue 11 (writes applied after the client gave up, a quit during a
+held write then `sync` at once, identification failing the whole viewing, a
+killed `sync` importing an older version's journal), then drains with
+`playback-sync sync`; see tests/faults/crash.py. Prints lost, applied twice,
+dropped unidentified and stranded. Exit status 1 when any acknowledged change
+was lost, left in `syncing`, or applied twice, a viewing was dropped while
+unidentified, or a play that ended by itself never saved its watched mark.
 
     .venv/bin/python bench/soak.py --trials 200 [--seed N] [--json]
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.faults.crash import PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
+from tests.faults.crash import MODES, PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,7 +44,8 @@ def main(argv=None) -> int:
 
     def progress(r):
         if not args.json:
-            flag = "" if not (r.lost or r.stranded or r.duplicates or r.still_queued or r.unsaved_clean_exit) \
+            flag = "" if not (r.lost or r.stranded or r.duplicates or r.still_queued or r.unsaved_clean_exit
+                              or r.dropped_unidentified) \
                 else "  <-- " + "; ".join(r.notes)
             print(f"trial {r.n + 1:4d}/{args.trials} {r.mode:8s} {'killed' if r.killed else 'ended '} "
                   f"at {r.kill_after_s:5.2f}s  acked {r.acknowledged}  err {r.position_error_s:4.2f}s{flag}",
@@ -48,7 +53,7 @@ def main(argv=None) -> int:
 
     try:
         results = run_trials(work / "trials", args.trials, seed=seed, clip_seconds=args.clip_seconds,
-                             progress=progress)
+                             progress=progress, modes=MODES)
     finally:
         if not args.keep:
             import shutil
@@ -68,6 +73,7 @@ def main(argv=None) -> int:
                 ("watched applied twice on the server", figures["watched_applied_twice"]),
                 ("changes still queued after the restart's drain", figures["still_queued_after_restart"]),
                 ("clean exits whose watched mark was never saved", figures["clean_exits_unsaved"]),
+                ("viewings dropped while unidentified", figures["dropped_unidentified"]),
                 ("max position error (s), all trials", figures["max_position_error_s"]),
                 ("max position error (s), once a change was saved", figures["max_position_error_after_first_save_s"]),
                 ("max position error (s), killed before the first save",
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
         if args.keep:
             print(f"trial folders kept in {work}")
     bad = (figures["lost"] or figures["stranded_in_syncing"] or figures["watched_applied_twice"]
-           or figures["clean_exits_unsaved"])
+           or figures["clean_exits_unsaved"] or figures["dropped_unidentified"])
     return 1 if bad else 0
 
 

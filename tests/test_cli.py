@@ -79,6 +79,24 @@ def test_status_shows_server_state_and_counts(env, jellyfin, capsys):
     assert "home" in out and "online" in out and TOKEN not in out
 
 
+def test_status_lists_changes_waiting_to_identify_with_the_reason(env, jellyfin, capsys):
+    from playbacksync.tracker.events import MediaRef
+
+    cfg = write_config(env / "c.toml", jellyfin)
+    q = SyncQueue(str(env / "queue"))
+    rid = q.enqueue_change(Change(None, "home", jellyfin.uid, WATCHED, created_at=1.0,
+                                  media=MediaRef(path="/elsewhere/film.mkv", title="The Film")))
+    [row] = q.claim("home")
+    q.mark_retry(rid, "waiting to identify: no path mapping covers /elsewhere/film.mkv", 0.0)
+    q.close()
+    code, out, _ = run(capsys, "--config", cfg, "status", "--no-check")
+    assert "1 change(s) not identified yet" in out
+    assert "The Film" in out and "waiting to identify: no path mapping covers /elsewhere/film.mkv" in out
+    code, out, _ = run(capsys, "--config", cfg, "status", "--json", "--no-check")
+    [waiting] = json.loads(out)["waiting_to_identify"]
+    assert waiting["id"] == rid and waiting["title"] == "The Film"
+
+
 def test_status_with_revoked_token_says_sign_in_again(env, jellyfin, capsys):
     cfg = write_config(env / "c.toml", jellyfin, token="wrong-token-123456")
     code, out, _ = run(capsys, "--config", cfg, "status", "--json")

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("mpv")
 
-from tests.faults.crash import MODES, PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
+from tests.faults.crash import FAULT_MODES, KILL_MODES, PROGRESS_INTERVAL, run_trials, summarize  # noqa: E402
 
 pytestmark = [pytest.mark.mpv, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def test_thirty_sigkills_lose_nothing(tmp_path):
     # The trials must really have hit what they aim at, or the zeros above say little.
     killed = [r for r in results if r.killed]
     assert len(killed) >= TRIALS * 2 // 3, figures
-    for mode in MODES:
+    for mode in KILL_MODES:
         assert sum(1 for r in killed if r.mode == mode) >= 4, (mode, figures)
     assert sum(1 for r in killed if r.acknowledged) >= 5, "too few kills after a change was queued"
     assert figures["watched_on_server"] >= 3 and any(r.acknowledged == 0 for r in killed), figures
@@ -84,3 +84,18 @@ def test_a_clean_quit_while_identification_is_slow_still_saves_the_watched_mark(
         assert fake.user_data(uid, item).played
     finally:
         fake.stop(check=False)
+
+
+@pytest.mark.timeout(600)
+def test_issue_11_faults_lose_nothing_and_apply_nothing_twice(tmp_path):
+    """One real trial per fault of issue 11 (see tests/faults/crash.py): writes applied after the
+    client gave up, a quit during a held write then `sync` at once, identification failing through
+    the whole viewing, and a `sync` killed while importing an older version's journal."""
+    seed = int(os.environ.get("PLAYBACK_SYNC_CRASH_SEED") or random.SystemRandom().randrange(1 << 30))
+    results = run_trials(tmp_path, len(FAULT_MODES), seed=seed, modes=FAULT_MODES)
+    figures = summarize(results)
+    print(f"\nissue 11 fault trials (seed {seed}):", figures)
+    bad = [r for r in results if r.lost or r.stranded or r.duplicates or r.still_queued or r.dropped_unidentified
+           or r.unsaved_clean_exit]
+    assert not bad, "\n".join(f"trial {r.n} ({r.mode}, seed {seed}): {r}" for r in bad)
+    assert figures["watched_on_server"] == len(FAULT_MODES), figures  # each trial's viewing reached the server

@@ -28,6 +28,7 @@ from playbacksync.worker import SyncWorker
 from tests.backend_matrix import EmbyHarness, JellyfinHarness
 from tests.fakes.base import FakeServer, fail_on_spec_violations  # noqa: F401  (autouse)
 from tests.fakes.plex import PlexHarness
+from tests.test_worker_support import full_pass
 
 READ_TIMEOUT = 0.6
 
@@ -196,8 +197,8 @@ def test_transient_fault_is_retried_with_backoff_then_synced(rig, fault, kind):
     assert row.error_message and row.next_attempt_at > rig.clock(), row  # backoff: not before a delay
     assert_no_token(rig, row.error_message)
     before = len(h.fake.requests)
-    time.sleep(0.2)
-    assert row.status == PENDING and len(h.fake.requests) - before <= 1  # not hammered (at most a probe)
+    assert full_pass(rig.worker, rig.source)  # a whole worker pass after the failure, read afresh below
+    assert rig.row(rid).status == PENDING and len(h.fake.requests) - before <= 1  # not hammered (at most a probe)
     rig.later(61)
     rig.wait_status(rid, SYNCED)
     # applied, or superseded when the failed attempt had in fact reached the server (a timeout
@@ -217,11 +218,10 @@ def test_retry_after_is_honoured_for_the_whole_server(rig):
     other = h.add_item("Other", "/srv/media/other.mkv")
     rid2 = rig.send(other, PROGRESS, 200_000)
     before = len(h.fake.requests)
-    rig.worker.process_now()  # "sync now" still honours the server's Retry-After
-    time.sleep(0.4)
+    assert full_pass(rig.worker, rig.source, force=True)  # "sync now" still honours the server's Retry-After
     assert len(h.fake.requests) == before and rig.row(rid2).status == PENDING
-    rig.later(119)
-    time.sleep(0.2)
+    rig.clock.advance(119)
+    assert full_pass(rig.worker, rig.source)
     assert len(h.fake.requests) == before
     rig.later(2)
     rig.wait_status(rid, SYNCED)
@@ -251,8 +251,8 @@ def test_connection_refused_goes_offline_without_counting_attempts(rig):
     assert rig.row(rid).attempt_count == 0
     assert rig.worker.server_states()[rig.source] == "offline"
     for _ in range(3):  # probes while down don't count either
-        rig.later(120)
-        time.sleep(0.15)
+        rig.clock.advance(120)
+        assert full_pass(rig.worker, rig.source)
     assert rig.row(rid).status == PENDING and rig.row(rid).attempt_count == 0
     h.fake.come_back()
     rig.later(120)
@@ -277,8 +277,7 @@ def test_auth_refusal_pauses_the_server_until_new_settings(rig, status):
     assert_no_token(rig, msg)
     before = len(h.fake.requests)
     rig.clock.advance(3600)
-    rig.worker.process_now()
-    time.sleep(0.3)
+    assert full_pass(rig.worker, rig.source, force=True)
     assert len(h.fake.requests) == before, "a paused server was contacted"
     rig.worker.set_backend(rig.source, rig.backend())  # the viewer signed in again
     rig.wait_status(rid, SYNCED)
@@ -312,7 +311,6 @@ def test_redirect_to_another_host_carries_no_token_and_loses_nothing(rig):
         rid = rig.send(item, WATCHED)
         rig.wait(lambda: rig.row(rid).status != "syncing" and rig.row(rid).updated_at and other.requests,
                  what="the redirected send")
-        time.sleep(0.2)
         assert other.requests, "the redirect was not followed at all"
         for r in other.requests:
             blob = str(dict(r.headers)) + str(r.query) + r.body.decode("utf-8", "replace") + r.path
@@ -346,8 +344,8 @@ def test_a_burst_of_mixed_faults_loses_nothing(rig):
     for _ in range(60):
         if all(rig.row(r).status == SYNCED for r in want):
             break
-        rig.later(61)
-        time.sleep(0.1)
+        rig.clock.advance(61)
+        assert full_pass(rig.worker, rig.source)
     assert all(rig.row(r).status == SYNCED for r in want), rig.queue.rows()
     for rid, (item, kind, pos) in want.items():
         assert on_server(h, item, kind, pos), (kind, h.state(item))

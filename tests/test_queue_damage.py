@@ -13,7 +13,10 @@ from playbacksync.queue import QueueError, SyncQueue
 from .test_queue_support import all_rows, change
 
 
-def make_queue_with_rows(folder, n=400):
+ROWS = 400
+
+
+def make_queue_with_rows(folder, n=ROWS):
     q = SyncQueue(str(folder))
     for i in range(n):
         q.enqueue_change(change("P", pos=i, item=f"item-{i:05d}-" + "x" * 40))
@@ -27,8 +30,12 @@ def assert_fresh_queue_and_bad_file_kept(folder, original_bytes, caplog):
         assert q.moved_aside and os.path.basename(q.moved_aside).startswith("queue.sqlite.corrupt-")
         with open(q.moved_aside, "rb") as fh:
             assert fh.read() == original_bytes            # moved, never deleted or changed
-        assert q.rows() == []                             # a fresh queue works
-        row_id = q.enqueue_change(change("P"))
+        for row in q.rows():                              # what was saved is what was written
+            assert (row.media_item_id, row.position_ms) == (f"item-{row.id - 1:05d}-" + "x" * 40, row.id - 1)
+        report = q.damage
+        if report.saved or report.lost:                   # every row is accounted for
+            assert report.saved == len(q.rows()) and report.saved + report.lost == ROWS
+        row_id = q.enqueue_change(change("P"))              # a fresh queue works
         assert q.get(row_id).position_ms == 1000
     finally:
         q.close()

@@ -136,3 +136,50 @@ def test_open_is_a_no_op_when_at_head(tmp_path):
             assert migrations.current_revision(conn) == migrations.HEAD
     finally:
         engine.dispose()
+
+
+def test_a_file_at_revision_0002_keeps_its_rows_and_takes_media_references(tmp_path):
+    """0003 (record first): media_item_id becomes nullable, references and send columns are added;
+    rows of a real 0002 file keep their ids, states and coalescing (keyed by their item)."""
+    from playbacksync.changes import Change
+    from playbacksync.tracker.events import MediaRef
+
+    path = tmp_path / "queue.sqlite"
+    run(path, migrations.upgrade, migrations.WORKER_COLUMNS)
+    con = sqlite3.connect(path)
+    with con:
+        con.executemany(
+            f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, position_ms, duration_ms, "
+            "completed, created_at, updated_at, attempt_count, status, next_attempt_at, claim_owner, "
+            "lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [("a", "srv", "u", "progress_update", 1234, 5000, 0, T0 - 10, T0 - 10, 1, "pending", 0, None, None),
+             ("b", "srv", "u", "mark_watched", None, None, 1, T0 - 9, T0 - 9, 0, "syncing", 0, "h:1:x", T0 - 1)])
+        con.execute(f"DELETE FROM {TABLE} WHERE id = 2")  # a gap: ids must survive the table rebuild
+        con.execute(
+            f"INSERT INTO {TABLE} (media_item_id, source_id, user_id, change_type, completed, created_at, "
+            "updated_at, attempt_count, status, next_attempt_at) VALUES ('c', 'srv', 'u', 'mark_watched', 1, ?, ?, "
+            "0, 'failed', 0)", (T0 - 8, T0 - 8))
+    con.close()
+    q = SyncQueue(str(tmp_path), clock=Clock())
+    try:
+        assert schema(path)[3] == migrations.HEAD
+        rows = {r.id: r for r in q.rows()}
+        assert sorted(rows) == [1, 3]
+        a, c = rows[1], rows[3]
+        assert (a.media_item_id, a.position_ms, a.duration_ms, a.attempt_count, a.media_key) == (
+            "a", 1234, 5000, 1, "item:a")
+        assert a.media.path == "" and a.sent_at is None and a.unsure_until == 0.0
+        assert (c.status, c.media_key) == ("failed", "item:c")
+        # Old rows still coalesce by their item: a new watched closes the failed one of item c.
+        q.enqueue_change(change("W", item="c", user="u"))
+        assert q.get(3).resolution == "superseded"
+        # And a change recorded against a reference only (no item yet) is now accepted.
+        rid = q.enqueue_change(Change(media_item_id=None, source_id="srv", user_id="u", change_type="mark_watched",
+                                      media=MediaRef(path="/m/new.mkv", title="New"), created_at=T0))
+        assert q.get(rid).media_item_id is None and q.get(rid).media.title == "New"
+        assert q.get(rid).id > 3  # AUTOINCREMENT kept: ids are never reused
+    finally:
+        q.close()
+    con = sqlite3.connect(path)
+    assert con.execute(f"SELECT sql FROM sqlite_master WHERE name = '{TABLE}'").fetchone()[0].count("AUTOINCREMENT")
+    con.close()

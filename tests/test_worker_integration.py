@@ -18,7 +18,8 @@ from playbacksync.queue import SyncQueue
 from playbacksync.worker import SyncWorker
 from tests.fakes.base import fail_on_spec_violations  # noqa: F401
 from tests.fakes.plex import PlexHarness
-from tests.test_worker_support import PROGRESS, UNWATCHED, WATCHED, FakeClock, Recorder, Server, open_rows, wait_for
+from tests.test_worker_support import (PROGRESS, UNWATCHED, WATCHED, FakeClock, Recorder, Server, full_pass, open_rows,
+                                      wait_for)
 
 
 class NoJitter(random.Random):
@@ -93,8 +94,7 @@ def test_nothing_starts_at_import_or_construction(tmp_path, env):
     before = {t.name for t in threading.enumerate()}
     w = env.worker(s, start=False)
     rid = env.enqueue(s, 0, WATCHED)
-    time.sleep(0.3)
-    assert {t.name for t in threading.enumerate()} == before
+    assert {t.name for t in threading.enumerate()} == before  # no thread exists to send anything
     assert env.row(rid).status == PENDING and not s.state(0).played and s.writes() == 0
     w.start()
     assert settled(env, rid, SYNCED) and s.state(0).played
@@ -178,8 +178,7 @@ def test_retry_schedule_1_2_4_8_then_failed_and_retryable(env):
         assert "500" in r.error_message
         # Not due yet: nothing is sent before the backoff ends.
         n = len(s.fake.requests)
-        w.notify()
-        time.sleep(0.05)
+        assert full_pass(w, "jf")
         assert len(s.fake.requests) == n
         s.fake.fail_next(500)
         env.clock.advance(waits[-1])
@@ -204,8 +203,7 @@ def test_429_retry_after_is_honoured(env):
     assert env.row(rid).next_attempt_at == pytest.approx(env.clock() + 30)
     other = env.enqueue(s, 1, WATCHED)  # the whole server waits, not just that item
     env.clock.advance(29)
-    w.process_now()  # "sync now" still honours the server's Retry-After
-    time.sleep(0.2)
+    assert full_pass(w, "jf", force=True)  # "sync now" still honours the server's Retry-After
     assert not s.state(0).played and not s.state(1).played
     env.clock.advance(1.5)
     w.notify()
@@ -246,13 +244,12 @@ def test_outage_then_recovery_counts_no_attempts(env):
     assert wait_for(lambda: w.server_states()["jf"] == "offline")
     rid = env.enqueue(s, 0, WATCHED)
     rid2 = env.enqueue(s, 1, PROGRESS, position_s=300)
-    time.sleep(0.3)
+    assert full_pass(w, "jf")
     assert env.row(rid).status == PENDING and env.row(rid).attempt_count == 0
     # Probing backs off 1, 2, 4 … on the worker's clock; only check() is tried meanwhile.
     for step in (1, 2, 4):
         env.clock.advance(step)
-        w.notify()
-        time.sleep(0.1)
+        assert full_pass(w, "jf")
     s.fake.come_back()
     env.clock.advance(8)
     w.notify()
@@ -298,8 +295,7 @@ def test_auth_error_pauses_until_settings_change(env):
     assert len(env.events.of("auth_required")) == 1
     n = len(s.fake.requests)
     env.clock.advance(600)
-    w.process_now()
-    time.sleep(0.3)
+    assert full_pass(w, "jf", force=True)
     assert len(s.fake.requests) == n  # neither sends nor probes
     new = s.fake.issue_token(s.user_id)
     w.set_backend("jf", s.backend(token=new))
@@ -314,8 +310,8 @@ def test_pause_and_resume(env):
     w.pause("jf")
     assert w.server_states()["jf"] == "paused"
     rid = env.enqueue(s, 0, WATCHED)
-    time.sleep(0.4)
-    assert env.row(rid).status == PENDING
+    assert full_pass(w, "jf")
+    assert env.row(rid).status == PENDING and s.writes() == 0
     w.resume("jf")
     assert settled(env, rid, SYNCED)
 

@@ -1,40 +1,60 @@
-"""Random viewer histories against a real queue file, a real worker and the Jellyfin fake.
+"""Random viewer histories against a real queue file, real identification, real workers and the Jellyfin fake.
 
-Viewer actions (progress, watched, unwatched, rewatch), server outages and
-flaky answers, process crashes (idle, or right after the server accepted a
-change and before the queue recorded it) with restarts on the same queue
-file, and edits made on the server by another device. After a final drain:
-the server holds what the viewer last did, or the other device's edit when
-that came later; each watched action is applied at most once; nothing is
-left pending or syncing.
+Changes are recorded first, against the media reference (path, title), with
+no item id: the worker resolves them through the real Identifier and its
+real item index, refreshed from the fake (issue 11's record-first shape).
 
-A crash is simulated in-process: the backend wrapper raises a BaseException
-(so the worker's threads die where they stand, leaving claimed rows in
-syncing), the dead worker's threads are joined, the queue is closed and
-re-opened on the same file after the claim leases expire, and a new worker
-starts. A real killed subprocess would cost ~0.5 s per crash (interpreter
-and SQLAlchemy start-up), too much for a hypothesis budget.
+Actions: viewer actions (progress, watched, unwatched, rewatch); the
+server's item listing failing (identification cannot finish: changes wait to
+identify) and coming back (the index refreshes: they go out); server outages
+and flaky answers; slow-but-applied writes (the server applies a write after
+the client's read timeout gave up on it); the process killed idle, right
+after the server accepted a change, or in the middle of a request (the
+write lands later); a clean quit while a request is held; a second process
+on the same queue file claiming and sending at the same time; edits made on
+the server by another device. After a final drain: each item on the server
+holds what the viewer last did (or the other device's later edit); a
+watched mark is applied no more often than the viewer marked it; nothing is
+left pending, syncing or failed.
+
+A kill is simulated in-process: the backend wrapper raises a BaseException
+(the worker's threads die where they stand, leaving claimed rows in
+syncing, and a request may still be running in the server), the queue is
+closed and re-opened on the same file after the claim leases expire, and a
+new worker and identifier start. A real killed subprocess would cost ~0.5 s
+per kill, too much for a hypothesis budget; tests/test_exactly_once.py and
+`make soak` kill real processes.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from playbacksync.backends import make_backend
 from playbacksync.backends.base import Backend
+from playbacksync.changes import Change
+from playbacksync.config import Config
+from playbacksync.identify import Identifier, ItemIndex
 from playbacksync.queue import SyncQueue
+from playbacksync.tracker.events import MediaRef
 from playbacksync.worker import SyncWorker
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
 from tests.test_worker_support import PROGRESS, T0, UNWATCHED, WATCHED, FakeClock, Server, wait_for
 
 ITEMS = 2
 LEASE = 120.0
+READ_TIMEOUT = 0.25
+LATE = 0.5  # a slow write is applied this long after it came: past the client's read timeout
 
 
 class Crash(BaseException):
@@ -42,10 +62,15 @@ class Crash(BaseException):
 
 
 class Killable(Backend):
-    def __init__(self, inner: Backend):
+    """The process's view of the server: dies on command, possibly with a request in flight."""
+
+    def __init__(self, inner: Backend, lister: Backend):
         self.inner = inner
+        self.lister = lister  # the item listing needs a longer read timeout than our slow writes
+        self.http = inner.http  # the send window comes from the real backend's timeouts
         self.killed = False
         self.crash_after_apply = False
+        self.crash_mid_request = False
 
     def _alive(self):
         if self.killed:
@@ -53,10 +78,23 @@ class Killable(Backend):
 
     def apply(self, change):
         self._alive()
+        if self.crash_mid_request:  # the request is out; the process dies before any answer
+            self.crash_mid_request = False
+            out = threading.Thread(target=self._send_anyway, args=(change,), daemon=True)
+            out.start()
+            out.join(0.05)
+            self.killed = True
+            raise Crash()
         self.inner.apply(change)
         if self.crash_after_apply:  # the server has it; the queue never hears back
             self.killed = True
             raise Crash()
+
+    def _send_anyway(self, change):
+        try:
+            self.inner.apply(change)
+        except Exception:
+            pass
 
     def check(self):
         self._alive()
@@ -65,6 +103,10 @@ class Killable(Backend):
     def read_state(self, item_id):
         self._alive()
         return self.inner.read_state(item_id)
+
+    def iter_items(self, page_size=200):
+        self._alive()
+        return self.lister.iter_items(page_size=page_size)
 
 
 class NoJitter:
@@ -81,7 +123,8 @@ class ViewerAndServer(RuleBasedStateMachine):
     def setup(self):
         self.dir = tempfile.mkdtemp(prefix="worker-stateful-")
         self.clock = FakeClock(T0 + 0.123)
-        self.server = Server("jf", items=ITEMS, clock=self.clock)
+        self.server = Server("jf", items=ITEMS, clock=self.clock, read_timeout=READ_TIMEOUT)
+        self.config = Config(servers=(self.server.config(),))
         self.applied: Counter = Counter()
         fake = self.server.fake
         original = fake.mark_played
@@ -90,39 +133,79 @@ class ViewerAndServer(RuleBasedStateMachine):
             self.applied[iid] += 1
             return original(uid, iid, when)
         fake.mark_played = counting
+        self.listing_broken = False
+        self._wrap_listing(fake)
         self.down = False
+        self.late_armed = 0
         # Per item: the latest thing that happened to it, (source, kind, value) — the oracle.
         self.last: Dict[int, Optional[Tuple[str, str, object]]] = {i: None for i in range(ITEMS)}
         self.watched_actions: Counter = Counter()
-        self.queue = None
-        self.worker = None
+        self.queue = self.worker = self.identifier = None
         self._boot()
+
+    def _wrap_listing(self, fake):
+        """While ``listing_broken``, the server's item list answers 503: no index refresh can finish."""
+        for i, (method, rx, handler) in enumerate(fake.routes):
+            if method == "GET" and rx.pattern.rstrip("$").endswith("/Items"):
+                def broken(req, _handler=handler, **kw):
+                    if self.listing_broken:
+                        from werkzeug.wrappers import Response
+                        return Response("busy", status=503)
+                    return _handler(req, **kw)
+                fake.routes[i] = (method, rx, broken)
 
     def _boot(self):
         self.queue = SyncQueue(self.dir, clock=self.clock, lease_seconds=LEASE)
-        self.killer = Killable(self.server.backend())
+        self.killer = Killable(self.server.backend(), make_backend(replace(self.server.config(), read_timeout=10.0)))
+        self.identifier = Identifier(self.config, {"jf": self.killer}, ItemIndex(self.dir), clock=self.clock,
+                                     min_refresh_interval=30.0)
         self.worker = SyncWorker(self.queue, {"jf": self.killer}, clock=self.clock, poll_interval=0.2,
-                                 rng=NoJitter(), conflict_age=600.0)
+                                 rng=NoJitter(), conflict_age=600.0, identifier=self.identifier)
+        self.identifier.on_refreshed.append(self.worker.index_refreshed)
         self.worker.start()
         assert wait_for(lambda: self.worker.server_states()["jf"] != "unknown", 5)
         self._settle()
 
-    def _restart(self):
-        """The process died: its threads are gone, its claims stay in syncing until the leases expire."""
+    def _stop_process(self, clean: bool):
         old = self.worker
-        self.killer.killed = True
+        if not clean:
+            self.killer.killed = True
         old._stopping.set()
         old.notify()
         for lane in old._lanes.values():
             lane.thread.join(5)
             assert not lane.thread.is_alive()
+        if clean:
+            old.stop(0.2)
+        self.identifier.close(2.0)
+        self.identifier.index.close()
         self.queue.close()
-        self.clock.advance(LEASE + 1)
+
+    def _restart(self, clean: bool = False):
+        """The process died (or quit): its claims stay in syncing until their owner is gone."""
+        self._stop_process(clean)
+        if not clean:
+            self._tick(LEASE + 1)
         self._boot()
+
+    def _held_writes_landed(self) -> bool:
+        fake = self.server.fake
+        with fake.lock:
+            unconsumed = sum(t.times for t in fake._trouble if t.methods is not None)
+        return fake.late_writes_applied + unconsumed >= self.late_armed
+
+    def _reset_trouble(self):
+        """Drop armed misbehaviour; late writes never taken are no longer awaited."""
+        fake = self.server.fake
+        with fake.lock:
+            self.late_armed -= sum(t.times for t in fake._trouble if t.methods is not None)
+            fake._trouble.clear()
 
     def _settled(self) -> bool:
         if self.killer.killed:
             return True
+        if any(t.is_alive() for t in list(self.identifier._threads.values())):
+            return False  # an index refresh is running
         # One query, so a row can't slip from pending to syncing between two looks.
         rows = self.queue.rows("jf", ("pending", "syncing"))
         if any(r.status == "syncing" for r in rows):
@@ -132,24 +215,31 @@ class ViewerAndServer(RuleBasedStateMachine):
         now = self.clock()
         if self.worker._lanes["jf"].not_before > now:  # the server's Retry-After
             return True
-        # Claimable: the oldest pending row of its item, and due.
+        # Claimable: the oldest pending row of its media, due, and no earlier send of it in doubt.
         first = {}
         for row in rows:
-            first.setdefault(row.media_item_id, row)
-        return all(r.next_attempt_at > now for r in first.values())
+            first.setdefault(row.media_key, row)
+        return all(r.next_attempt_at > now or r.unsure_until > now for r in first.values())
 
     def _settle(self):
         assert wait_for(self._settled, 10), f"worker did not settle: {self.queue.counts()}"
         if self.killer.killed:
             self._restart()
 
-    def _tick(self):
-        self.clock.advance(1.37)
+    def _tick(self, seconds: float = 1.37):
+        # Time moves on only once every write the server holds has landed: in real time a send
+        # window closes only after the server stopped working on the request.
+        assert wait_for(self._held_writes_landed, 10)
+        self.clock.advance(seconds)
 
     # -- the viewer ------------------------------------------------------------
     def _act(self, item: int, kind: str, position_s: float = 0.0):
         self._tick()
-        self.queue.enqueue_change(self.server.change(item, kind, position_s=position_s, created_at=self.clock()))
+        self.queue.enqueue_change(Change(
+            media_item_id=None, source_id="jf", user_id=self.server.user_id, change_type=kind,
+            position_ms=int(position_s * 1000) if kind == PROGRESS else None, duration_ms=3_600_000,
+            completed=kind == WATCHED, created_at=self.clock(),
+            media=MediaRef(path=f"/m/{item}.mkv", title=f"Item {item}")))
         self.worker.notify()
         self.last[item] = ("viewer", kind, position_s)
         if kind == WATCHED:
@@ -173,23 +263,38 @@ class ViewerAndServer(RuleBasedStateMachine):
         self._act(item, WATCHED)
         self._act(item, PROGRESS, float(position))
 
+    # -- identification ------------------------------------------------------------
+    @rule()
+    def listing_fails(self):
+        """The server's item list cannot be read: nothing can be identified (changes wait)."""
+        self.listing_broken = True
+
+    @rule()
+    def listing_recovers(self):
+        if self.listing_broken:
+            self.listing_broken = False
+            if not self.down:
+                self.identifier.refresh("jf", timeout=5)  # the index refreshes: waiting changes go at once
+            self._settle()
+
     # -- the server and the process ------------------------------------------------
     @rule()
     def outage(self):
         if not self.down:
             # Every connection is reset (RST) until recovery. Not go_down(): a closed
             # ephemeral port can be taken meanwhile, and come_back() would then fail.
-            self.server.fake.reset_trouble()
+            assert wait_for(self._held_writes_landed, 10)
+            self._reset_trouble()
             self.server.fake.reset_next(times=10 ** 9)
             self.down = True
 
     @rule()
     def recovery(self):
         if self.down:
-            self.server.fake.reset_trouble()
+            self._reset_trouble()
             self.down = False
             for _ in range(4):  # a probe may meet an armed flaky answer: probe again later
-                self.clock.advance(61)  # past any probe backoff
+                self._tick(61)  # past any probe backoff
                 self.worker.notify()
                 if wait_for(lambda: self.killer.killed or self.worker.server_states()["jf"] != "offline", 1):
                     break
@@ -199,8 +304,14 @@ class ViewerAndServer(RuleBasedStateMachine):
     @rule(status=st.sampled_from([500, 503, 429]))
     def flaky_answer(self, status):
         if not self.down:
-            self.server.fake.reset_trouble()
             self.server.fake.fail_next(status, retry_after=2 if status == 429 else None)
+
+    @rule()
+    def slow_but_applied_write(self):
+        """The next write is applied after the client gave up on it (a timeout for the client)."""
+        if not self.down:
+            self.server.fake.late_write(LATE)
+            self.late_armed += 1
 
     @rule()
     def crash_idle(self):
@@ -209,6 +320,51 @@ class ViewerAndServer(RuleBasedStateMachine):
     @rule()
     def crash_after_next_apply(self):
         self.killer.crash_after_apply = True
+
+    @rule()
+    def crash_during_next_request(self):
+        self.killer.crash_mid_request = True
+
+    @rule(item=st.integers(0, ITEMS - 1))
+    def quit_during_a_slow_watched_write(self, item):
+        """The viewer marks an item watched and quits while the server holds the write."""
+        if self.down or self.listing_broken:
+            return
+        self.server.fake.late_write(LATE * 2)
+        self.late_armed += 1
+        self._tick()
+        self.queue.enqueue_change(Change(
+            media_item_id=None, source_id="jf", user_id=self.server.user_id, change_type=WATCHED,
+            duration_ms=3_600_000, completed=True, created_at=self.clock(),
+            media=MediaRef(path=f"/m/{item}.mkv", title=f"Item {item}")))
+        self.last[item] = ("viewer", WATCHED, 0.0)
+        self.watched_actions[item] += 1
+        self.worker.notify()
+        wait_for(lambda: self.killer.killed or any(r.sent_at for r in self.queue.rows("jf", ("syncing",))), 2)
+        self._restart(clean=not self.killer.killed)
+
+    @rule()
+    def another_process_syncs_meanwhile(self):
+        """A second process on the same queue file claims and sends while this one does."""
+        other_queue = SyncQueue(self.dir, clock=self.clock, lease_seconds=LEASE)
+        other_backend = self.server.backend()
+        other_index = ItemIndex(self.dir)
+        other_id = Identifier(self.config, {"jf": other_backend}, other_index, clock=self.clock,
+                              min_refresh_interval=30.0)
+        other = SyncWorker(other_queue, {"jf": other_backend}, clock=self.clock, poll_interval=0.05,
+                           rng=NoJitter(), conflict_age=600.0, identifier=other_id)
+        try:
+            other.start()
+            other.process_now()
+            self.worker.process_now()
+            wait_for(lambda: other.passes("jf") >= 3, 3)
+        finally:
+            other.stop(2.0)
+            other_id.close(2.0)
+            other_index.close()
+            other_queue.close()
+            other_backend.close()
+        self._settle()
 
     @rule(item=st.integers(0, ITEMS - 1), position=st.integers(0, 3000), played=st.booleans())
     def other_device_edits(self, item, position, played):
@@ -223,11 +379,14 @@ class ViewerAndServer(RuleBasedStateMachine):
         try:
             if self.worker is None:
                 return
-            if self.down:
-                self.server.fake.reset_trouble()
-            self.killer.crash_after_apply = False
+            self._reset_trouble()
+            self.down = False
+            self.listing_broken = False
+            self.killer.crash_after_apply = self.killer.crash_mid_request = False
             if self.killer.killed:
                 self._restart()
+            assert wait_for(self._held_writes_landed, 10)
+            self.identifier.refresh("jf", timeout=5)
             for _ in range(12):  # backoff up to its cap, then everything is due
                 self.clock.advance(61)
                 self.worker.process_now()
@@ -236,12 +395,15 @@ class ViewerAndServer(RuleBasedStateMachine):
                 if not counts.get("pending") and not counts.get("syncing"):
                     break
             counts = self.queue.counts().get("jf", {})
-            assert not counts.get("pending") and not counts.get("syncing") and not counts.get("failed"), counts
+            assert not counts.get("pending") and not counts.get("syncing") and not counts.get("failed"), \
+                self.queue.rows("jf", ("pending", "syncing", "failed"))
             for i in range(ITEMS):
                 self._check_item(i)
         finally:
             if self.worker is not None:
                 self.worker.stop(1.0)
+                self.identifier.close(1.0)
+                self.identifier.index.close()
                 self.queue.close()
             self.server.stop()
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -267,6 +429,9 @@ class ViewerAndServer(RuleBasedStateMachine):
             assert not state.played and state.position_ticks == 0, (last, state)
 
 
-ViewerAndServer.TestCase.settings = settings(max_examples=int(__import__("os").environ.get("WK_EX", "40")), stateful_step_count=14, deadline=None,
-                                             suppress_health_check=[HealthCheck.too_slow])
+ViewerAndServer.TestCase.settings = settings(
+    max_examples=int(os.environ.get("WK_EX", "30")), stateful_step_count=14, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    # Each step runs real threads and HTTP: shrinking a failure may take minutes; WK_NOSHRINK=1 skips it.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([] if os.environ.get("WK_NOSHRINK") else [Phase.shrink]))
 TestViewerAndServer = ViewerAndServer.TestCase

@@ -106,6 +106,14 @@ def wait_for(pred: Callable[[], bool], timeout: float = 5.0, interval: float = 0
     return pred()
 
 
+def full_pass(worker, source_id: str, *, force: bool = False, timeout: float = 5.0) -> bool:
+    """Wake a lane (or "sync now" it) and wait until it has finished a whole pass begun after that,
+    so an assertion that nothing was sent sees what the worker did, not what it had no time to do."""
+    start = worker.passes(source_id)
+    worker.process_now() if force else worker.notify()
+    return wait_for(lambda: worker.passes(source_id) >= start + 2, timeout)
+
+
 def open_rows(queue, statuses=("pending", "syncing")) -> int:
     return sum(n for per in queue.counts().values() for s, n in per.items() if s in statuses)
 
@@ -130,4 +138,4 @@ class Recorder:
             return [e for e in self.events if e.kind == kind]
 
 
-__all__ = ["FakeClock", "Server", "wait_for", "open_rows", "Recorder", "PROGRESS", "WATCHED", "UNWATCHED", "T0"]
+__all__ = ["FakeClock", "Server", "wait_for", "full_pass", "open_rows", "Recorder", "PROGRESS", "WATCHED", "UNWATCHED", "T0"]

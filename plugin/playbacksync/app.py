@@ -197,11 +197,11 @@ class SyncService:
 
         folder = self._folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
-        if self.queue.moved_aside:  # the viewer must hear of it, not only the log
-            self._emit(ServiceMessage("failed", None, f"the sync queue file was damaged: moved it to "
-                                      f"{self.queue.moved_aside} and started a new queue"))
+        if self.queue.damage:  # the viewer must hear of it, not only the log
+            self._emit(ServiceMessage("failed", None, self.queue.damage.message()))
         self._connect()
         self._import_legacy_journals()
+        self._refresh_for_waiting()
 
     def _connect(self) -> None:
         """Backends, identification and the worker for the current config."""
@@ -215,13 +215,25 @@ class SyncService:
                 self.backends[server.id] = make_backend(server)
             except Exception as exc:  # a bad server entry must not stop the others
                 self._emit(ServiceMessage("failed", server.id, f"server {server.id}: {exc}"))
-        self.identifier = Identifier(self.config, self.backends, ItemIndex(self._folder))
-        self.identifier.refresh_stale()  # a stale index fills while the first seconds play
+        self.identifier = Identifier(self.config, self.backends, ItemIndex.open_or_temporary(self._folder))
         options = {"unidentified_after": self.config.sync.unidentified_days * 86400.0, **self._worker_options}
         self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
+        # Changes waiting to identify go out as soon as their server's index is refreshed.
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
+        self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self.worker.start()
+
+    def _refresh_for_waiting(self) -> None:
+        """Changes an earlier run could not identify: refresh their servers' index now, once,
+        even if its last refresh failed moments ago (that run may have quit right after it)."""
+        try:
+            waiting = {r.source_id for r in self.queue.rows(statuses=("pending",)) if not r.resolved}
+        except Exception as exc:  # reading the queue failed: the worker will say so when it claims
+            log.warning("could not look for changes waiting to identify: %s", exc)
+            return
+        for server_id in sorted(waiting & set(self.backends)):
+            self.identifier.refresh(server_id, wait=False)
 
     def _import_legacy_journals(self) -> None:
         """Queue what older versions left in their journal files, each file once (legacy_journal.py)."""

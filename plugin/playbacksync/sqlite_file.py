@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 # SQLite primary result codes we tell apart.
 PERM, BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB = 3, 5, 6, 8, 10, 11, 13, 14, 26
 SIDE_FILES = ("-wal", "-shm", "-journal")
+NEEDS_CHECK = ".needs-check"  # beside a file found damaged while in use: check it fully at the next open
 
 
 class StorageError(Exception):
@@ -43,7 +43,16 @@ class StorageError(Exception):
 
 
 class Damaged(Exception):
-    """The file is damaged (corrupt, truncated, not a database); the message is SQLite's."""
+    """The file is damaged (corrupt, truncated, not a database); the message says how.
+
+    ``lost``: how many commits are known to be unreadable (a damaged -wal); ``maybe_more``:
+    more may be gone that cannot be counted (the -wal was cut).
+    """
+
+    def __init__(self, message: str, lost: int = 0, maybe_more: bool = False):
+        super().__init__(message)
+        self.lost = lost
+        self.maybe_more = maybe_more
 
 
 def error_code(exc: BaseException) -> Tuple[Optional[int], str]:
@@ -63,10 +72,10 @@ def is_db_error(exc: BaseException) -> bool:
 
 def is_damaged(exc: BaseException) -> bool:
     code, msg = error_code(exc)
-    if code is not None:
-        return code in (CORRUPT, NOTADB)
+    if code in (CORRUPT, NOTADB):
+        return True
     msg = msg.lower()
-    return "malformed" in msg or "not a database" in msg
+    return "malformed" in msg or "not a database" in msg or "unsupported file format" in msg
 
 
 def describe(exc: BaseException, *, what: str, path: str, action: str, busy_timeout: float,
@@ -79,15 +88,48 @@ def describe(exc: BaseException, *, what: str, path: str, action: str, busy_time
     if code in (BUSY, LOCKED) or "locked" in low or "busy" in low:
         return (f"{what} {path} stayed locked by another program for more than {busy_timeout:g} s "
                 f"({action}); nothing already {held} was lost, try again")
+    if code in (READONLY, CANTOPEN, IOERR) and _read_only_fs(folder):
+        return (f"{what} {path} cannot be written ({action}): {folder} is on a read-only file system; "
+                "make it writable, or point PLAYBACK_SYNC_DATA_DIR (--data-dir) at a writable folder")
     if code == READONLY or "readonly" in low or "read-only" in low:
         return f"{what} {path} is read-only ({action}): check that {folder} and the file are writable"
     if code in (CANTOPEN, PERM) or "unable to open" in low:
         return f"cannot open {what} {path}: check that {folder} exists and is writable"
-    if code == FULL or "full" in low:
-        return f"the disk holding {what} {path} is full ({action})"
+    if code == FULL or "full" in low or (code in (IOERR, CANTOPEN) and disk_is_full(folder)):
+        # SQLite reports a write refused for lack of space as a plain "disk I/O error"
+        # when it hits the -wal or -shm; the free space tells.
+        return (f"the disk holding {what} {path} is full ({action}): free some space on it; "
+                f"nothing already {held} was lost")
     if code in (CORRUPT, NOTADB):
         return f"{what} {path} is damaged ({msg}); restart to move it aside"
-    return f"{what} error while trying to {action} on {path}: {msg}"
+    return f"error in {what} {path} while trying to {action}: {msg}"
+
+
+def _read_only_fs(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def disk_is_full(folder: str) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no room left for us."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
+        try:
+            import shutil
+
+            return shutil.disk_usage(folder).free < 64 * 1024
+        except OSError:
+            return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def lenient_text(raw: bytes) -> str:
+    """TEXT as str; bytes that are not UTF-8 (damage from outside) as U+FFFD instead of an
+    exception in the middle of reading the queue."""
+    return str(raw, "utf-8", "replace")
 
 
 def connect(path: str, *, busy_timeout: float, synchronous: str = "FULL",
@@ -96,6 +138,7 @@ def connect(path: str, *, busy_timeout: float, synchronous: str = "FULL",
     con = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None, uri=uri)
     try:
         con.row_factory = sqlite3.Row
+        con.text_factory = lenient_text
         for pragma in (f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
                        f"PRAGMA synchronous={synchronous}", "PRAGMA journal_mode=WAL"):
             con.execute(pragma)
@@ -171,6 +214,11 @@ class SqliteFile:
         err = self.error_class(describe(exc, what=self.what, path=self.path, action=action,
                                         busy_timeout=self.busy_timeout, held=self.held))
         err.damaged = is_damaged(exc)
+        if err.damaged:  # the next open checks the whole file, whatever its size
+            try:
+                open(self.path + NEEDS_CHECK, "a").close()
+            except OSError:
+                pass
         return err
 
     @contextmanager
@@ -186,6 +234,15 @@ class SqliteFile:
         reuse = True
         try:
             yield con
+        except UnicodeDecodeError:  # an error message quoting damaged bytes of the schema
+            err = self.error_class(f"{self.what} {self.path} is damaged (its schema is not UTF-8); "
+                                   "restart to move it aside")
+            err.damaged = True
+            try:
+                open(self.path + NEEDS_CHECK, "a").close()
+            except OSError:
+                pass
+            raise err from None
         except sqlite3.Error as exc:
             if con.in_transaction:
                 try:
@@ -220,10 +277,16 @@ class SqliteFile:
             self._pool = None
 
 
-def quick_check(con: sqlite3.Connection) -> None:
-    """Raise :class:`Damaged` unless ``PRAGMA quick_check`` (reads every page) says ok."""
+def quick_check(con: sqlite3.Connection, full: bool = False) -> None:
+    """Raise :class:`Damaged` unless ``PRAGMA quick_check`` (reads every page) says ok.
+
+    ``full``: ``integrity_check`` instead (also compares every index with its table).
+    """
+    con.text_factory = lenient_text  # its messages quote the damaged bytes
     try:
-        problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+        problems = [r[0] for r in con.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check")]
+    except UnicodeDecodeError:  # SQLite's own message quotes a damaged schema's bytes
+        raise Damaged("its schema is damaged (not UTF-8)") from None
     except sqlite3.Error as exc:
         if is_damaged(exc):
             raise Damaged(error_code(exc)[1]) from None
@@ -255,11 +318,3 @@ def move_aside(path: str, tag: str, *, what: str = "the database",
         raise error(f"{what} {path} is damaged and could not be moved aside: "
                     f"{exc.strerror or exc}") from None
     return target
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """An OSError or sqlite3 error that means the disk (or quota) is full."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-    code, msg = error_code(exc)
-    return code == FULL or "database or disk is full" in msg.lower()

@@ -44,7 +44,8 @@ Misbehaviour (each applies to the next request(s) whatever the route):
     delay(seconds, times=1, body=False)  # sleep before answering, or mid-body
     late_write(seconds, times=1)         # the next write (POST/PUT/DELETE) is applied only after
                                          # `seconds`: past the client's read timeout, it gave up,
-                                         # yet the server applies it (reads pass meanwhile)
+                                         # yet the server applies it (reads pass meanwhile);
+                                         # fake.late_writes_applied counts them once applied
     reset_next(times=1)                  # TCP reset instead of an answer
     malformed_next(times=1)              # 200 with a broken JSON body
     redirect_next(to_url, status=302, times=1)  # Location: to_url + path?query
@@ -212,6 +213,7 @@ class FakeServer:
         self.violations: List[str] = []
         self.requests: List[RecordedRequest] = []
         self._trouble: List[_Trouble] = []
+        self.late_writes_applied = 0  # writes held by late_write() that have since been applied
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
@@ -394,6 +396,9 @@ class FakeServer:
                 self.violations.append(f"{req.method} {req.full_path}: {problem}")
             return Response(problem, status=400, content_type="text/plain")
         out = handler(req, **m.groupdict())
+        if trouble is not None and trouble.methods is not None and trouble.kind == "delay":
+            with self.lock:
+                self.late_writes_applied += 1
         if isinstance(out, Response):
             result = out
         elif out is None:

@@ -11,6 +11,15 @@ A trial, for one fresh item (its own clip path) and one fresh queue folder:
    ``playback``: a uniformly random time after the process started;
    ``enqueue``:  right after the k-th write to the queue file (its WAL changes);
    ``request``:  while a write request is held in the (slowed) fake server;
+   or, in the modes of issue 11, let it run:
+   ``slow``:     every write is applied after the client's read timeout gave up on it;
+   ``quit``:     the player quits (end of file) while its watched write is held longer
+                 than the quit's deadline, and ``sync`` runs right after;
+   ``identify``: the server's item list fails the whole time the file plays
+                 (identification cannot finish), and works again for ``sync``;
+   ``replay``:   no player: an older version's journal (a claimed ``.<pid>`` file) is
+                 in the data folder; the ``sync`` that imports it is killed at a
+                 random moment, then ``sync`` runs again;
 3. wait until the fake finished any request the dead process left in it, then
    read the queue file: every row in it was acknowledged (committed);
 4. run ``playback-sync sync`` and read the queue and the server again.
@@ -18,7 +27,8 @@ A trial, for one fresh item (its own clip path) and one fresh queue folder:
 Figures per trial: ``lost`` (acknowledged changes neither on the server nor
 still queued), ``stranded`` (rows left in ``syncing`` after the restart),
 ``duplicates`` (watched applied more than once on the server, counted in the
-fake), ``position_error_s`` (last position the player reached minus the
+fake), ``dropped_unidentified`` (a viewing played to its end whose watched mark is
+neither on the server nor queued after ``sync``), ``position_error_s`` (last position the player reached minus the
 server's resume position; 0 when the item is watched).
 """
 from __future__ import annotations
@@ -41,7 +51,11 @@ from typing import Dict, List, Optional
 from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
 
-MODES = ("playback", "enqueue", "request")
+KILL_MODES = ("playback", "enqueue", "request")  # the player is killed with SIGKILL
+FAULT_MODES = ("slow", "quit", "identify", "replay")  # issue 11's faults (see the docstring)
+MODES = KILL_MODES + FAULT_MODES
+# Per mode: (read timeout of the player's config, how long the fake holds each write).
+SLOW_MODES = {"slow": (1.0, 2.0), "quit": (4.0, 6.0)}
 TOKEN = "crashTOKENq7w3e9r1t5y0u2"
 PROGRESS_INTERVAL = 2  # the settings' minimum: the tightest bound the figures can show
 # The mpv host samples the position once a second and the tracker sends at most one
@@ -61,6 +75,13 @@ class CrashFake(JellyfinFake):
         self.hold_writes = 0.0  # seconds each write request waits before it is handled
         self.inflight = 0
         self.arrivals = 0  # write requests that reached the server while held
+        self.listing_broken = False  # the item list answers 503: identification cannot finish
+
+    def list_items(self, req):
+        if self.listing_broken:
+            from werkzeug.wrappers import Response
+            return Response("busy", status=503)
+        return super().list_items(req)
 
     def mark_played(self, uid, iid, when=None):
         with self.lock:
@@ -101,6 +122,7 @@ class TrialResult:
     server_position_s: float
     notes: List[str] = field(default_factory=list)
     unsaved_clean_exit: int = 0  # play ended by itself, yet the watched mark never got saved
+    dropped_unidentified: int = 0  # played to the end while identification could not finish: mark lost
 
     @property
     def saved_before_kill(self) -> bool:
@@ -170,13 +192,22 @@ class CrashRig:
         self.fake = CrashFake().start()
         self.uid = self.fake.add_user("viewer", "pw")
         self.fake.issue_token(self.uid, TOKEN)
-        self.config = self.dir / "config.toml"
-        self.config.write_text(
+        # Short timeouts: a write cut by a kill is in doubt for connect + read timeout + 5 s (twice the
+        # timeouts for a position) before `sync` may judge it; the held write (hold_s) still answers in time.
+        self.config = self._write_config("config.toml", "connect_timeout = 1.0\nread_timeout = 2.0\n")
+        self.slow_configs = {mode: self._write_config(f"config-{mode}.toml",
+                                                      f"connect_timeout = 1.0\nread_timeout = {read}\n")
+                             for mode, (read, _hold) in SLOW_MODES.items()}
+        (self.dir / "mpv-config").mkdir(exist_ok=True)
+
+    def _write_config(self, name: str, extra: str) -> Path:
+        path = self.dir / name
+        path.write_text(
             f'[sync]\nprogress_interval = {PROGRESS_INTERVAL}\nwatched_percent = 90\n\n'
             f'[[servers]]\nid = "jf"\ntype = "jellyfin"\nurl = "{self.fake.url}"\n'
-            f'token = "{TOKEN}"\nuser_id = "{self.uid}"\n', encoding="utf-8")
-        os.chmod(self.config, 0o600)
-        (self.dir / "mpv-config").mkdir(exist_ok=True)
+            f'token = "{TOKEN}"\nuser_id = "{self.uid}"\n{extra}', encoding="utf-8")
+        os.chmod(path, 0o600)
+        return path
 
     def close(self) -> None:
         self.fake.stop(check=False)
@@ -184,9 +215,9 @@ class CrashRig:
     def violations(self) -> List[str]:
         return list(self.fake.violations)
 
-    def env(self, trial_dir: Path) -> Dict[str, str]:
+    def env(self, trial_dir: Path, config: Optional[Path] = None) -> Dict[str, str]:
         env = dict(os.environ)
-        env.update(PLAYBACK_SYNC_DATA_DIR=str(trial_dir / "data"), PLAYBACK_SYNC_CONFIG=str(self.config),
+        env.update(PLAYBACK_SYNC_DATA_DIR=str(trial_dir / "data"), PLAYBACK_SYNC_CONFIG=str(config or self.config),
                    XDG_STATE_HOME=str(trial_dir / "state"), XDG_CONFIG_HOME=str(trial_dir / "xdg-config"),
                    XDG_DATA_HOME=str(trial_dir / "xdg-data"), XDG_CACHE_HOME=str(trial_dir / "cache"),
                    PLAYBACK_SYNC_MPV_CONFIG_DIR=str(self.dir / "mpv-config"),
@@ -207,8 +238,12 @@ class CrashRig:
         item = self.fake.add_item(f"Clip {n}", path=str(clip), runtime_s=self.clip_seconds)
         db = tdir / "data" / "queue.sqlite"
         sock_path = str(tdir / "mpv.sock")
-        env = self.env(tdir)
-        self.fake.hold_writes = self.hold_s if mode == "request" else 0.0
+        env = self.env(tdir, self.slow_configs.get(mode))
+        if mode == "replay":
+            return self._replay_trial(n, tdir, clip, item, db, env)
+        self.fake.hold_writes = (self.hold_s if mode == "request" else SLOW_MODES[mode][1] if mode in SLOW_MODES
+                                 else 0.0)
+        self.fake.listing_broken = mode == "identify"
         self.fake.arrivals = 0
         cmd = self.cli("play", str(clip), "--vo=null", "--ao=null", f"--input-ipc-server={sock_path}")
         start = time.monotonic()
@@ -216,6 +251,8 @@ class CrashRig:
                                 start_new_session=True)
         # playback: anywhere from process start to shortly after the clip's natural end.
         kill_at = start + rng.uniform(0.0, 1.2 + self.clip_seconds)
+        if mode in ("slow", "quit", "identify"):
+            kill_at = float("inf")  # these play to the end and quit by themselves
         writes_to_wait = rng.randint(1, 8)  # enqueue: the k-th write of ~8 (open, changes, claims, closes)
         arrival_to_wait = rng.randint(1, 2)  # request: the progress or the watched request
         hold_kill_at = None
@@ -224,7 +261,7 @@ class CrashRig:
         sock, buf, rid = None, bytearray(), 0
         last_pos = 0.0
         killed = False
-        deadline = start + self.clip_seconds + 20
+        deadline = start + self.clip_seconds + 40
         try:
             while proc.poll() is None:
                 now = time.monotonic()
@@ -249,7 +286,7 @@ class CrashRig:
                         wal_seen = stamp
                         writes += 1
                         fire = writes >= writes_to_wait
-                else:
+                elif mode == "request":
                     if hold_kill_at is None and self.fake.arrivals >= arrival_to_wait:
                         hold_kill_at = now + rng.uniform(0.0, self.hold_s * 0.9)
                     fire = hold_kill_at is not None and now >= hold_kill_at
@@ -280,15 +317,21 @@ class CrashRig:
             if proc.returncode != 0:
                 notes.append(stderr.strip()[-300:])
         # Let the server finish what the dead process left in it, as a real server would.
-        wait_until = time.monotonic() + self.hold_s + 5
-        while self.fake.inflight and time.monotonic() < wait_until:
-            time.sleep(0.01)
+        if mode != "quit":  # quit: `sync` runs right after, while the server still holds the write
+            wait_until = time.monotonic() + self.hold_s + 5
+            while self.fake.inflight and time.monotonic() < wait_until:
+                time.sleep(0.01)
         self.fake.hold_writes = 0.0
+        self.fake.listing_broken = False
         acknowledged = read_rows(db)
 
         t_sync = time.monotonic()
-        done = subprocess.run(self.cli("sync", "--timeout", "20"), env=env, capture_output=True, text=True,
-                              timeout=60)
+        # 40 s: a send in doubt is judged only after its window (connect + read timeout + 5 s, twice
+        # the timeouts for a position): 25 s with the default timeouts.
+        done = subprocess.run(self.cli("sync", "--timeout", "40"), env=env, capture_output=True, text=True,
+                              timeout=90)
+        while self.fake.inflight:  # a write held past the sync lands, as on a real server
+            time.sleep(0.01)
         self.sync_seconds = time.monotonic() - t_sync
         if done.returncode != 0:
             notes.append(f"sync exit {done.returncode}: {(done.stdout + done.stderr).strip()[-300:]}")
@@ -302,9 +345,56 @@ class CrashRig:
         unsaved = int(not killed and proc.returncode == 0 and not data.played)
         if unsaved:
             notes.append("clean exit, but the watched mark was never saved")
+        if not killed and proc.returncode not in (0, None) and mode in ("slow", "quit", "identify"):
+            lost += 1  # the trial never played: count it, never pass it silently
+        dropped = int(mode == "identify" and not killed and not data.played
+                      and not any(r["status"] in ("pending", "failed") for r in final.values()))
+        if dropped:
+            notes.append("played to the end while identification could not finish: the watched mark was dropped")
         return TrialResult(n, mode, killed, round(kill_after, 3), round(last_pos, 3), len(acknowledged), lost,
                            stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes,
-                           unsaved)
+                           unsaved, dropped)
+
+    def _replay_trial(self, n: int, tdir: Path, clip: Path, item: str, db: Path, env) -> TrialResult:
+        """An older version's journal is imported by a `sync` killed at a random moment; `sync` again."""
+        data_dir = tdir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"kind": "tracked", "media": {"path": str(clip), "title": f"Clip {n}", "provider_ids": {},
+                                                        "entry_key": "1"},
+                           "change_type": "mark_watched", "position_ms": None,
+                           "duration_ms": int(self.clip_seconds * 1000), "created_at": time.time() - 30})
+        (data_dir / f"unqueued-changes.jsonl.{40000 + n}").write_text(line + "\n", encoding="utf-8")
+        start = time.monotonic()
+        first = subprocess.Popen(self.cli("sync", "--timeout", "20"), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        kill_at = self.rng.uniform(0.0, 2.5)
+        killed = False
+        while first.poll() is None:
+            if time.monotonic() - start >= kill_at:
+                os.kill(first.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.005)
+        first.wait(10)
+        kill_after = time.monotonic() - start
+        acknowledged = read_rows(db)
+        notes: List[str] = []
+        done = subprocess.run(self.cli("sync", "--timeout", "40"), env=env, capture_output=True, text=True,
+                              timeout=90)
+        if done.returncode != 0:
+            notes.append(f"sync exit {done.returncode}: {(done.stdout + done.stderr).strip()[-300:]}")
+        final = {r["id"]: r for r in read_rows(db)}
+        data = self.fake.user_data(self.uid, item)
+        lost = 0 if data.played else 1
+        if lost:
+            notes.append("the journal's watched mark did not reach the server")
+        if list(data_dir.glob("unqueued-changes.jsonl*")):
+            notes.append("the journal file is still there")
+        stranded = sum(1 for r in final.values() if r["status"] == "syncing")
+        dup = max(0, self.fake.played_applied[item] - 1)
+        queued = sum(1 for r in final.values() if r["status"] in ("pending", "failed"))
+        return TrialResult(n, "replay", killed, round(kill_after, 3), 0.0, len(acknowledged), lost, stranded, dup,
+                           queued, 0.0, data.played, 0.0, notes)
 
     @staticmethod
     def _lost(acknowledged: List[dict], final: Dict[int, dict], data, notes: List[str]):
@@ -358,6 +448,8 @@ def summarize(results: List[TrialResult]) -> Dict[str, object]:
         "max_position_error_startup_window_s": max((r.position_error_s for r in results
                                                     if not r.saved_before_kill), default=0.0),
         "clean_exits_unsaved": sum(r.unsaved_clean_exit for r in results),
+        "dropped_unidentified": sum(r.dropped_unidentified for r in results),
+        "trials_by_mode": dict(Counter(r.mode for r in results)),
         "progress_interval_s": PROGRESS_INTERVAL,
         "position_error_over_interval": sum(1 for r in results if r.position_error_s > PROGRESS_INTERVAL),
         "watched_on_server": sum(1 for r in results if r.server_played),
@@ -365,13 +457,13 @@ def summarize(results: List[TrialResult]) -> Dict[str, object]:
 
 
 def run_trials(workdir: Path, trials: int, *, seed: Optional[int] = None, clip_seconds: float = 4.0,
-               hold_s: float = 1.0, progress=None) -> List[TrialResult]:
+               hold_s: float = 1.0, progress=None, modes=KILL_MODES) -> List[TrialResult]:
     rng = random.Random(seed)
     rig = CrashRig(workdir, clip_seconds=clip_seconds, hold_s=hold_s, rng=rng)
     results = []
     try:
         for n in range(trials):
-            r = rig.trial(n, MODES[n % len(MODES)])
+            r = rig.trial(n, modes[n % len(modes)])
             results.append(r)
             if progress is not None:
                 progress(r)

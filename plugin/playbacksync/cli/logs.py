@@ -11,9 +11,10 @@ class _Redact(logging.Filter):
     """Scrubs tokens from every record before any handler writes it."""
 
     def filter(self, record):
+        from ..fsnames import shown
         from ..redact import redact
 
-        record.msg = redact(record.getMessage())
+        record.msg = shown(redact(record.getMessage()))  # a file name that is not UTF-8 cannot break a log
         record.args = None
         return True
 

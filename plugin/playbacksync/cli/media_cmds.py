@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import List
 
 from . import describe as d
@@ -46,7 +47,9 @@ def cmd_identify(args) -> int:
 
     config = load_config(args)
     backends = {s.id: make_backend(s) for s in config.enabled_servers()}
-    index = ItemIndex(data_dir(data_dir_arg(args)))
+    index = ItemIndex.open_or_temporary(data_dir(data_dir_arg(args)))
+    if index.problem:
+        print(f"playback-sync: {index.problem}", file=sys.stderr)
     identifier = Identifier(config, backends, index)
     results, titles = {}, {}
     try:
@@ -58,7 +61,8 @@ def cmd_identify(args) -> int:
             results[target] = identifier.identify(media)
             titles[target] = {sid: _title(index, sid, m.item_id) for sid, m in results[target].items()}
     finally:
-        identifier.close(0.5)
+        if identifier.close(0.5):  # a refresh still winding down keeps its connection
+            index.close()
         for b in backends.values():
             b.close()
     if args.json:

@@ -68,6 +68,11 @@ def _send(args, config, q, ids, total: int, timeout: float):
     service.start()
     bar = Progress("sending", total)
     deadline = time.monotonic() + timeout
+    # A change whose last send got no answer (a crash or quit mid-request) is sent or judged only
+    # once that send can no longer land (see worker.py): wait for it rather than report it pending.
+    in_doubt = max((r.unsure_until or 0.0 for r in q.rows(statuses=(PENDING,))), default=0.0)
+    if in_doubt > time.time():
+        deadline = max(deadline, time.monotonic() + (in_doubt - time.time()) + timeout)
     states: Dict[str, str] = {}
     try:
         service.wait_ready(10)
@@ -99,7 +104,7 @@ def _read_libraries_for_waiting_rows(args, config, q, ids) -> None:
     from .library import read_new_libraries
 
     backends = {s.id: make_backend(s) for s in config.enabled_servers() if s.id in need}
-    index = ItemIndex(data_folder(args))
+    index = ItemIndex.open_or_temporary(data_folder(args))
     try:
         read_new_libraries(index, backends, need, say_errors=False)
     finally:

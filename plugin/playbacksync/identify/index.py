@@ -134,8 +134,14 @@ class ItemIndex:
 
     def __init__(self, data_dir: Optional[str] = None, *, filename: str = "index.sqlite",
                  clock=time.time, busy_timeout: float = 30.0):
-        self.data_dir = str(data_dir or default_data_dir())
+        try:
+            self.data_dir = str(data_dir or default_data_dir())
+        except OSError as e:
+            raise IndexStorageError("cannot create the data folder for the item index: %s"
+                                    % (e.strerror or e)) from None
         self.path = os.path.join(self.data_dir, filename)
+        self.problem: Optional[str] = None  # why a temporary index stands in (open_or_temporary)
+        self._temporary: Optional[str] = None
         self._clock = clock
         # synchronous NORMAL: a cache, losing the last refresh costs a refresh
         self._db = SqliteFile(self.path, what="the item index", error=IndexStorageError,
@@ -148,9 +154,28 @@ class ItemIndex:
         private_file(self.path)
         self._open()
 
+    @classmethod
+    def open_or_temporary(cls, data_dir: Optional[str] = None, **options) -> "ItemIndex":
+        """The index in ``data_dir``; if that cannot be used (a read-only folder, say), a temporary
+        one for this process, rebuilt from the servers as needed. ``problem`` then says why."""
+        try:
+            return cls(data_dir, **options)
+        except IndexStorageError as e:
+            import tempfile
+
+            folder = tempfile.mkdtemp(prefix="playback-sync-index-")
+            index = cls(folder, **options)
+            index._temporary = folder
+            index.problem = "%s; using a temporary item index for this run" % e
+            log.warning("%s", index.problem)
+            return index
+
     # -- storage -----------------------------------------------------------------
 
     def _open(self) -> None:
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):  # a folder, say: not ours
+            aside = move_aside(self.path, "unusable", what=self._db.what, error=IndexStorageError)
+            log.warning("item index %s was not a file; moved it to %s and rebuilt the index", self.path, aside)
         try:
             self._init_schema()
         except IndexStorageError as e:
@@ -187,6 +212,11 @@ class ItemIndex:
 
     def close(self) -> None:
         self._db.close()
+        if self._temporary:
+            import shutil
+
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
 
     # -- writing -----------------------------------------------------------------
 

@@ -34,38 +34,23 @@ Transactions
     so no stale metadata survives a migration.
 
 Coalescing (per key = server, media, user; only rows not yet sent are touched)
-    The media is the reference the change was recorded against (rows.py's
-    ``media_key``: path as played + provider ids), so coalescing bounds the
-    rows per (server, media) before and after the server's item is known.
-    * A new ``progress_update`` updates in place the key's latest pending row if
-      that row is a progress_update (position, duration, created_at,
-      updated_at); otherwise it is added after the key's rows. Older pending
-      or failed progress rows of the key are closed as superseded.
-    * A new ``mark_watched``/``mark_unwatched`` closes as superseded every
-      pending and failed row of the key (progress or the opposite state): the
-      new state replaces the server's whole state. A pending row of the same
-      kind after anything in flight absorbs it (the server is told once).
-    * A row in ``syncing`` is in flight and never touched: a change made
-      meanwhile becomes a new pending row, applied after it.
-    * So a key holds at most ``[watched|unwatched] [progress]`` pending: a
-      rewatch's progress is applied after the watched mark; a later unwatched
-      cancels a pending watched and the reverse.
-    * When a row goes back to pending (retry, release, crash recovery,
-      retry_failed) and a later row of its key already overrides it, it is
-      closed as superseded instead of being sent out of order; if it is a
-      watched/unwatched mark and a later progress of its key already went out,
-      that progress is queued again after it (the mark resets the resume point).
-    Superseded rows are closed (status ``synced``, resolution ``superseded``,
-    ``error_message`` says why), never sent, and pruned like synced rows.
+    The rule is written once, in :mod:`.rules`; :mod:`.coalesce` applies it to
+    the rows inside each write transaction (see there). A key holds at most
+    ``[watched|unwatched] [progress]`` pending; superseded rows are closed
+    with the reason, never sent.
 
 Claims and recovery
     ``claim`` takes due pending rows of one server, oldest first, at most one
     per key and only the key's oldest pending row, skipping keys with a row in
     flight: per item the server sees changes in the order they were made.
-    Each claim records an owner (host:pid:token) and a lease. Rows left in
-    ``syncing`` go back to pending (at open and in ``recover_stale``) when the
-    owner is a dead process on this host or the lease has expired; a live
-    process's claims within their lease are left alone. ``extend_lease``
+    Each claim records an owner (host:pid:token) and a lease; from its first
+    claim the queue holds an exclusive lock on ``queue-owners/<token>.lock``
+    in the data dir, which the kernel drops when the process dies
+    (:mod:`.owners`). Rows left in ``syncing`` go back to pending (at open and
+    in ``recover_stale``) when the owner's lock is free (it is dead, whatever
+    PID namespace it ran in and whoever has its PID now) or the lease has
+    expired; a live process's claims within their lease are left alone. Only
+    an owner without a lock file (an older version) is judged by host:pid. ``extend_lease``
     renews a long send. The outcome methods (mark_synced from syncing,
     mark_retry, mark_failed, release) act only on rows this queue claimed and
     return False otherwise, so a claim taken over after its lease ran out is
@@ -87,7 +72,8 @@ Damaged files
 Modules
     :mod:`playbacksync.sqlite_file` (connections, transactions, error
     messages, shared with the item index), :mod:`.opening` (check, migrate,
-    move aside), :mod:`.rules` (coalescing), this module (queue operations).
+    move aside), :mod:`.rules` (the coalescing rule), :mod:`.coalesce` (applying
+    it in SQL), :mod:`.rows` (row ↔ change), this module (queue operations).
 """
 from __future__ import annotations
 
@@ -98,11 +84,14 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional
 
-from ..changes import APPLIED, FAILED, PENDING, STATUSES, SYNCING, Change, QueuedChange
+from ..changes import APPLIED, Change, QueuedChange
 from ..sqlite_file import SqliteFile, StorageError
+from . import owners
 from .opening import open_queue
-from .rows import COLUMNS as _COLUMNS, INSERT_COLUMNS, TABLE, to_change as _to_change, to_values
-from .rules import KeyRow, plan_enqueue, progress_to_resend, superseded_by_later
+from .reads import QueueReads
+from . import coalesce, salvage
+from .rows import COLUMNS as _COLUMNS, TABLE, to_change as _to_change, to_values
+from .salvage import DamageReport
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +113,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class SyncQueue:
+class SyncQueue(QueueReads):
     """The durable queue of changes waiting for a server (see the module docstring)."""
 
     def __init__(self, data_dir: Optional[str] = None, *, clock=time.time, lease_seconds: float = 120.0,
@@ -146,15 +135,29 @@ class SyncQueue:
         self.retention_days = float(retention_days)
         self.busy_timeout = float(busy_timeout)
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"  # as secrets.token_hex, without its hmac imports
+        token = os.urandom(8).hex()  # as secrets.token_hex, without its hmac imports
+        self.owner = f"{self.host}:{os.getpid()}:{token}"
+        self._owner_lock = owners.OwnerLock(folder, token)
         self._db = SqliteFile(self.path, what="the queue database", error=QueueError, held="queued",
                               busy_timeout=busy_timeout, synchronous=synchronous)
-        self.moved_aside: Optional[str] = None  # where a damaged file went, if one did
+        self.damage: Optional[DamageReport] = None  # what happened to a damaged file, if one was
         self._open()
+
+    @property
+    def moved_aside(self) -> Optional[str]:
+        """Where a damaged file went at this open, if one did."""
+        return self.damage.moved_to if self.damage else None
+
+    def damage_reports(self) -> List[DamageReport]:
+        """Reports of damaged queue files moved aside and still kept in the folder, oldest first."""
+        return salvage.reports(self.folder, os.path.basename(self.path))
 
     # -- opening -------------------------------------------------------
     def _open(self) -> None:
-        self.moved_aside = open_queue(self._db)
+        alive, gone = owners.survey(self.folder)
+        self.damage = open_queue(self._db, unclean=gone > 0, check_wal=alive == 0, now=self.clock(),
+                                 probe=f"SELECT {_COLUMNS} FROM {TABLE} LIMIT 0")
+        self._owner_lock.hold()  # for our lifetime: see .owners
         try:
             self.recover_stale()
             self.prune()
@@ -191,7 +194,7 @@ class SyncQueue:
         now = self.clock()
         values = to_values(change, now)
         with self._tx("queue a change") as q:
-            return self._enqueue(q, change.change_type, values, now)
+            return coalesce.enqueue(q, change.change_type, values, now)
 
     def import_once(self, token: str, changes: Iterable[Change]) -> bool:
         """Queue ``changes`` in one transaction, unless ``token`` was imported before.
@@ -205,72 +208,9 @@ class SyncQueue:
             if q("SELECT 1 FROM legacy_imports WHERE token = :t", t=token).fetchone() is not None:
                 return False
             for change_type, values in rows:
-                self._enqueue(q, change_type, values, now)
+                coalesce.enqueue(q, change_type, values, now)
             q("INSERT INTO legacy_imports (token, imported_at) VALUES (:t, :now)", t=token, now=now)
         return True
-
-    def _enqueue(self, q, change_type: str, values: dict, now: float) -> int:
-        rows = self._key_rows(q, values["source_id"], values["media_key"], values["user_id"],
-                              "AND status IN ('pending', 'syncing', 'failed')")
-        plan = plan_enqueue(rows, change_type)
-        for row_id, why in plan.close:
-            self._close_superseded(q, row_id, why, now)
-        if plan.update_id is not None:
-            q(f"UPDATE {TABLE} SET position_ms = :position_ms, duration_ms = :duration_ms, "
-              "completed = :completed, created_at = :created_at, updated_at = :now WHERE id = :id",
-              id=plan.update_id, now=now, **{k: values[k] for k in
-                                            ("position_ms", "duration_ms", "completed", "created_at")})
-            return plan.update_id
-        names = [n.strip() for n in INSERT_COLUMNS.split(",")]
-        return q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
-                 f"VALUES ({', '.join(':' + n for n in names)}, :now, 'pending', 0, 0)",
-                 now=now, **values).lastrowid
-
-    @staticmethod
-    def _key_rows(q, source_id: str, key: str, user_id: str, where: str = "", **params) -> List[KeyRow]:
-        """The rows of one (server, media, user) as the coalescing rules see them.
-
-        A pending row whose last send may still land (``sent_at`` set) counts as
-        in flight: nothing may absorb, close or overtake it until the worker knows.
-        """
-        return [KeyRow(r[0], r[1], SYNCING if (r[2] == PENDING and r[4] is not None) else r[2], r[3])
-                for r in q(f"SELECT id, change_type, status, resolution, sent_at FROM {TABLE} "
-                           f"WHERE source_id = :s AND media_key = :k AND user_id = :u {where} ORDER BY id",
-                           s=source_id, k=key, u=user_id, **params)]
-
-    @staticmethod
-    def _close_superseded(q, row_id: int, why: str, now: float) -> None:
-        q(f"UPDATE {TABLE} SET status = 'synced', resolution = 'superseded', error_message = :why, "
-          "updated_at = :now, claim_owner = NULL, lease_expires_at = NULL WHERE id = :id",
-          id=row_id, why=why, now=now)
-
-    def _settle(self, q, row_ids: Iterable[int], now: float) -> int:
-        """Close rows just returned to pending that a later row of their key overrides.
-
-        A row whose send is in doubt is left for the worker (it checks the server
-        once that send can no longer land; see worker.py).
-        """
-        closed = 0
-        for row_id in row_ids:
-            me = q(f"SELECT id, change_type, status, resolution, source_id, media_key, user_id, sent_at "
-                   f"FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
-            if me is None or me["status"] != PENDING or me["sent_at"] is not None:
-                continue
-            later = self._key_rows(q, me["source_id"], me["media_key"], me["user_id"], "AND id > :id", id=row_id)
-            row = KeyRow(me["id"], me["change_type"], me["status"], me["resolution"])
-            if superseded_by_later(row, later):
-                newer = max(r.id for r in later)
-                self._close_superseded(q, row_id, f"superseded by a later change (row {newer}) "
-                                       "before it could be sent", now)
-                closed += 1
-                continue
-            resend = progress_to_resend(row, later)
-            if resend is not None:
-                # A rewatch's position already went out before this watched/unwatched mark,
-                # which resets it on the server: send that position again after the mark.
-                q(f"INSERT INTO {TABLE} ({INSERT_COLUMNS}, updated_at, status, attempt_count, next_attempt_at) "
-                  f"SELECT {INSERT_COLUMNS}, :now, 'pending', 0, 0 FROM {TABLE} WHERE id = :id", id=resend, now=now)
-        return closed
 
     def resolve_item(self, row_id: int, item_id: str) -> int:
         """The server's item for this row's media is known: write it into the row and into
@@ -291,66 +231,6 @@ class SyncQueue:
         with self._tx("wake changes waiting to identify") as q:
             return q(f"UPDATE {TABLE} SET next_attempt_at = 0 WHERE source_id = :s AND status = 'pending' "
                      "AND media_item_id IS NULL AND next_attempt_at > 0", s=source_id).rowcount
-
-    # -- reading ---------------------------------------------------------
-    def get_pending(self, source_id: Optional[str] = None, *, due_only: bool = True,
-                    limit: Optional[int] = None) -> List[QueuedChange]:
-        """Pending rows (due now unless ``due_only=False``), ordered by id."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE status = 'pending'"
-        params = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if due_only:
-            sql += " AND next_attempt_at <= :now"
-            params["now"] = self.clock()
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT :lim"
-            params["lim"] = int(limit)
-        with self._tx("read pending changes", write=False) as q:
-            return [_to_change(r) for r in q(sql, **params)]
-
-    def get(self, row_id: int) -> Optional[QueuedChange]:
-        """One row by id, whatever its status."""
-        with self._tx("read a change", write=False) as q:
-            row = q(f"SELECT {_COLUMNS} FROM {TABLE} WHERE id = :id", id=row_id).fetchone()
-        return _to_change(row) if row is not None else None
-
-    def rows(self, source_id: Optional[str] = None, statuses: Optional[Iterable[str]] = None) -> List[QueuedChange]:
-        """All rows (optionally of one server / some statuses), ordered by id; for status views."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE 1 = 1"
-        params: dict = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if statuses is not None:
-            sql += " AND status IN :ids"
-            params["ids"] = list(statuses)
-        with self._tx("read changes", write=False) as q:
-            return [_to_change(r) for r in q(sql + " ORDER BY id", **params)]
-
-    def get_failed_retryable(self, source_id: Optional[str] = None) -> List[QueuedChange]:
-        """Failed rows (kept for the viewer to retry), ordered by id."""
-        return self.rows(source_id, (FAILED,))
-
-    def settings(self) -> Dict[str, object]:
-        """The durability settings in force on a queue connection (journal, synchronous, busy timeout)."""
-        with self._tx("read settings", write=False) as q:
-            journal = q("PRAGMA journal_mode").fetchone()[0]
-            sync = q("PRAGMA synchronous").fetchone()[0]
-            busy = q("PRAGMA busy_timeout").fetchone()[0]
-        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-        return {"journal_mode": journal, "synchronous": names.get(sync, sync), "busy_timeout_ms": busy}
-
-    def counts(self) -> Dict[str, Dict[str, int]]:
-        """{source_id: {status: n}} with every status present."""
-        out: Dict[str, Dict[str, int]] = {}
-        with self._tx("count changes", write=False) as q:
-            for source, status, n in q(f"SELECT source_id, status, COUNT(*) FROM {TABLE} "
-                                       "GROUP BY source_id, status"):
-                out.setdefault(source, {s: 0 for s in STATUSES})[status] = n
-        return out
 
     # -- claiming --------------------------------------------------------
     def claim(self, source_id: str, *, limit: int = 100, due_only: bool = True) -> List[QueuedChange]:
@@ -454,7 +334,7 @@ class SyncQueue:
                   id=row_id, err=error, at=float(next_attempt_at), inc=1 if count_attempt else 0,
                   now=now, owner=self.owner).rowcount
             if n:
-                self._settle(q, [row_id], now)
+                coalesce.settle(q, [row_id], now)
         return bool(n)
 
     def mark_failed(self, row_id: int, error: str) -> bool:
@@ -479,7 +359,7 @@ class SyncQueue:
             if back:
                 q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
                   "lease_expires_at = NULL WHERE id IN :ids", ids=back, now=now)
-                self._settle(q, back, now)
+                coalesce.settle(q, back, now)
         return len(back)
 
     def retry_failed(self, source_id: Optional[str] = None) -> int:
@@ -496,7 +376,7 @@ class SyncQueue:
                 return 0
             q(f"UPDATE {TABLE} SET status = 'pending', attempt_count = 0, next_attempt_at = 0, "
               "updated_at = :now WHERE id IN :ids", ids=back, now=now)
-            closed = self._settle(q, back, now)
+            closed = coalesce.settle(q, back, now)
         return len(back) - closed
 
     def clear_failed(self, source_id: Optional[str] = None, ids: Optional[Iterable[int]] = None) -> int:
@@ -513,28 +393,42 @@ class SyncQueue:
             return q(sql, **params).rowcount
 
     # -- housekeeping ----------------------------------------------------
-    def _stale(self, owner: Optional[str], lease: Optional[float], now: float) -> bool:
+    def _stale(self, owner: Optional[str], lease: Optional[float], now: float, gone: Dict[str, bool]) -> bool:
+        """Whether a claim can be taken back: no owner or lease, an expired lease, or a dead owner.
+
+        The owner is dead when its lock file can be locked (see :mod:`.owners`);
+        an owner without a lock file (older versions) is judged by host:pid.
+        """
         if not owner or lease is None or lease <= now:
             return True
         host, _, rest = owner.partition(":")
-        pid, _, _token = rest.partition(":")
-        if host == self.host and pid.isdigit():
-            return not _pid_alive(int(pid))
-        return False
+        pid, _, token = rest.partition(":")
+        if owner not in gone:
+            verdict = owners.owner_gone(self.folder, token)
+            if verdict is None:  # no lock file: host:pid decides, on this host only
+                verdict = host == self.host and pid.isdigit() and not _pid_alive(int(pid))
+            gone[owner] = verdict
+        return gone[owner]
 
     def recover_stale(self) -> int:
-        """Rows in syncing whose owner died (this host) or whose lease expired → pending."""
+        """Rows in syncing whose owner is provably dead or whose lease expired → pending."""
         now = self.clock()
+        gone: Dict[str, bool] = {}
         with self._tx("recover interrupted changes") as q:
             stale = [r[0] for r in q(f"SELECT id, claim_owner, lease_expires_at FROM {TABLE} "
                                      "WHERE status = 'syncing' ORDER BY id")
-                     if self._stale(r[1], r[2], now)]
-            if not stale:
-                return 0
-            q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
-              "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
-            self._settle(q, stale, now)
-        log.info("queue: %d interrupted change(s) back to pending", len(stale))
+                     if self._stale(r[1], r[2], now, gone)]
+            if stale:
+                q(f"UPDATE {TABLE} SET status = 'pending', updated_at = :now, claim_owner = NULL, "
+                  "lease_expires_at = NULL WHERE id IN :ids", ids=stale, now=now)
+                coalesce.settle(q, stale, now)
+            if os.path.isdir(os.path.join(self.folder, owners.FOLDER)):  # lock files of owners gone, holding nothing
+                holding = {r[0].rpartition(":")[2] for r in q(
+                    f"SELECT DISTINCT claim_owner FROM {TABLE} WHERE status = 'syncing' "
+                    "AND claim_owner IS NOT NULL")}
+                owners.sweep(self.folder, holding | {self.owner.rpartition(":")[2]})
+        if stale:
+            log.info("queue: %d interrupted change(s) back to pending", len(stale))
         return len(stale)
 
     def prune(self, now: Optional[float] = None) -> int:
@@ -545,6 +439,15 @@ class SyncQueue:
                      cut=now - self.retention_days * DAY).rowcount
 
     def close(self) -> None:
+        if self._owner_lock.held:
+            try:
+                with self._tx("close the queue", write=False) as q:
+                    holding = q(f"SELECT COUNT(*) FROM {TABLE} WHERE status = 'syncing' "
+                                "AND claim_owner = :owner", owner=self.owner).fetchone()[0]
+            except QueueError:
+                holding = 1
+            if not holding:  # else keep the lock to our death: a send may still be in flight
+                self._owner_lock.release()
         self._db.close()
 
     def __enter__(self):

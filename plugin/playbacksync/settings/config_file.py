@@ -7,6 +7,7 @@ Saving is atomic (temp file in the same folder, fsync, rename) and private
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -121,6 +122,15 @@ def check_url(value: str) -> Optional[Tuple[str, str]]:
     return None
 
 
+def check_number(f: Field, value: float) -> Optional[Tuple[str, str]]:
+    """(what is wrong, how to fix it) for a number setting's value, or None if it is usable."""
+    if not math.isfinite(value):  # TOML has nan and inf; none of our numbers means anything with them
+        return f"{value} is not a finite number", f"write an ordinary number, e.g. {f.key} = {f.default}"
+    if (f.minimum is not None and value < f.minimum) or (f.maximum is not None and value > f.maximum):
+        return f"{value:g} is out of range", f"use a value from {f.minimum:g} to {f.maximum:g}"
+    return None
+
+
 def _value(f: Field, raw: Any, where: str, problems: List[Problem]) -> Any:
     key = f"{where}{f.key}"
     if f.kind in ("str", "secret", "path", "id", "type", "url", "choice"):
@@ -147,9 +157,10 @@ def _value(f: Field, raw: Any, where: str, problems: List[Problem]) -> Any:
             problems.append(Problem(key, f"is {_kind_name(raw)}, not a number",
                                     f"write a number without quotes, e.g. {f.key} = {f.default}"))
             return None
-        if (f.minimum is not None and raw < f.minimum) or (f.maximum is not None and raw > f.maximum):
-            problems.append(Problem(key, f"{raw} is out of range",
-                                    f"use a value from {f.minimum:g} to {f.maximum:g}"))
+        bad = check_number(f, raw)
+        if bad:
+            problems.append(Problem(key, *bad))
+            return None if not math.isfinite(raw) else float(raw)
         return float(raw)
     raise AssertionError(f.kind)
 
@@ -338,6 +349,10 @@ def load_config(path: str) -> Config:
         raise ConfigError(path, [Problem("", f"not valid TOML: {exc}",
                                          "fix the syntax there (text values need \"quotes\", "
                                          "true/false and numbers none)")]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or inline tables
+        raise ConfigError(path, [Problem("", "nests arrays or tables too deeply to be read",
+                                         "settings are at most a few levels deep: remove the deeply "
+                                         "nested value (e.g. [[[[…]]]])")]) from None
     config = config_from_dict(data, path)
     _register_tokens(config)
     if any(s.token for s in config.servers):

@@ -8,13 +8,14 @@ Regenerate after changing ``schema``::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..config import SERVER_TYPES, Config, PathMapping, ServerConfig, SyncOptions
-from .config_file import ConfigError, Problem, _register_tokens, check_url
+from .config_file import ConfigError, Problem, _register_tokens, check_number, check_url
 from .schema import (ACTIONS, ADDON_ID, CATEGORY_LABELS, CHOICE_LABELS, FIELD_GROUPS, GROUP_LABELS,
                      SERVER_FIELDS, SYNC_FIELDS, TYPE_LABELS, Field, action_command, kodi_setting_ids)
 
@@ -49,8 +50,9 @@ def _flat_value(f: Field, sid: str, raw: Any, problems: List[Problem]) -> Any:
         except (TypeError, ValueError):
             problems.append(Problem(key, f"{raw!r} is not a number", f"enter a number, e.g. {f.default}"))
             return float(f.default)
-        if (f.minimum is not None and v < f.minimum) or (f.maximum is not None and v > f.maximum):
-            problems.append(Problem(key, f"{v:g} is out of range", f"use a value from {f.minimum:g} to {f.maximum:g}"))
+        bad = check_number(f, v)
+        if bad:
+            problems.append(Problem(key, bad[0], bad[1] if math.isfinite(v) else f"enter a number, e.g. {f.default}"))
         return v
     v = str(raw)
     if f.kind == "choice" and v not in f.choices:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 from ..backends.base import AuthError, Backend, ItemState, PermanentError, TransientError
 from ..queue import pause
 from ..redact import redact
-from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
+from ..changes import APPLIED, PROGRESS, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
 from .plan import ItemKey, conflict, landed, plan_batch, waited
@@ -49,6 +49,7 @@ class Lane:
         self.own_writes: Dict[ItemKey, float] = {}  # item -> when this worker last wrote it
         self.inflight: Set[int] = set()             # claimed row ids not yet closed or released
         self.told_unidentified: Set[str] = set()    # media keys whose "not identified yet" was told
+        self.passes = 0                             # loop passes finished (tests wait on it, never sleep)
         self.abandoned = False
         self.thread: Optional[threading.Thread] = None
 
@@ -101,6 +102,7 @@ class Lane:
                 self._release_all()
                 more = False
                 stopping.wait(1.0)  # don't spin on a persistent bug
+            self.passes += 1
             if more:
                 self.wake.set()
 
@@ -243,7 +245,6 @@ class Lane:
             state = self._read(backend, gen, key, rows)
             if state is None:
                 return
-        window = send_window(backend, self.w.send_window)
         for i, row in enumerate(rows):
             if self.halted():
                 self._release(rows[i:])
@@ -266,6 +267,7 @@ class Lane:
                 if why is not None:
                     self._close(row, SUPERSEDED, why, event=True)
                     continue
+            window = send_window(backend, self.w.send_window, requests=2 if row.change_type == PROGRESS else 1)
             with self.lock:  # durably "a write of this row goes out now", before it does
                 if self.abandoned or not self.w.queue.begin_send(row.id, window, seen):
                     self.inflight.discard(row.id)  # no longer ours: whoever holds it decides

@@ -16,19 +16,20 @@ SEND_MARGIN = 5.0
 DEFAULT_WINDOW = 120.0
 
 
-def send_window(backend, override: Optional[float] = None) -> float:
+def send_window(backend, override: Optional[float] = None, *, requests: int = 1) -> float:
     """Seconds after a send starts until that send surely cannot land any more.
 
-    A change may take two requests (Emby's read-modify-write of a position,
-    Jellyfin 10.8's session pair), each bounded by connect + read timeout; a
-    server still busy with a request whose client gave up is given the margin.
+    Each request is bounded by connect + read timeout; a change that takes
+    two requests (a position: Emby's read-modify-write, Jellyfin 10.8's
+    session pair) gets twice that. ``SEND_MARGIN`` covers a server still
+    busy with a request whose client gave up.
     """
     if override is not None:
         return max(0.0, float(override))
     timeout = getattr(getattr(backend, "http", None), "timeout", None)
     try:
         connect, read = timeout
-        return 2 * (float(connect) + float(read)) + SEND_MARGIN
+        return max(1, requests) * (float(connect) + float(read)) + SEND_MARGIN
     except (TypeError, ValueError):
         return DEFAULT_WINDOW
 

@@ -30,8 +30,9 @@ rules, each closing one way of sending twice:
 
 1. *Record the send before it goes out.* ``begin_send`` writes, in the row
    and durably, the send time, ``unsure_until`` = now + the send window
-   (``2 × (connect + read timeout) + 5 s``, sending.py: past it the server
-   cannot still be working on a request whose client gave up), and the play
+   (``connect + read timeout + 5 s``, twice the timeouts for a position,
+   which may take two requests; sending.py: past it the server cannot still
+   be working on a request whose client gave up), and the play
    count read from the server just before. It also checks the claim is still
    ours (a claim lost to another process sends nothing) and renews the lease.
 2. *An unknown outcome keeps the row in doubt.* A timeout, a lost connection,
@@ -202,6 +203,12 @@ class SyncWorker:
     def server_states(self) -> Dict[str, str]:
         """online | offline | paused | auth_required | unknown, per server."""
         return {sid: lane.status() for sid, lane in list(self._lanes.items())}
+
+    def passes(self, source_id: str) -> int:
+        """How many passes one server's lane has finished (a test waits for one to end
+        instead of sleeping; a pass that sent nothing shows that nothing was due)."""
+        lane = self._lanes.get(source_id)
+        return lane.passes if lane is not None else 0
 
     def subscribe(self, callback: Callable[[WorkerEvent], None]) -> Callable[[], None]:
         """callback(WorkerEvent), called on a worker thread (keep it quick). Returns an unsubscribe."""

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Callable, Dict, Iterable, Optional
 
+from ...fsnames import for_player
 from ...tracker.events import PlaybackEvent
 from .common import (DEFAULT_KEYS, KEY_SECTION, MESSAGE, OBSERVED, UNLOAD_HELPER, UNLOAD_MESSAGE, PlayerError,
                      fs_name, key_bindings, redact_text, resolve_path, text)
@@ -137,7 +138,8 @@ class MpvHost:
         # sample stands in.
         self._transport.command_async("load-script", UNLOAD_HELPER)
         for target in targets:
-            player.loadfile(resolve_path(target, os.getcwd()), "append-play")
+            # a name that is not UTF-8 goes to mpv as its bytes (python-mpv's loadfile would refuse it)
+            player.command("loadfile", for_player(resolve_path(target, os.getcwd())), "append-play")
         # The rest is asynchronous, so it does not hold up the first frame. The keys are an input
         # section with the "default" flag: a binding of the same key in the user's input.conf wins.
         self._transport.command_async("define-section", KEY_SECTION, key_bindings(self._keys), "default")

@@ -131,7 +131,7 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
     from ...settings.locate import Locations
 
     locations = Locations.from_args(args)
-    service = None
+    service = failure = None
     try:
         try:
             config = locations.load_config()
@@ -153,10 +153,12 @@ def play(args, mpv_args: List[str], *, on_first_frame: Optional[Callable[[], Non
                 service.wait_ready(10)
             except Exception as exc:
                 log.error("sync service failed: %s", exc)
+                failure = exc
             service.stop(3.0)
-            lost, why = service.unrecorded()
-            if lost:  # the viewer must see it, and scripts must not take it for success
-                print(f"playback-sync: {lost} change(s) of this viewing could not be recorded: {why}",
-                      file=sys.stderr)
-                code = EXIT_NOT_RECORDED
+    if failure is not None:  # nothing of this viewing could be recorded: the CLI says why, exit non-zero
+        raise failure
+    lost, why = service.unrecorded() if service is not None else (0, "")
+    if lost:  # the viewer must see it, and scripts must not take it for success
+        print(f"playback-sync: {lost} change(s) of this viewing could not be recorded: {why}", file=sys.stderr)
+        return EXIT_NOT_RECORDED
     return code

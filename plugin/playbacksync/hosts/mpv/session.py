@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Protocol
 
+from ...fsnames import shown
 from ...tracker.events import (ENDED, MARKED_UNWATCHED, MARKED_WATCHED, PAUSED, POSITION, RESUMED, SEEKED,
                                STARTED, MediaRef, PlaybackEvent, finite)
 from .common import OSD_MS, OsdPolicy, redact_text, redact_url, resolve_path, shown_title, text
@@ -375,4 +376,4 @@ class MpvSession:
 
     def show(self, message: str) -> None:
         """A short OSD message (tokens redacted)."""
-        self.transport.command_async("show-text", redact_text(message), str(OSD_MS))
+        self.transport.command_async("show-text", redact_text(shown(message)), str(OSD_MS))

@@ -41,6 +41,13 @@ def downgrade(connection, revision: str = "base") -> None:
     command.downgrade(alembic_config(connection), revision)
 
 
+def known_revisions() -> set:
+    """Every revision this version has a migration for (loads alembic)."""
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(HERE).walk_revisions()}
+
+
 def current_revision(connection):
     from alembic.migration import MigrationContext
 
