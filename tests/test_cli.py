@@ -90,7 +90,7 @@ def test_status_lists_changes_waiting_to_identify_with_the_reason(env, jellyfin,
     q.mark_retry(rid, "waiting to identify: no path mapping covers /elsewhere/film.mkv", 0.0)
     q.close()
     code, out, _ = run(capsys, "--config", cfg, "status", "--no-check")
-    assert "1 change(s) not identified yet" in out
+    assert "1 waiting to identify:" in out
     assert "The Film" in out and "waiting to identify: no path mapping covers /elsewhere/film.mkv" in out
     code, out, _ = run(capsys, "--config", cfg, "status", "--json", "--no-check")
     [waiting] = json.loads(out)["waiting_to_identify"]
