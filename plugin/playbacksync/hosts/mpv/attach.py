@@ -24,7 +24,7 @@ from ...paths import state_dir
 from ...settings import ConfigError
 from ...settings.locate import Locations
 from .common import edit_settings
-from .ipc import AttachHost, IpcUnavailable, close_inherited_sockets, connect
+from .ipc import AGENT_MESSAGE, AttachHost, IpcUnavailable, close_inherited_sockets, connect
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def attach(args) -> int:
         first = str(exc).splitlines()[0]
         log.error("attach: %s", exc)
         client.command("show-text", f"Playback Sync: not syncing, the settings need fixing: {first}", "8000")
+        client.command("script-message", AGENT_MESSAGE, "failed")  # the script says nothing more
         client.terminate()
         return EXIT_USAGE
     service = SyncService(config, locations.data_dir_override())
