@@ -66,20 +66,35 @@ def _subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def _reap_all(timeout: float = 60.0) -> float:
-    """Wait for every child left (agents, reparented here); returns the CPU seconds they used."""
+def _children() -> set:
+    """Our child processes now (agents are reparented here while mpv still runs)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def _reap(pids, timeout: float = 60.0) -> float:
+    """Wait for these children (agents) to exit; returns the CPU seconds they used."""
+    pending, cpu = set(pids), 0.0
     deadline = time.monotonic() + timeout
-    cpu = 0.0
-    while time.monotonic() < deadline:
-        try:
-            pid, _, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return cpu
-        if pid == 0:
+    while pending:
+        for pid in list(pending):
+            done, _, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                pending.discard(pid)
+                cpu += usage.ru_utime + usage.ru_stime
+        if pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agents {sorted(pending)} did not exit in time")
             time.sleep(0.01)
-        else:
-            cpu += usage.ru_utime + usage.ru_stime
-    raise RuntimeError("an agent did not exit in time")
+    return cpu
 
 
 class Home:
@@ -123,6 +138,7 @@ path_mappings = [{{ local = "{clip_dir}", remote = "/srv/media" }}]
     def play(self, clip: Path, *options: str, reap: bool = True) -> dict:
         for f in self.stamps.iterdir():
             f.unlink()
+        before = _children()
         start = time.time()
         proc = subprocess.Popen(["mpv", "--vo=null", "--ao=null", "--no-terminal", f"--script={self.lua}",
                                  *options, str(clip)], env=self.env, stdin=subprocess.DEVNULL)
@@ -130,10 +146,11 @@ path_mappings = [{{ local = "{clip_dir}", remote = "/srv/media" }}]
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             raise RuntimeError(f"mpv exited {proc.returncode}")
-        agents = _reap_all() if reap else 0.0
+        started = _children() - before - {proc.pid}  # the agent(s) this mpv started
+        agents = _reap(started) if reap else 0.0
         stamps = {f.name: float(f.read_text().strip()) for f in self.stamps.iterdir()}
         mpv_cpu = usage.ru_utime + usage.ru_stime  # mpv and the short `date` stamps it ran
-        return {"cpu": mpv_cpu + agents, "mpv_cpu": mpv_cpu, "agent_cpu": agents,
+        return {"cpu": mpv_cpu + agents, "mpv_cpu": mpv_cpu, "agent_cpu": agents, "agents": started,
                 "first_frame_ms": (stamps["first_frame"] - start) * 1000.0, "eof": stamps.get("eof")}
 
 
@@ -171,10 +188,13 @@ def main(runs: int = 5, minutes: float = 24.0, trials: int = 7, first_frame_runs
         # A2 on the short clip, many runs (a first frame is quick, and wall time is noisy). Agents
         # started here are reaped at the end; their CPU is not a figure.
         starts = {"bare": [], "script": []}
+        left = set()
         for _ in range(first_frame_runs):
             for kind, home in (("bare", bare), ("script", script)):
-                starts[kind].append(home.play(short, f"--speed={SPEED}", reap=False)["first_frame_ms"])
-        _reap_all()
+                run = home.play(short, f"--speed={SPEED}", reap=False)
+                starts[kind].append(run["first_frame_ms"])
+                left |= run["agents"]
+        _reap(left)
 
         latencies = []
         for _ in range(trials):

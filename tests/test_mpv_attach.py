@@ -402,3 +402,38 @@ def test_mpv_home_and_an_explicit_folder_are_where_it_goes(tmp_path, jellyfin, c
         assert not (tmp_path / "mpv-home").exists() and not (tmp_path / "other").exists()
     finally:
         w.close()
+
+
+def test_server_down_at_quit_the_agent_gives_up_in_time_and_sync_sends_it_later(world, clips):
+    proc = world.mpv(clips["long"])
+    client = world.client(world.socket_of(proc))
+    try:
+        wait_for(lambda: world.position("long") > 0, what="progress (the file is identified)")
+        world.fake.go_down()
+        client.command("seek", 29, "absolute")  # plays to the end while the server is away
+    finally:
+        client.terminate()
+    assert proc.wait(30) == 0
+    quit_at = time.monotonic()
+    wait_for(lambda: agents_gone(world.home), timeout=20, what="the agent to stop trying and exit")
+    assert time.monotonic() - quit_at < 5 + 5  # agent_drain_seconds, plus its own start-up margin
+    assert not world.data("long").played
+    world.fake.come_back()
+    out = world.cli("sync", "--timeout", "20")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert world.data("long").played and world.data("long").play_count == 1
+
+
+def test_broken_settings_show_one_line_and_mpv_plays_on(world, clips):
+    config = world.home / ".config" / "playback-sync" / "config.toml"
+    config.write_text(config.read_text().replace("progress_interval = 2", "progress_interval = -1"))
+    log = world.tmp / "mpv.log"
+    proc = world.mpv("--speed=0.5", f"--log-file={log}", "--msg-level=cplayer=trace", clips["short"])
+    wait_for(lambda: log.exists() and "settings need fixing" in log.read_text(), what="the agent's message")
+    assert proc.wait(60) == 0
+    wait_for(lambda: agents_gone(world.home), what="the agent to exit")
+    lines = log.read_text().splitlines()
+    shown = [line for line in lines if "show-text" in line and "Playback Sync" in line]
+    assert len(shown) == 1 and "progress_interval" in shown[0]
+    assert not [line for line in lines if "[playback_sync]" in line and "[w]" in line]  # no second line
+    assert not world.data("short").played

@@ -24,7 +24,7 @@ from ...paths import state_dir
 from ...settings import ConfigError
 from ...settings.locate import Locations
 from .common import edit_settings
-from .ipc import AttachHost, IpcUnavailable, close_inherited_sockets, connect
+from .ipc import AGENT_MESSAGE, AttachHost, IpcUnavailable, close_inherited_sockets, connect
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def attach(args) -> int:
         print(f"playback-sync: {exc}", file=sys.stderr)
         log.error("attach: %s", exc)
         return EXIT_USAGE
-    lock = _agent_lock(client.command("get_property", "pid"))
+    lock = _agent_lock(args.mpv_pid or client.playback_sync_pid)
     if lock is None:
         log.info("attach: another agent serves this mpv")
         client.terminate()
@@ -85,8 +85,13 @@ def attach(args) -> int:
     except ConfigError as exc:
         first = str(exc).splitlines()[0]
         log.error("attach: %s", exc)
-        client.command("show-text", f"Playback Sync: not syncing, the settings need fixing: {first}", "8000")
+        try:
+            client.command("show-text", f"Playback Sync: not syncing, the settings need fixing: {first}", "8000")
+            client.command("script-message", AGENT_MESSAGE, "failed")  # the script adds no line of its own
+        except (OSError, TimeoutError):
+            pass  # mpv is gone already
         client.terminate()
+        lock.close()
         return EXIT_USAGE
     service = SyncService(config, locations.data_dir_override())
     stop = threading.Event()
@@ -100,8 +105,7 @@ def attach(args) -> int:
         host.session.set_notifications(fresh.sync.notifications, [s.id for s in fresh.enabled_servers()])
         service.reload(fresh)
 
-    host = AttachHost(client, service.handle, subscribe=service.subscribe, on_settings=open_settings,
-                      notifications=config.sync.notifications)
+    host = AttachHost(client, service.handle, subscribe=service.subscribe, on_settings=open_settings)
     host.session.set_notifications(config.sync.notifications, [s.id for s in config.enabled_servers()])
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -110,6 +114,8 @@ def attach(args) -> int:
         host.start()
         log.info("attach: serving mpv on %s", args.ipc)
         host.wait(stop=stop)
+    except (OSError, TimeoutError) as exc:  # mpv went away while we were attaching
+        log.info("attach: mpv is gone: %s", exc)
     finally:
         host.close()
         if getattr(args, "owned", False):
@@ -118,7 +124,7 @@ def attach(args) -> int:
         try:
             service.wait_ready(10)
             if not service.drain(drain):
-                log.info("attach: %s s passed, the rest stays queued", drain)
+                log.info("attach: stopped sending (server away, or %s s passed); the rest stays queued", drain)
         except Exception as exc:
             log.error("sync service failed: %s", exc)
         service.stop(3.0)

@@ -94,10 +94,14 @@ def connect(path: str, timeout: float = 5.0, mpv_pid: Optional[int] = None):
                 raise IpcUnavailable(f"no mpv answers on {path}: {exc}") from None
             time.sleep(0.05)
             continue
-        if mpv_pid is not None and _pid_of(client) != mpv_pid:
+        pid = _pid_of(client)
+        if mpv_pid is not None and pid != mpv_pid:
             client.terminate()
+            if pid is None:  # it closed while we asked: the mpv is quitting
+                raise IpcUnavailable(f"mpv (pid {mpv_pid}) quit while its agent connected", gone=True)
             raise IpcUnavailable(f"{path} belongs to another mpv than pid {mpv_pid}")
         client.playback_sync_closed = closed  # set by the reader thread when the socket closes
+        client.playback_sync_pid = pid
         return client
 
 

@@ -109,8 +109,8 @@ local function bind_keys()
 end
 
 mp.register_script_message("playback-sync-agent", function(what)
-    if what == "ready" then
-        state.agent = "ready"
+    if what == "ready" or what == "failed" then  -- failed: the agent said why on screen itself
+        state.agent = what == "ready" and "ready" or "none"
         if state.timer then state.timer:kill(); state.timer = nil end
     end
 end)
