@@ -25,7 +25,6 @@ refresh. Refreshes are incremental when they can be (refresh.py).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
@@ -37,7 +36,8 @@ from .index import ItemIndex, _describe, normalize_provider
 from .kinds import guess_kind, normalize_kind, usable_without_kind
 from .match import contradiction, decide
 from .paths import URL, SplitPath, local_forms, map_to_server
-from .refresh import RefreshProgress, Stopped, refresh_server
+from .refresh import RefreshProgress
+from .scheduler import RefreshScheduler
 from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
 
 log = logging.getLogger(__name__)
@@ -105,19 +105,13 @@ class Identifier:
         self.config = config
         self.backends = backends
         self.index = index
-        self.max_age = max_age
         self.miss_wait = miss_wait
-        self.min_refresh_interval = min_refresh_interval
-        self.page_size = page_size
         self.identity_ttl = identity_ttl
-        self.on_progress = on_progress
         self._clock = clock
-        self._lock = threading.Lock()
-        self._threads: Dict[str, threading.Thread] = {}
-        self._last_start: Dict[str, float] = {}
         self._verified_at: Dict[str, float] = {}  # server id -> when its identity was last confirmed
-        self._progress: Dict[str, RefreshProgress] = {}
-        self._stopping = threading.Event()
+        self.refresher = RefreshScheduler(index, backends, max_age=max_age,
+                                          min_refresh_interval=min_refresh_interval, page_size=page_size,
+                                          clock=clock, on_progress=on_progress, on_identity=self._confirmed)
 
     # -- public ----------------------------------------------------------------------
 
@@ -137,9 +131,7 @@ class Identifier:
 
     def refresh_progress(self) -> Dict[str, RefreshProgress]:
         """How far each running refresh is (for ``status`` and ``sync``)."""
-        with self._lock:
-            running = {sid for sid, t in self._threads.items() if t.is_alive()}
-            return {sid: p for sid, p in self._progress.items() if sid in running}
+        return self.refresher.progress()
 
     def _identify(self, media: MediaRef, servers: List[ServerConfig], wait: Optional[float]) -> Dict[str, Match]:
         wait = self.miss_wait if wait is None else wait
@@ -159,12 +151,12 @@ class Identifier:
             if match.item_id is None and refreshable:
                 if wait > 0:
                     retry.append(server)
-                elif self._safe_start(server.id) is not None:  # for the next look; don't wait
+                elif self.refresher.safe_start(server.id) is not None:  # for the next look; don't wait
                     results[server.id] = self._safe_match(server, parsed)[0]  # says it runs
             else:
-                self._refresh_if_stale(server.id)
+                self.refresher.refresh_if_stale(server.id)
         if retry:
-            threads = [(s, self._safe_start(s.id)) for s in retry]
+            threads = [(s, self.refresher.safe_start(s.id)) for s in retry]
             deadline = time.monotonic() + wait
             for server, thread in threads:
                 if thread is None:
@@ -178,111 +170,20 @@ class Identifier:
         """Refresh the index of one or every enabled server now (ignores the interval).
 
         Returns per server None when it refreshed, else the error (or "still running").
+        ``full``: read the whole library even where an incremental refresh would do.
         """
         ids = [server_id] if server_id else [s.id for s in self.config.enabled_servers()]
-        threads = {sid: self._start_refresh(sid, force=True, full=full) for sid in ids}
-        out: Dict[str, Optional[str]] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for sid, thread in threads.items():
-            if thread is None:
-                out[sid] = "no connection to this server is configured"
-                continue
-            if wait:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                out[sid] = "still running"
-            else:
-                info = self.index.info(sid)
-                out[sid] = info.last_error
-        return out
-
-    def close(self, timeout: float = 3.0) -> bool:
-        """Stop refreshes (they keep the old rows); True if all stopped in time."""
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads.values())
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
-
-    # -- refreshing ------------------------------------------------------------------
-
-    def _last_refresh_start(self, server_id: str) -> Optional[float]:
-        info = self.index.info(server_id)
-        times = [t for t in (self._last_start.get(server_id), info.refreshed_at, info.last_error_at) if t]
-        return max(times) if times else None
-
-    def _start_refresh(self, server_id: str, *, force: bool = False,
-                       full: bool = False) -> Optional[threading.Thread]:
-        """The running refresh of a server, a new one, or None (no backend, or too soon)."""
-        if self._stopping.is_set():
-            return None
-        with self._lock:
-            thread = self._threads.get(server_id)
-            if thread is not None and thread.is_alive():
-                return thread
-            backend = self.backends.get(server_id)
-            if backend is None:
-                return None
-            last = self._last_refresh_start(server_id)
-            now = self._clock()
-            if not force and last is not None and now - last < self.min_refresh_interval:
-                return None
-            self._last_start[server_id] = now
-            thread = threading.Thread(target=self._run_refresh, args=(server_id, backend, full),
-                                      name="index-refresh-%s" % server_id, daemon=True)
-            self._threads[server_id] = thread
-            thread.start()
-            return thread
-
-    def _safe_start(self, server_id: str) -> Optional[threading.Thread]:
-        try:
-            return self._start_refresh(server_id)
-        except Exception:  # the index file went bad under us: answer without refreshing
-            log.exception("cannot start an index refresh of %s", server_id)
-            return None
+        return self.refresher.refresh(ids, wait=wait, timeout=timeout, full=full)
 
     def refresh_stale(self) -> None:
         """Start, in the background, a refresh of each enabled server whose index is stale."""
         for server in self.config.enabled_servers():
             if server.id in self.backends:
-                self._refresh_if_stale(server.id)
+                self.refresher.refresh_if_stale(server.id)
 
-    def _refresh_if_stale(self, server_id: str) -> None:
-        try:
-            info = self.index.info(server_id)
-        except Exception:
-            log.exception("cannot read the index of %s", server_id)
-            return
-        if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
-            self._safe_start(server_id)
-
-    def _report(self, progress: RefreshProgress) -> None:
-        with self._lock:
-            self._progress[progress.server_id] = progress
-        if self.on_progress is not None:
-            try:
-                self.on_progress(progress)
-            except Exception:
-                log.exception("progress callback failed")
-
-    def _run_refresh(self, server_id: str, backend, full: bool) -> None:
-        try:
-            refresh_server(self.index, server_id, _Paged(backend, self.page_size), stopping=self._stopping,
-                           progress=self._report, clock=self._clock, force_full=full)
-            if getattr(backend, "identity", None) is not None:
-                self._verified_at[server_id] = time.monotonic()
-        except Stopped:
-            log.info("index refresh of %s stopped; old rows kept", server_id)
-        except Exception as e:
-            log.warning("index refresh of %s failed: %s", server_id, _describe(e))
-            try:
-                self.index.record_error(server_id, _describe(e))
-            except Exception:
-                log.exception("cannot record the failed refresh of %s", server_id)
-        finally:  # each refresh runs on a new thread: its connection would stay open until close()
-            self.index.close_thread()
+    def close(self, timeout: float = 3.0) -> bool:
+        """Stop refreshes (they keep the old rows); True if all stopped in time."""
+        return self.refresher.close(timeout)
 
     # -- who answers -----------------------------------------------------------------
 
@@ -300,9 +201,12 @@ class Identifier:
         except Exception as e:
             return "cannot check which server answers at %s: %s" % (safe_url(server.url), _describe(e))
         if identity and self.index.bind_identity(server.id, identity):
-            self._start_refresh(server.id, force=True, full=True)
-        self._verified_at[server.id] = time.monotonic()
+            self.refresher.start(server.id, force=True, full=True)
+        self._confirmed(server.id)
         return None
+
+    def _confirmed(self, server_id: str) -> None:
+        self._verified_at[server_id] = time.monotonic()
 
     # -- matching --------------------------------------------------------------------
 
@@ -484,10 +388,7 @@ class Identifier:
     def _index_state(self, server_id: str) -> str:
         info = self.index.info(server_id)
         now = self._clock()
-        with self._lock:
-            thread = self._threads.get(server_id)
-            running = thread is not None and thread.is_alive()
-            progress = self._progress.get(server_id)
+        running = self.refresher.running(server_id)
         parts = []
         if info.refreshed_at is None:
             parts.append("index never refreshed")
@@ -496,24 +397,8 @@ class Identifier:
         if info.last_error:
             error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
             parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
-        if running:
-            parts.append("a refresh is running" + (" (%d items so far)" % progress.done if progress else ""))
+        if running is not None:
+            parts.append("a refresh is running" + (" (%d items so far)" % running.done if running.done else ""))
         if server_id not in self.backends:
             parts.append("no connection to this server is configured")
         return "(" + "; ".join(parts) + ")"
-
-
-class _Paged:
-    """A backend whose listings use the identifier's page size (when one is set)."""
-
-    def __init__(self, backend, page_size: Optional[int]):
-        self._backend = backend
-        self._page_size = page_size
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def iter_items(self, **kw):
-        if self._page_size:
-            kw["page_size"] = self._page_size
-        return self._backend.iter_items(**kw)
