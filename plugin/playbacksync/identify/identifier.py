@@ -8,11 +8,15 @@ uncertain (ambiguous, contradicting, unknown) is no match with the reason: a
 change is never sent to an item that might be the wrong one. No title or
 fuzzy matching.
 
-The index answers only for the server it was fetched from: before each answer
-the server is asked who it is (one small request: ``/identity`` or
-``/System/Info/Public``; ``identity_ttl`` > 0 lets answers within that many
-seconds share one), and another server at the same address drops the rows and
-starts a full refresh. When the server cannot be asked, nothing is answered.
+Every answer the index gives is confirmed with the server before it is given
+(one request: the item, with its files and ids): the index may be minutes old,
+and another server may answer at the same address now. An answer the server
+does not bear out is a miss that starts a refresh. Each refresh first asks the
+server who it is (``ServerId``, ``machineIdentifier``): another server at the
+address drops the rows and the refresh reads everything. Item kinds cached
+from stream URLs are used only after that same question (``identity_ttl`` > 0
+lets answers within that many seconds share one). When the server cannot be
+asked, nothing is answered.
 
 Refresh policy: answers come from the index. A stale index (older than
 ``max_age``) is refreshed in the background without waiting. A miss that a
@@ -35,7 +39,7 @@ from ..tracker.events import MediaRef
 from .index import ItemIndex, _describe, normalize_provider
 from .kinds import guess_kind, normalize_kind, usable_without_kind
 from .match import contradiction, decide
-from .paths import URL, SplitPath, local_forms, map_to_server
+from .paths import URL, SplitPath, local_forms, map_to_server, path_key
 from .refresh import RefreshProgress
 from .scheduler import RefreshScheduler
 from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
@@ -239,9 +243,6 @@ class Identifier:
 
     def _match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         """(match, whether a refresh could turn this miss into a match)."""
-        unsure = self._check_identity(server)
-        if unsure:
-            return Match(None, None, unsure), False
         why: List[str] = []
         if m.is_http:
             found = self._by_url(server, m, why)
@@ -289,6 +290,10 @@ class Identifier:
     def _url_item_kind(self, server: ServerConfig, item_id: str, why: List[str]) -> Optional[str]:
         """The kind of an item named by a stream URL, asked of the server once (then cached
         with the index); None, with the reason in ``why``, when it has no such item."""
+        unsure = self._check_identity(server)  # the cache belongs to the server that answered it
+        if unsure:
+            why.append(unsure)
+            return None
         kind = self.index.kind_of(server.id, item_id)
         if kind is None:
             backend = self.backends.get(server.id)
@@ -311,7 +316,7 @@ class Identifier:
 
     def _plex_part(self, server: ServerConfig, part_id: str, why: List[str]) -> Optional[Match]:
         item_id = self.index.item_for_part(server.id, part_id)
-        if item_id:
+        if item_id and self._confirm(server, item_id, why, part_id=part_id)[0]:
             return Match(item_id, URL_METHOD, "stream URL of media part %s (index)" % part_id)
         backend = self.backends.get(server.id)
         lookup = getattr(backend, "item_for_part", None)
@@ -328,6 +333,8 @@ class Identifier:
             why.append("the server has no item with media part %s" % part_id)
             return None
         item_id = str(item_id)
+        if not self._confirm(server, item_id, why, part_id=part_id)[0]:
+            return None
         self.index.remember_part(server.id, part_id, item_id)
         return Match(item_id, URL_METHOD, "stream URL of media part %s" % part_id)
 
@@ -342,6 +349,7 @@ class Identifier:
         if (m.is_http or m.locals[0].style == URL) and not mappings:
             return None, False
         looked = []  # (shown, via) of each name of the file that maps
+        keys = []  # (server path key, fold) of each
         for local in m.locals:
             mapped = map_to_server(local, mappings)
             if mapped is None:
@@ -350,6 +358,7 @@ class Identifier:
             via = "" if mapped.mapping is None else " (mapping %s → %s)" % (mapped.mapping.local,
                                                                           mapped.mapping.remote)
             looked.append((shown, via))
+            keys.append((mapped.server_path.key(), mapped.server_path.fold))
             candidates.update(self.index.by_path_key(server.id, mapped.server_path.key(),
                                                      fold=mapped.server_path.fold))
         if not looked:
@@ -364,6 +373,10 @@ class Identifier:
             if refused:
                 why.append("path %s: %s" % (shown, refused))
                 return None, False
+            confirmed, refreshable = self._confirm(server, item_id, why, keys=keys, ids=m.provider_ids,
+                                                   kind=m.host_kind)
+            if not confirmed:
+                return None, refreshable
             return Match(item_id, PATH_METHOD, "path %s%s" % (shown, via)), False
         if candidates:
             items = sorted(candidates)
@@ -371,6 +384,55 @@ class Identifier:
             return None, False
         why.append("%s%s not in server index%s" % (shown, via, _MISS))
         return None, True
+
+    def _confirm(self, server: ServerConfig, item_id: str, why: List[str], *, keys=(), ids=(), kind: str = "",
+                 part_id: Optional[str] = None, need_id: bool = False) -> Tuple[bool, bool]:
+        """Ask the server whether the index's answer still holds: the item exists and has that
+        file (or part), and the player's ids and kind agree with it. (confirmed, refreshable)
+
+        The index may be minutes old, or another server may answer at the address now: an
+        answer the server itself does not bear out is never given.
+        """
+        get_item = getattr(self.backends.get(server.id), "get_item", None)
+        if get_item is None:
+            return True, False  # no connection: nothing is sent through this server either
+        try:
+            item = get_item(item_id)
+        except Exception as e:
+            why.append("cannot confirm item %s with the server: %s" % (item_id, _describe(e)))
+            return False, False
+        refuted = self._refutation(item_id, item, keys, part_id, ids, kind, need_id)
+        if refuted is None:
+            return True, False
+        why.append(refuted + _MISS)
+        # The index was wrong about this item: is another server answering at the address now?
+        # (If so its rows are dropped and a full refresh starts, whatever the interval.)
+        unsure = self._check_identity(server)
+        if unsure:
+            why.append(unsure)
+        return False, True
+
+    @staticmethod
+    def _refutation(item_id: str, item, keys, part_id, ids, kind: str, need_id: bool) -> Optional[str]:
+        """Why the server's current item does not bear the index's answer out, or None."""
+        if item is None:
+            return "item %s is no longer on the server" % item_id
+        if keys:
+            held = [path_key(p) for p in item.all_paths()]
+            if not any((key.casefold() in {h.casefold() for h in held if h}) if fold else key in held
+                       for key, fold in keys):
+                return "item %s no longer has that file on the server" % item_id
+        if part_id is not None and str(part_id) not in item.part_ids:
+            return "item %s no longer has media part %s on the server" % (item_id, part_id)
+        known: Dict[str, List[str]] = {}
+        for name, value in (item.provider_ids or {}).items():
+            pv = normalize_provider(name, value)
+            if pv:
+                known.setdefault(pv[0], []).append(pv[1])
+        refused = contradiction(item_id, item.kind, known, ids, kind)
+        if refused is None and need_id and not any(v in known.get(p, ()) for p, v in ids):
+            refused = "item %s no longer carries the ids the player gave" % item_id
+        return None if refused is None else "on the server now: " + refused
 
     def _kind(self, server_id: str, item_id: str) -> str:
         kind = self.index.kind_of(server_id, item_id)
@@ -381,6 +443,10 @@ class Identifier:
         decision = decide(m.provider_ids, m.kind, lambda p, v: self.index.candidates(server.id, p, v),
                           lambda item_id: self.index.provider_ids(server.id, item_id), candidates)
         if decision.item_id is not None:
+            confirmed, refreshable = self._confirm(server, decision.item_id, why, ids=m.provider_ids, kind=m.kind,
+                                                   need_id=True)
+            if not confirmed:
+                return None, refreshable
             return Match(decision.item_id, PROVIDER_METHOD, decision.reason), False
         why.append(decision.reason + (_MISS if decision.refreshable else ""))
         return None, decision.refreshable
