@@ -102,5 +102,5 @@ class LibraryChanges(RuleBasedStateMachine):
                 assert match.item_id is not None or match.reason
 
 
-LibraryChanges.TestCase.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
+LibraryChanges.TestCase.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
 TestLibraryChanges = LibraryChanges.TestCase
