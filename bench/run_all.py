@@ -43,7 +43,7 @@ def identify_rows(i: dict) -> list:
         ("I3", "identify with the index built, p50 / p99 (raw SQLite lookup p50)",
          each(lambda r: "%.2f / %.2f ms (%.3f)" % (r["identify_p50_ms"], r["identify_p99_ms"],
                                                    r["raw_sqlite_lookup_p50_ms"])), "p99 ≤ 20 ms", i["p99_goal_met"]),
-        ("I3", "the same with the per-answer server identity check (one request, +20 ms)",
+        ("I3", "the answer as given: confirmed with the server (one request, +20 ms)",
          each(lambda r: "%.0f / %.0f ms" % (r["identify_checked_p50_ms"], r["identify_checked_p99_ms"])), "—", None),
         ("I4", "peak memory of a full refresh (reading the listing alone)",
          each(lambda r: "%.1f MB (%.1f)" % (r["refresh_peak_mb"], r["listing_only_peak_mb"])), "≤ 100 MB",
