@@ -38,8 +38,8 @@ from ..config import Config, ServerConfig
 from ..tracker.events import MediaRef
 from .index import ItemIndex, _describe, normalize_provider
 from .kinds import guess_kind, normalize_kind, usable_without_kind
-from .match import contradiction, decide
-from .paths import URL, SplitPath, local_forms, map_to_server, path_key
+from .match import contradiction, decide, refutation
+from .paths import URL, SplitPath, local_forms, map_to_server
 from .refresh import RefreshProgress
 from .scheduler import RefreshScheduler
 from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
@@ -88,17 +88,6 @@ class _Media:
     provider_ids: List[Tuple[str, str]]
     kind: str  # movie | episode | "" (as the host said, else from the file name)
     host_kind: str  # as the host said
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return "%d s" % seconds
-    if seconds < 5400:
-        return "%d min" % round(seconds / 60)
-    if seconds < 2 * 86400:
-        return "%d h" % round(seconds / 3600)
-    return "%d days" % round(seconds / 86400)
 
 
 class Identifier:
@@ -262,7 +251,7 @@ class Identifier:
         marked = [i for i, text in enumerate(why) if text.endswith(_MISS)]
         if marked:  # say how old the index is, once, after the last "not in the index"
             why = [t[: -len(_MISS)] if t.endswith(_MISS) else t for t in why]
-            why[marked[-1]] += " " + self._index_state(server.id)
+            why[marked[-1]] += " " + self.refresher.state_text(server.id)
         return Match(None, None, "; ".join(why) or "nothing to identify it by"), refreshable
 
     def _by_url(self, server: ServerConfig, m: _Media, why: List[str]) -> Optional[Match]:
@@ -401,7 +390,7 @@ class Identifier:
         except Exception as e:
             why.append("cannot confirm item %s with the server: %s" % (item_id, _describe(e)))
             return False, False
-        refuted = self._refutation(item_id, item, keys, part_id, ids, kind, need_id)
+        refuted = refutation(item_id, item, keys, part_id, ids, kind, need_id)
         if refuted is None:
             return True, False
         why.append(refuted + _MISS)
@@ -411,28 +400,6 @@ class Identifier:
         if unsure:
             why.append(unsure)
         return False, True
-
-    @staticmethod
-    def _refutation(item_id: str, item, keys, part_id, ids, kind: str, need_id: bool) -> Optional[str]:
-        """Why the server's current item does not bear the index's answer out, or None."""
-        if item is None:
-            return "item %s is no longer on the server" % item_id
-        if keys:
-            held = [path_key(p) for p in item.all_paths()]
-            if not any((key.casefold() in {h.casefold() for h in held if h}) if fold else key in held
-                       for key, fold in keys):
-                return "item %s no longer has that file on the server" % item_id
-        if part_id is not None and str(part_id) not in item.part_ids:
-            return "item %s no longer has media part %s on the server" % (item_id, part_id)
-        known: Dict[str, List[str]] = {}
-        for name, value in (item.provider_ids or {}).items():
-            pv = normalize_provider(name, value)
-            if pv:
-                known.setdefault(pv[0], []).append(pv[1])
-        refused = contradiction(item_id, item.kind, known, ids, kind)
-        if refused is None and need_id and not any(v in known.get(p, ()) for p, v in ids):
-            refused = "item %s no longer carries the ids the player gave" % item_id
-        return None if refused is None else "on the server now: " + refused
 
     def _kind(self, server_id: str, item_id: str) -> str:
         kind = self.index.kind_of(server_id, item_id)
@@ -450,21 +417,3 @@ class Identifier:
             return Match(decision.item_id, PROVIDER_METHOD, decision.reason), False
         why.append(decision.reason + (_MISS if decision.refreshable else ""))
         return None, decision.refreshable
-
-    def _index_state(self, server_id: str) -> str:
-        info = self.index.info(server_id)
-        now = self._clock()
-        running = self.refresher.running(server_id)
-        parts = []
-        if info.refreshed_at is None:
-            parts.append("index never refreshed")
-        else:
-            parts.append("refreshed %s ago" % _age(now - info.refreshed_at))
-        if info.last_error:
-            error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
-            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
-        if running is not None:
-            parts.append("a refresh is running" + (" (%d items so far)" % running.done if running.done else ""))
-        if server_id not in self.backends:
-            parts.append("no connection to this server is configured")
-        return "(" + "; ".join(parts) + ")"

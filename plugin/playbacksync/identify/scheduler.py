@@ -19,6 +19,17 @@ from .refresh import RefreshProgress, Stopped, refresh_server
 log = logging.getLogger(__name__)
 
 
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return "%d s" % seconds
+    if seconds < 5400:
+        return "%d min" % round(seconds / 60)
+    if seconds < 2 * 86400:
+        return "%d h" % round(seconds / 3600)
+    return "%d days" % round(seconds / 86400)
+
+
 class RefreshScheduler:
     def __init__(self, index: ItemIndex, backends: Mapping[str, object], *, max_age: float,
                  min_refresh_interval: float, page_size: Optional[int], clock: Callable[[], float],
@@ -143,6 +154,25 @@ class RefreshScheduler:
                 log.exception("cannot record the failed refresh of %s", server_id)
         finally:  # each refresh runs on a new thread: its connection would stay open until close()
             self.index.close_thread()
+
+    def state_text(self, server_id: str) -> str:
+        """How old the index of a server is, and whether a refresh runs or failed, for reasons."""
+        info = self.index.info(server_id)
+        now = self._clock()
+        running = self.running(server_id)
+        parts = []
+        if info.refreshed_at is None:
+            parts.append("index never refreshed")
+        else:
+            parts.append("refreshed %s ago" % _age(now - info.refreshed_at))
+        if info.last_error:
+            error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
+            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
+        if running is not None:
+            parts.append("a refresh is running" + (" (%d items so far)" % running.done if running.done else ""))
+        if server_id not in self.backends:
+            parts.append("no connection to this server is configured")
+        return "(" + "; ".join(parts) + ")"
 
 
 class _Paged:
