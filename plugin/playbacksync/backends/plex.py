@@ -191,8 +191,11 @@ class PlexBackend(Backend):
                 continue  # music and photo libraries hold nothing a video player syncs
             params: Dict[str, Any] = {"type": leaf_type, "includeGuids": 1}
             if since is not None:
-                # Plex's filter syntax: "field>>=value" is field > value; one second less keeps it inclusive.
-                params["updatedAt>>"] = int(since) - 1
+                # Plex's filter syntax (as python-plexapi's library search writes it): "field>>=value" is
+                # field > value, and a field of another type than the section's own carries its type
+                # ("episode.updatedAt" in a show library). One second less keeps the bound inclusive.
+                field = "updatedAt" if section.get("type") == "movie" else "episode.updatedAt"
+                params[field + ">>"] = int(since) - 1
             start = 0
             while True:
                 container = self._container(
