@@ -173,8 +173,13 @@ class PlexBackend(Backend):
         )
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
-        item = self._metadata(str(item_id))
-        return self._indexed(item) if item is not None else None
+        # includeGuids: the provider ids confirm an identification (python-plexapi asks the same on reload)
+        try:
+            container = self._container("GET", f"/library/metadata/{_quote(str(item_id))}", {"includeGuids": 1})
+        except NotFoundError:
+            return None
+        items = container.get("Metadata") or []
+        return self._indexed(items[0]) if items and isinstance(items[0], dict) else None
 
     def identity(self) -> str:
         # /identity answers without a token (the cheapest way to ask who this is).
