@@ -51,16 +51,22 @@ def test_jellyfin_incremental_refresh_sees_changes_in_few_requests(tmp_path):
         backend.close()
 
 
+def _plex_refreshed_then_a_new_film(plex, tmp_path):
+    """An identifier over the Plex fake, refreshed once; then the server gains a film."""
+    server = ServerConfig(id="plex", type="plex", url=plex.url, token=plex.token,
+                          path_mappings=(PathMapping("/mnt/nas", "/srv/media"),))
+    backend = PlexBackend(server)
+    seen = []
+    ident = Identifier(Config(servers=(server,)), {"plex": backend}, ItemIndex(tmp_path), on_progress=seen.append)
+    assert ident.refresh() == {"plex": None}
+    plex.library.add_item(Item(rating_key="160", section="1", type="movie", title="New", duration=600_000,
+                               parts=[(1600, "/srv/media/Movies/New.mkv")], added_at=1_700_000_000))
+    return ident, backend, seen
+
+
 def test_a_server_refusing_the_filter_still_gets_a_whole_walk(tmp_path):
     with FakePlex() as plex:
-        server = ServerConfig(id="plex", type="plex", url=plex.url, token=plex.token,
-                              path_mappings=(PathMapping("/mnt/nas", "/srv/media"),))
-        backend = PlexBackend(server)
-        seen = []
-        ident = Identifier(Config(servers=(server,)), {"plex": backend}, ItemIndex(tmp_path), on_progress=seen.append)
-        assert ident.refresh() == {"plex": None}
-        plex.library.add_item(Item(rating_key="160", section="1", type="movie", title="New", duration=600_000,
-                                   parts=[(1600, "/srv/media/Movies/New.mkv")], added_at=1_700_000_000))
+        ident, backend, seen = _plex_refreshed_then_a_new_film(plex, tmp_path)
         plex.refuse_filters = True
         assert ident.refresh() == {"plex": None}
         assert seen[-1].mode == "full"
@@ -71,16 +77,10 @@ def test_a_server_refusing_the_filter_still_gets_a_whole_walk(tmp_path):
 
 def test_plex_incremental_refresh_per_section(tmp_path):
     with FakePlex() as plex:
-        server = ServerConfig(id="plex", type="plex", url=plex.url, token=plex.token,
-                              path_mappings=(PathMapping("/mnt/nas", "/srv/media"),))
-        backend = PlexBackend(server)
-        ident = Identifier(Config(servers=(server,)), {"plex": backend}, ItemIndex(tmp_path))
-        assert ident.refresh() == {"plex": None}
-        plex.library.add_item(Item(rating_key="160", section="1", type="movie", title="New", duration=600_000,
-                                   parts=[(1600, "/srv/media/Movies/New.mkv")], added_at=1_700_000_000))
+        ident, backend, seen = _plex_refreshed_then_a_new_film(plex, tmp_path)
         plex.clear_log()
         assert ident.refresh() == {"plex": None}
-        assert len(plex.requests) <= 5
+        assert len(plex.requests) <= 5 and seen[-1].mode == "incremental"
         # movies filter on their own field, episodes of a show library on "episode.updatedAt"
         assert sorted(k for r in _listings(plex) for k in r.query if k.endswith("updatedAt>>")) == [
             "episode.updatedAt>>", "updatedAt>>"]
