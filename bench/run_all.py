@@ -29,10 +29,32 @@ def _run(label, fn, verbose):
     return figures
 
 
-def rows(q: dict, w: dict, m: dict, a: dict) -> list:
+def identify_rows(i: dict) -> list:
+    """The identification figures (bench_identify.py) for the table."""
+    both = ("jellyfin", "plex")
+    each = lambda fmt: ", ".join("%s %s" % (s, fmt(i[s])) for s in both)  # noqa: E731
+    n = "{:,}".format(i["items"])
+    return [
+        ("I1", f"full index refresh, {n} items, +20 ms: requests, time (latency floor)",
+         each(lambda r: "%d req %.0f s (%.1f s)" % (r["full_requests"], r["full_s"], r["full_floor_s"])), "—", None),
+        ("I2", "incremental refresh after 100 changed items: requests per server",
+         each(lambda r: "%d (%.1f s)" % (r["incremental_requests"], r["incremental_s"])), "≤ 5",
+         i["incremental_goal_met"]),
+        ("I3", "identify with the index built, p50 / p99 (raw SQLite lookup p50)",
+         each(lambda r: "%.2f / %.2f ms (%.3f)" % (r["identify_p50_ms"], r["identify_p99_ms"],
+                                                   r["raw_sqlite_lookup_p50_ms"])), "p99 ≤ 20 ms", i["p99_goal_met"]),
+        ("I3", "the answer as given: confirmed with the server (one request, +20 ms)",
+         each(lambda r: "%.0f / %.0f ms" % (r["identify_checked_p50_ms"], r["identify_checked_p99_ms"])), "—", None),
+        ("I4", "peak memory of a full refresh (reading the listing alone)",
+         each(lambda r: "%.1f MB (%.1f)" % (r["refresh_peak_mb"], r["listing_only_peak_mb"])), "≤ 100 MB",
+         i["memory_goal_met"]),
+    ]
+
+
+def rows(q: dict, w: dict, m: dict, a: dict, i: dict = None) -> list:
     """(id, what, measured, goal, ok) for every figure the issues set a goal for."""
     per_server = w["steady_hour_requests_per_server"]
-    return [
+    return (identify_rows(i) if i else []) + [
         ("P1", "CPU, plugin-attached playback / bare libmpv (100× speed, whole process)",
          f"{m['P1_cpu_ratio']:.3f}×", f"≤ {m['P1_goal']}×", m["P1_pass"]),
         ("P2", "requests per server in 1 h of steady playback",
@@ -69,6 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="show each bench's own output")
     args = ap.parse_args(argv)
     import bench_attach
+    import bench_identify
     import bench_mpv
     import bench_queue
     import bench_worker
@@ -83,7 +106,9 @@ def main(argv=None) -> int:
                                                        trials=3 if args.quick else 7,
                                                        first_frame_runs=5 if args.quick else 15, quiet=not args.verbose),
              args.verbose)
-    table = rows(q, w, m, a)
+    i = _run("identification bench", lambda: bench_identify.main(
+        ["--items", "10000", "--lookups", "300"] if args.quick else []), args.verbose)
+    table = rows(q, w, m, a, i)
     verdict = {True: "pass", False: "falls short", None: "(figure)"}
     print()
     print("| | figure | measured | goal | result |")

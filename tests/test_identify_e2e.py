@@ -53,9 +53,9 @@ def test_plex_path_through_mapping_after_one_paged_refresh(plex, tmp_path):
     # the next file is answered from the index, no more requests
     plex.clear_log()
     r = ident.identify(MediaRef(path="/mnt/nas/TV/Show/Season 01/Show - S01E03.mkv"))
-    # (one small request first: is this still the server the index came from?)
+    # (and confirmed with the server: one request for that item, no listing)
     assert (r["plex"].item_id, r["plex"].method) == ("203", "path")
-    assert [q.path for q in plex.requests] == ["/identity"]
+    assert [q.path for q in plex.requests] == ["/library/metadata/203"]
     backend.close()
 
 
@@ -129,7 +129,7 @@ def test_plex_down_keeps_the_index_and_says_so(plex, tmp_path):
     clock.t += 3600  # stale: a refresh is tried (and fails) in the background
     r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
     # it may come back as another server (a reinstall is downtime): the old rows answer nothing meanwhile
-    assert r["plex"].item_id is None and "cannot check which server answers" in r["plex"].reason
+    assert r["plex"].item_id is None and "cannot confirm item 102 with the server" in r["plex"].reason
     assert ident.close(timeout=10)
     err = index.info("plex").last_error
     assert err and plex.token not in err

@@ -285,7 +285,7 @@ def test_paths_no_mapping_covers_never_refresh(tmp_path):
 
 def test_stale_index_refreshes_in_background_without_waiting(tmp_path):
     gate = threading.Event()
-    backend = ListBackend([IndexedItem("n1", "N", "/srv/a.mkv")], gate=gate)
+    backend = ListBackend([IndexedItem("old", "N", "/srv/a.mkv")], gate=gate)  # the server confirms "old"
     ident, index, clock = make(tmp_path, backend, max_age=1800)
     index.replace("jf", [IndexedItem("old", "N", "/srv/a.mkv")])
     clock.t += 1801
@@ -297,6 +297,7 @@ def test_stale_index_refreshes_in_background_without_waiting(tmp_path):
     while backend.walks == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert backend.walks == 1
+    backend.items = [IndexedItem("n1", "N", "/srv/a.mkv")]  # the file is another item by the time the walk reads
     gate.set()
     assert until(lambda: index.by_path_key("jf", "/srv/a.mkv") == ["n1"])
     assert ident.close(timeout=5)

@@ -85,3 +85,43 @@ def test_windows_server_path_matches_whatever_case_and_separator():
     assert mapped.server_path.key() == path_key(r"D:\Media\Movies\Film.mkv")
     assert mapped.server_path.key() == path_key("D:/MEDIA/movies/film.mkv")
     assert mapped.server_path.key() != path_key("/Media/Movies/Film.mkv")
+
+
+def test_ignore_case_mapping_from_the_config_file(tmp_path):
+    from playbacksync.settings import ConfigError, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[[servers]]\nid = "p"\ntype = "plex"\nurl = "http://127.0.0.1:32400"\n'
+                    'path_mappings = [{ local = "/mnt/films", remote = "/srv/films", ignore_case = true },\n'
+                    '                 { local = "/mnt/tv", remote = "/srv/tv" }]\n')
+    maps = load_config(str(path)).servers[0].path_mappings
+    assert [m.ignore_case for m in maps] == [True, False]
+    mapped = map_to_server(split_path("/mnt/films/A/B.MKV"), maps)
+    assert mapped.server_path.fold and mapped.server_path.key() == path_key("/srv/films/a/b.mkv").casefold()
+    assert not map_to_server(split_path("/mnt/tv/x.mkv"), maps).server_path.fold
+    path.write_text('[[servers]]\nid = "p"\ntype = "plex"\nurl = "http://127.0.0.1:32400"\n'
+                    'path_mappings = [{ local = "/a", remote = "/b", ignore_case = "yes" }]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert "path_mappings[1].ignore_case" in str(info.value) and "true or false" in str(info.value)
+
+
+@pytest.mark.parametrize("remote, other", [
+    ("//NAS/tv/Show/x.mkv", r"\\nas\TV\show\X.mkv"),
+    ("smb://nas/tv/Show/x.mkv", r"\\NAS\tv\Show\x.mkv"),
+])
+def test_unc_forms_on_the_server_side_are_one_file(remote, other):
+    assert path_key(remote) == path_key(other)
+
+
+def test_local_forms_resolve_dot_dot_through_symlinks(tmp_path):
+    from playbacksync.identify.paths import local_forms
+
+    (tmp_path / "b" / "s").mkdir(parents=True)
+    (tmp_path / "a").mkdir()
+    import os
+    os.symlink(tmp_path / "b" / "s", tmp_path / "a" / "link")
+    forms = [f.display() for f in local_forms(str(tmp_path / "a" / "link" / ".." / "x.mkv"))]
+    assert forms == [str(tmp_path / "b" / "x.mkv")]  # never a/x.mkv, which the text suggests
+    forms = [f.display() for f in local_forms(str(tmp_path / "a" / "link" / "y.mkv"))]
+    assert forms == [str(tmp_path / "a" / "link" / "y.mkv"), str(tmp_path / "b" / "s" / "y.mkv")]

@@ -42,6 +42,11 @@ def ref(url):
     ("https://plex.example.org/library/parts/99/file.mkv", "plex", ("part", "99")),
     ("https://plex.example.org/video/:/transcode/universal/start.m3u8?path=%2Flibrary%2Fmetadata%2F4242",
      "plex", ("item", "4242")),
+    # the transcoder's path= may hold the whole URL of the server as it sees itself
+    ("https://plex.example.org/video/:/transcode/universal/start.m3u8?path=http%3A%2F%2F127.0.0.1%3A32400"
+     "%2Flibrary%2Fmetadata%2F4242&mediaIndex=0", "plex", ("item", "4242")),
+    ("https://plex.example.org/video/:/transcode/universal/start.mpd?path=http://10.0.0.2:32400/library/metadata/7",
+     "plex", ("item", "7")),
     # a URL of the right server that names no playable item
     ("http://192.168.1.10:8096/Videos/%s/Subtitles/0/Stream.srt" % GUID, "jf", None),
     ("http://192.168.1.10:8096/Videos/%s/Trickplay/320/0.jpg" % GUID, "jf", None),
@@ -52,6 +57,8 @@ def ref(url):
     ("https://plex.example.org/library/metadata/4242/file", "plex", None),
     ("https://plex.example.org/library/parts/99/indexes/sd", "plex", None),
     ("https://plex.example.org/video/:/transcode/universal/start.m3u8?path=%2Flibrary%2Fsections", "plex", None),
+    ("https://plex.example.org/video/:/transcode/universal/start.m3u8?path=ftp%3A%2F%2Fx%2Flibrary%2Fmetadata%2F1",
+     "plex", None),
 ])
 def test_url_of_configured_server(url, owner, expected):
     assert ref(url) == ([owner], expected)

@@ -118,3 +118,26 @@ def test_dot_dot_through_a_symlink_is_resolved_as_the_os_does(tmp_path):
         assert r["plex"].item_id == "402"
         ident.close()
         backend.close()
+
+
+def test_settings_pointing_a_server_id_at_another_server_drop_its_old_index(tmp_path):
+    with FakePlex() as first, FakePlex(seed=False) as second:
+        ident, backend = _plex(first, tmp_path)
+        film = MediaRef(path="/mnt/nas/Movies/Movie 1 (2001)/Movie 1.mkv")
+        assert ident.identify(film)["plex"].item_id == "101"
+        ident.close()
+        backend.close()
+        # the settings now name another Plex under the same id: same files, other keys
+        second.machine_id = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+        second.token = first.token
+        second.library.add_user(first.token, "owner")
+        second.library.add_section("1", "Movies", "movie", "/srv/media/Movies")
+        second.library.add_item(Item(rating_key="101", section="1", type="movie", title="Another film",
+                                     duration=600_000, parts=[(1, "/srv/media/Movies/Another/Another.mkv")]))
+        second.library.add_item(Item(rating_key="555", section="1", type="movie", title="Movie 1",
+                                     duration=600_000, parts=[(2, "/srv/media/Movies/Movie 1 (2001)/Movie 1.mkv")]))
+        ident, backend = _plex(second, tmp_path)  # same index file, as after a settings reload
+        assert ident.identify(film, wait=0)["plex"].item_id in ("555", None)
+        assert ident.identify(film, wait=10)["plex"].item_id == "555"
+        ident.close()
+        backend.close()

@@ -42,6 +42,7 @@ class FakePlex(FakeServer):
         self.library = PlexLibrary()
         self.friendly_name = friendly_name
         self.machine_id = MACHINE_ID  # the identity the server gives itself; a reinstall makes a new one
+        self.refuse_filters = False  # test hook: a server that answers 400 to listing filters
         self.token = token
         self.library.add_user(token, "owner")
         if seed:
@@ -128,9 +129,15 @@ class FakePlex(FakeServer):
             return self._plain(400, "Bad Request")
         items = [i for i in self.library.items.values()
                  if i.section == sectionId and TYPE_NUMBERS.get(i.type) == want]
-        # Filter syntax of the listing (as python-plexapi's library search writes it): "updatedAt>>=N"
-        # arrives as the parameter "updatedAt>>" and keeps items updated after N.
-        after = _int(req.args.get("updatedAt>>"))
+        # Filter syntax of the listing (python-plexapi, library.py _validateFilterField): "updatedAt>>=N"
+        # arrives as the parameter "updatedAt>>" and keeps items updated after N; a field of another
+        # type than the section's own is prefixed with that type ("episode.updatedAt>>").
+        if self.refuse_filters and any(k.endswith(">>") for k in req.args):
+            return self._plain(400, "Bad Request")
+        own = "movie" if section.type == "movie" else "show"
+        wanted = next((name for name, number in TYPE_NUMBERS.items() if number == want), own)
+        field = "updatedAt>>" if wanted == own else wanted + ".updatedAt>>"
+        after = _int(req.args.get(field))
         if after is not None:
             items = [i for i in items if i.updated() > after]
         items.sort(key=lambda i: int(i.rating_key))

@@ -173,8 +173,13 @@ class PlexBackend(Backend):
         )
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
-        item = self._metadata(str(item_id))
-        return self._indexed(item) if item is not None else None
+        # includeGuids: the provider ids confirm an identification (python-plexapi asks the same on reload)
+        try:
+            container = self._container("GET", f"/library/metadata/{_quote(str(item_id))}", {"includeGuids": 1})
+        except NotFoundError:
+            return None
+        items = container.get("Metadata") or []
+        return self._indexed(items[0]) if items and isinstance(items[0], dict) else None
 
     def identity(self) -> str:
         # /identity answers without a token (the cheapest way to ask who this is).
@@ -191,8 +196,11 @@ class PlexBackend(Backend):
                 continue  # music and photo libraries hold nothing a video player syncs
             params: Dict[str, Any] = {"type": leaf_type, "includeGuids": 1}
             if since is not None:
-                # Plex's filter syntax: "field>>=value" is field > value; one second less keeps it inclusive.
-                params["updatedAt>>"] = int(since) - 1
+                # Plex's filter syntax (as python-plexapi's library search writes it): "field>>=value" is
+                # field > value, and a field of another type than the section's own carries its type
+                # ("episode.updatedAt" in a show library). One second less keeps the bound inclusive.
+                field = "updatedAt" if section.get("type") == "movie" else "episode.updatedAt"
+                params[field + ">>"] = int(since) - 1
             start = 0
             while True:
                 container = self._container(

@@ -8,11 +8,15 @@ uncertain (ambiguous, contradicting, unknown) is no match with the reason: a
 change is never sent to an item that might be the wrong one. No title or
 fuzzy matching.
 
-The index answers only for the server it was fetched from: before each answer
-the server is asked who it is (one small request: ``/identity`` or
-``/System/Info/Public``; ``identity_ttl`` > 0 lets answers within that many
-seconds share one), and another server at the same address drops the rows and
-starts a full refresh. When the server cannot be asked, nothing is answered.
+Every answer the index gives is confirmed with the server before it is given
+(one request: the item, with its files and ids): the index may be minutes old,
+and another server may answer at the same address now. An answer the server
+does not bear out is a miss that starts a refresh. Each refresh first asks the
+server who it is (``ServerId``, ``machineIdentifier``): another server at the
+address drops the rows and the refresh reads everything. Item kinds cached
+from stream URLs are used only after that same question (``identity_ttl`` > 0
+lets answers within that many seconds share one). When the server cannot be
+asked, nothing is answered.
 
 Refresh policy: answers come from the index. A stale index (older than
 ``max_age``) is refreshed in the background without waiting. A miss that a
@@ -25,7 +29,6 @@ refresh. Refreshes are incremental when they can be (refresh.py).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
@@ -35,9 +38,10 @@ from ..config import Config, ServerConfig
 from ..tracker.events import MediaRef
 from .index import ItemIndex, _describe, normalize_provider
 from .kinds import guess_kind, normalize_kind, usable_without_kind
-from .match import contradiction, decide
+from .match import contradiction, decide, refutation
 from .paths import URL, SplitPath, local_forms, map_to_server
-from .refresh import RefreshProgress, Stopped, refresh_server
+from .refresh import RefreshProgress
+from .scheduler import RefreshScheduler
 from .urls import item_ref, owners, parse_origin, rest_after_base, safe_url
 
 log = logging.getLogger(__name__)
@@ -86,17 +90,6 @@ class _Media:
     host_kind: str  # as the host said
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return "%d s" % seconds
-    if seconds < 5400:
-        return "%d min" % round(seconds / 60)
-    if seconds < 2 * 86400:
-        return "%d h" % round(seconds / 3600)
-    return "%d days" % round(seconds / 86400)
-
-
 class Identifier:
     def __init__(self, config: Config, backends: Mapping[str, object], index: ItemIndex, *,
                  max_age: float = 1800.0, miss_wait: float = 20.0, min_refresh_interval: float = 60.0,
@@ -105,20 +98,15 @@ class Identifier:
         self.config = config
         self.backends = backends
         self.index = index
-        self.max_age = max_age
         self.miss_wait = miss_wait
-        self.min_refresh_interval = min_refresh_interval
-        self.page_size = page_size
         self.identity_ttl = identity_ttl
-        self.on_progress = on_progress
         self._clock = clock
-        self._lock = threading.Lock()
-        self._threads: Dict[str, threading.Thread] = {}
-        self._last_start: Dict[str, float] = {}
         self._verified_at: Dict[str, float] = {}  # server id -> when its identity was last confirmed
-        self._progress: Dict[str, RefreshProgress] = {}
-        self._stopping = threading.Event()
-        self.on_refreshed: List = []  # callback(server_id) after a refresh that succeeded
+        self.refresher = RefreshScheduler(index, backends, max_age=max_age,
+                                          min_refresh_interval=min_refresh_interval, page_size=page_size,
+                                          clock=clock, on_progress=on_progress, on_identity=self._confirmed)
+        # callback(server_id) after a refresh that succeeded (the worker retries what waits to be identified)
+        self.on_refreshed: List = self.refresher.on_refreshed
 
     # -- public ----------------------------------------------------------------------
 
@@ -131,9 +119,7 @@ class Identifier:
 
     def refresh_progress(self) -> Dict[str, RefreshProgress]:
         """How far each running refresh is (for ``status`` and ``sync``)."""
-        with self._lock:
-            running = {sid for sid, t in self._threads.items() if t.is_alive()}
-            return {sid: p for sid, p in self._progress.items() if sid in running}
+        return self.refresher.progress()
 
     def _identify(self, media: MediaRef, servers: List[ServerConfig], wait: Optional[float]) -> Dict[str, Match]:
         wait = self.miss_wait if wait is None else wait
@@ -153,12 +139,12 @@ class Identifier:
             if match.item_id is None and refreshable:
                 if wait > 0:
                     retry.append(server)
-                elif self._safe_start(server.id) is not None:  # for the next look; don't wait
+                elif self.refresher.safe_start(server.id) is not None:  # for the next look; don't wait
                     results[server.id] = self._safe_match(server, parsed)[0]  # says it runs
             else:
-                self._refresh_if_stale(server.id)
+                self.refresher.refresh_if_stale(server.id)
         if retry:
-            threads = [(s, self._safe_start(s.id)) for s in retry]
+            threads = [(s, self.refresher.safe_start(s.id)) for s in retry]
             deadline = time.monotonic() + wait
             for server, thread in threads:
                 if thread is None:
@@ -198,116 +184,20 @@ class Identifier:
         """Refresh the index of one or every enabled server now (ignores the interval).
 
         Returns per server None when it refreshed, else the error (or "still running").
+        ``full``: read the whole library even where an incremental refresh would do.
         """
         ids = [server_id] if server_id else [s.id for s in self.config.enabled_servers()]
-        threads = {sid: self._start_refresh(sid, force=True, full=full) for sid in ids}
-        out: Dict[str, Optional[str]] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for sid, thread in threads.items():
-            if thread is None:
-                out[sid] = "no connection to this server is configured"
-                continue
-            if wait:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                out[sid] = "still running"
-            else:
-                info = self.index.info(sid)
-                out[sid] = info.last_error
-        return out
-
-    def close(self, timeout: float = 3.0) -> bool:
-        """Stop refreshes (they keep the old rows); True if all stopped in time."""
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads.values())
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
-
-    # -- refreshing ------------------------------------------------------------------
-
-    def _last_refresh_start(self, server_id: str) -> Optional[float]:
-        info = self.index.info(server_id)
-        times = [t for t in (self._last_start.get(server_id), info.refreshed_at, info.last_error_at) if t]
-        return max(times) if times else None
-
-    def _start_refresh(self, server_id: str, *, force: bool = False,
-                       full: bool = False) -> Optional[threading.Thread]:
-        """The running refresh of a server, a new one, or None (no backend, or too soon)."""
-        if self._stopping.is_set():
-            return None
-        with self._lock:
-            thread = self._threads.get(server_id)
-            if thread is not None and thread.is_alive():
-                return thread
-            backend = self.backends.get(server_id)
-            if backend is None:
-                return None
-            last = self._last_refresh_start(server_id)
-            now = self._clock()
-            if not force and last is not None and now - last < self.min_refresh_interval:
-                return None
-            self._last_start[server_id] = now
-            thread = threading.Thread(target=self._run_refresh, args=(server_id, backend, full),
-                                      name="index-refresh-%s" % server_id, daemon=True)
-            self._threads[server_id] = thread
-            thread.start()
-            return thread
-
-    def _safe_start(self, server_id: str) -> Optional[threading.Thread]:
-        try:
-            return self._start_refresh(server_id)
-        except Exception:  # the index file went bad under us: answer without refreshing
-            log.exception("cannot start an index refresh of %s", server_id)
-            return None
+        return self.refresher.refresh(ids, wait=wait, timeout=timeout, full=full)
 
     def refresh_stale(self) -> None:
         """Start, in the background, a refresh of each enabled server whose index is stale."""
         for server in self.config.enabled_servers():
             if server.id in self.backends:
-                self._refresh_if_stale(server.id)
+                self.refresher.refresh_if_stale(server.id)
 
-    def _refresh_if_stale(self, server_id: str) -> None:
-        try:
-            info = self.index.info(server_id)
-        except Exception:
-            log.exception("cannot read the index of %s", server_id)
-            return
-        if info.refreshed_at is None or self._clock() - info.refreshed_at > self.max_age:
-            self._safe_start(server_id)
-
-    def _report(self, progress: RefreshProgress) -> None:
-        with self._lock:
-            self._progress[progress.server_id] = progress
-        if self.on_progress is not None:
-            try:
-                self.on_progress(progress)
-            except Exception:
-                log.exception("progress callback failed")
-
-    def _run_refresh(self, server_id: str, backend, full: bool) -> None:
-        try:
-            refresh_server(self.index, server_id, _Paged(backend, self.page_size), stopping=self._stopping,
-                           progress=self._report, clock=self._clock, force_full=full)
-            if getattr(backend, "identity", None) is not None:
-                self._verified_at[server_id] = time.monotonic()
-        except Stopped:
-            log.info("index refresh of %s stopped; old rows kept", server_id)
-            return
-        except Exception as e:
-            log.warning("index refresh of %s failed: %s", server_id, _describe(e))
-            try:
-                self.index.record_error(server_id, _describe(e))
-            except Exception:
-                log.exception("cannot record the failed refresh of %s", server_id)
-            return
-        for callback in list(self.on_refreshed):  # e.g. the worker's lane retries what waits to be identified
-            try:
-                callback(server_id)
-            except Exception:
-                log.exception("a callback after the index refresh of %s failed", server_id)
+    def close(self, timeout: float = 3.0) -> bool:
+        """Stop refreshes (they keep the old rows); True if all stopped in time."""
+        return self.refresher.close(timeout)
 
     # -- who answers -----------------------------------------------------------------
 
@@ -325,9 +215,12 @@ class Identifier:
         except Exception as e:
             return "cannot check which server answers at %s: %s" % (safe_url(server.url), _describe(e))
         if identity and self.index.bind_identity(server.id, identity):
-            self._start_refresh(server.id, force=True, full=True)
-        self._verified_at[server.id] = time.monotonic()
+            self.refresher.start(server.id, force=True, full=True)
+        self._confirmed(server.id)
         return None
+
+    def _confirmed(self, server_id: str) -> None:
+        self._verified_at[server_id] = time.monotonic()
 
     # -- matching --------------------------------------------------------------------
 
@@ -360,9 +253,6 @@ class Identifier:
 
     def _match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         """(match, whether a refresh could turn this miss into a match)."""
-        unsure = self._check_identity(server)
-        if unsure:
-            return Match(None, None, unsure), False
         why: List[str] = []
         if m.is_http:
             found = self._by_url(server, m, why)
@@ -382,7 +272,7 @@ class Identifier:
         marked = [i for i, text in enumerate(why) if text.endswith(_MISS)]
         if marked:  # say how old the index is, once, after the last "not in the index"
             why = [t[: -len(_MISS)] if t.endswith(_MISS) else t for t in why]
-            why[marked[-1]] += " " + self._index_state(server.id)
+            why[marked[-1]] += " " + self.refresher.state_text(server.id)
         return Match(None, None, "; ".join(why) or "nothing to identify it by"), refreshable
 
     def _by_url(self, server: ServerConfig, m: _Media, why: List[str]) -> Optional[Match]:
@@ -410,6 +300,10 @@ class Identifier:
     def _url_item_kind(self, server: ServerConfig, item_id: str, why: List[str]) -> Optional[str]:
         """The kind of an item named by a stream URL, asked of the server once (then cached
         with the index); None, with the reason in ``why``, when it has no such item."""
+        unsure = self._check_identity(server)  # the cache belongs to the server that answered it
+        if unsure:
+            why.append(unsure)
+            return None
         kind = self.index.kind_of(server.id, item_id)
         if kind is None:
             backend = self.backends.get(server.id)
@@ -432,7 +326,7 @@ class Identifier:
 
     def _plex_part(self, server: ServerConfig, part_id: str, why: List[str]) -> Optional[Match]:
         item_id = self.index.item_for_part(server.id, part_id)
-        if item_id:
+        if item_id and self._confirm(server, item_id, why, part_id=part_id)[0]:
             return Match(item_id, URL_METHOD, "stream URL of media part %s (index)" % part_id)
         backend = self.backends.get(server.id)
         lookup = getattr(backend, "item_for_part", None)
@@ -449,6 +343,8 @@ class Identifier:
             why.append("the server has no item with media part %s" % part_id)
             return None
         item_id = str(item_id)
+        if not self._confirm(server, item_id, why, part_id=part_id)[0]:
+            return None
         self.index.remember_part(server.id, part_id, item_id)
         return Match(item_id, URL_METHOD, "stream URL of media part %s" % part_id)
 
@@ -463,6 +359,7 @@ class Identifier:
         if (m.is_http or m.locals[0].style == URL) and not mappings:
             return None, False
         looked = []  # (shown, via) of each name of the file that maps
+        keys = []  # (server path key, fold) of each
         for local in m.locals:
             mapped = map_to_server(local, mappings)
             if mapped is None:
@@ -471,6 +368,7 @@ class Identifier:
             via = "" if mapped.mapping is None else " (mapping %s → %s)" % (mapped.mapping.local,
                                                                           mapped.mapping.remote)
             looked.append((shown, via))
+            keys.append((mapped.server_path.key(), mapped.server_path.fold))
             candidates.update(self.index.by_path_key(server.id, mapped.server_path.key(),
                                                      fold=mapped.server_path.fold))
         if not looked:
@@ -485,6 +383,10 @@ class Identifier:
             if refused:
                 why.append("path %s: %s" % (shown, refused))
                 return None, False
+            confirmed, refreshable = self._confirm(server, item_id, why, keys=keys, ids=m.provider_ids,
+                                                   kind=m.host_kind)
+            if not confirmed:
+                return None, refreshable
             return Match(item_id, PATH_METHOD, "path %s%s" % (shown, via)), False
         if candidates:
             items = sorted(candidates)
@@ -492,6 +394,33 @@ class Identifier:
             return None, False
         why.append("%s%s not in server index%s" % (shown, via, _MISS))
         return None, True
+
+    def _confirm(self, server: ServerConfig, item_id: str, why: List[str], *, keys=(), ids=(), kind: str = "",
+                 part_id: Optional[str] = None, need_id: bool = False) -> Tuple[bool, bool]:
+        """Ask the server whether the index's answer still holds: the item exists and has that
+        file (or part), and the player's ids and kind agree with it. (confirmed, refreshable)
+
+        The index may be minutes old, or another server may answer at the address now: an
+        answer the server itself does not bear out is never given.
+        """
+        get_item = getattr(self.backends.get(server.id), "get_item", None)
+        if get_item is None:
+            return True, False  # no connection: nothing is sent through this server either
+        try:
+            item = get_item(item_id)
+        except Exception as e:
+            why.append("cannot confirm item %s with the server: %s" % (item_id, _describe(e)))
+            return False, False
+        refuted = refutation(item_id, item, keys, part_id, ids, kind, need_id)
+        if refuted is None:
+            return True, False
+        why.append(refuted + _MISS)
+        # The index was wrong about this item: is another server answering at the address now?
+        # (If so its rows are dropped and a full refresh starts, whatever the interval.)
+        unsure = self._check_identity(server)
+        if unsure:
+            why.append(unsure)
+        return False, True
 
     def _kind(self, server_id: str, item_id: str) -> str:
         kind = self.index.kind_of(server_id, item_id)
@@ -502,43 +431,10 @@ class Identifier:
         decision = decide(m.provider_ids, m.kind, lambda p, v: self.index.candidates(server.id, p, v),
                           lambda item_id: self.index.provider_ids(server.id, item_id), candidates)
         if decision.item_id is not None:
+            confirmed, refreshable = self._confirm(server, decision.item_id, why, ids=m.provider_ids, kind=m.kind,
+                                                   need_id=True)
+            if not confirmed:
+                return None, refreshable
             return Match(decision.item_id, PROVIDER_METHOD, decision.reason), False
         why.append(decision.reason + (_MISS if decision.refreshable else ""))
         return None, decision.refreshable
-
-    def _index_state(self, server_id: str) -> str:
-        info = self.index.info(server_id)
-        now = self._clock()
-        with self._lock:
-            thread = self._threads.get(server_id)
-            running = thread is not None and thread.is_alive()
-            progress = self._progress.get(server_id)
-        parts = []
-        if info.refreshed_at is None:
-            parts.append("index never refreshed")
-        else:
-            parts.append("refreshed %s ago" % _age(now - info.refreshed_at))
-        if info.last_error:
-            error = info.last_error if len(info.last_error) <= 240 else info.last_error[:239] + "…"
-            parts.append("last refresh failed %s ago: %s" % (_age(now - (info.last_error_at or now)), error))
-        if running:
-            parts.append("a refresh is running" + (" (%d items so far)" % progress.done if progress else ""))
-        if server_id not in self.backends:
-            parts.append("no connection to this server is configured")
-        return "(" + "; ".join(parts) + ")"
-
-
-class _Paged:
-    """A backend whose listings use the identifier's page size (when one is set)."""
-
-    def __init__(self, backend, page_size: Optional[int]):
-        self._backend = backend
-        self._page_size = page_size
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def iter_items(self, **kw):
-        if self._page_size:
-            kw["page_size"] = self._page_size
-        return self._backend.iter_items(**kw)

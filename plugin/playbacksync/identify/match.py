@@ -1,4 +1,5 @@
-"""The provider-id rule, as a pure decision over what the index answered.
+"""The provider-id rule, as a pure decision over what the index answered, and
+``refutation``: whether the server's current item bears an index answer out.
 
 Given the ids the player gave (with the kind of item, when known) and, per id,
 the indexed items carrying it, pick the one item they all point at, or say why
@@ -18,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from .index import Candidate
+from .index import Candidate, normalize_provider
 from .kinds import is_series_id, usable_without_kind
+from .paths import path_key
 
 PlayerId = Tuple[str, str]  # (provider, value), normalised
 
@@ -100,3 +102,27 @@ def decide(ids: Sequence[PlayerId], kind: str, lookup: Callable[[str, str], List
         return IdDecision(None, "item %s with the same provider ids is not one with that path" % item.item_id)
     agreeing = [pv for pv in ids if pv[1] in known.get(pv[0], ())]
     return IdDecision(item.item_id, ", ".join("%s %s" % pv for pv in agreeing))
+
+
+def refutation(item_id: str, item, keys, part_id, ids: Sequence[PlayerId], kind: str,
+               need_id: bool) -> Optional[str]:
+    """Why the server's current item does not bear the index's answer out, or None."""
+    if item is None:
+        return "item %s is no longer on the server" % item_id
+    if keys:
+        held = [path_key(p) for p in item.all_paths()]
+        if not any((key.casefold() in {h.casefold() for h in held if h}) if fold else key in held
+                   for key, fold in keys):
+            return "item %s no longer has that file on the server" % item_id
+    if part_id is not None and str(part_id) not in item.part_ids:
+        return "item %s no longer has media part %s on the server" % (item_id, part_id)
+    known: Dict[str, List[str]] = {}
+    for name, value in (item.provider_ids or {}).items():
+        pv = normalize_provider(name, value)
+        if pv:
+            known.setdefault(pv[0], []).append(pv[1])
+    refused = contradiction(item_id, item.kind, known, ids, kind)
+    if refused is None and need_id and not any(v in known.get(p, ()) for p, v in ids):
+        refused = "item %s no longer carries the ids the player gave" % item_id
+    return None if refused is None else "on the server now: " + refused
+

@@ -67,12 +67,19 @@ def refresh_server(index: ItemIndex, server_id: str, backend, *, stopping: threa
     full = (force_full or replaced or not can_filter or info.refreshed_at is None or info.since is None
             or info.full_at is None or started - info.full_at > full_every)
     if not full:
-        walk = _Walk(backend.iter_items(since=info.since), server_id, "incremental", None, stopping, progress)
-        count = index.upsert(server_id, walk)
-        index.set_since(server_id, walk.since(started, info.since))  # known once the walk is done
-        total = backend.count_items()
-        if total is not None and total != count:
-            log.info("%s lists %d items, the index holds %d: walking the whole library", server_id, total, count)
+        try:
+            walk = _Walk(backend.iter_items(since=info.since), server_id, "incremental", None, stopping, progress)
+            count = index.upsert(server_id, walk)
+            index.set_since(server_id, walk.since(started, info.since))  # known once the walk is done
+            total = backend.count_items()
+        except Stopped:
+            raise
+        except Exception as e:  # a server that refuses the filter: the whole library still works
+            log.info("incremental refresh of %s failed (%s): walking the whole library", server_id, e)
+            total, count = None, -1
+        if count < 0 or (total is not None and total != count):
+            if count >= 0:
+                log.info("%s lists %d items, the index holds %d: walking the whole library", server_id, total, count)
             full = True
         else:
             log.info("item index of %s: %d changed items, %d in all", server_id, walk.done, count)
