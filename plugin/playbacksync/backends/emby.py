@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from itertools import islice
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
                            ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request)
@@ -97,6 +97,18 @@ class EmbyBackend(Backend):
 
     def read_state(self, item_id: str) -> ItemState:
         return item_state(self._user_data(item_id))
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /Users/{id}/Items?Ids=… per chunk; the answer carries each item's UserData."""
+        out = {}
+        for ids in chunks(item_ids, self.STATES_PER_REQUEST):
+            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items",
+                                                 params={"Ids": ",".join(ids), "EnableUserData": "true"}),
+                               "GET items")
+            for raw in d.get("Items") or []:
+                if isinstance(raw, dict) and raw.get("Id"):
+                    out[str(raw["Id"])] = item_state(raw.get("UserData"))
+        return out
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         try:

@@ -16,11 +16,11 @@ comes from /System/Info.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
                            ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request,
@@ -122,6 +122,21 @@ class JellyfinBackend(Backend):
             return item_state(need_json_dict(data, "GET UserData"))
         d = need_json_dict(self.http.request("GET", f"/Users/{uid}/Items/{item_id}"), "GET item")
         return item_state(d.get("UserData"))
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /Items?ids=… with user data per chunk (/Users/{id}/Items on 10.8; ItemsController)."""
+        uid, out = self._uid(), {}
+        for ids in chunks(item_ids, self.STATES_PER_REQUEST):
+            if self._modern():
+                path, params = "/Items", {"userId": uid}
+            else:
+                path, params = f"/Users/{uid}/Items", {}
+            params.update(ids=",".join(ids), enableUserData="true")
+            d = need_json_dict(self.http.request("GET", path, params=params), f"GET {path}")
+            for raw in d.get("Items") or []:
+                if isinstance(raw, dict) and raw.get("Id"):
+                    out[str(raw["Id"])] = item_state(raw.get("UserData"))
+        return out
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         uid = self._uid()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from .. import __version__
@@ -25,6 +25,7 @@ from .base import (
     PermanentError,
     ServerInfo,
     TransientError,
+    chunks,
 )
 
 PRODUCT = "Playback Sync"
@@ -162,14 +163,20 @@ class PlexBackend(Backend):
         item = self._metadata(str(item_id))
         if item is None:
             raise NotFoundError(f"Plex has no item {item_id}")
-        view_count = _int(item.get("viewCount"), 0) or 0
-        last = _int(item.get("lastViewedAt"))
-        return ItemState(
-            position_ms=_int(item.get("viewOffset"), 0) or 0,
-            played=view_count > 0,
-            play_count=view_count,
-            last_played_at=float(last) if last else None,
-        )
+        return _state(item)
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /library/metadata/{k1,k2,…} per chunk (Plex takes a comma list of rating keys)."""
+        out: Dict[str, ItemState] = {}
+        for keys in chunks([str(k) for k in item_ids], self.STATES_PER_REQUEST):
+            try:
+                container = self._container("GET", "/library/metadata/" + ",".join(_quote(k) for k in keys))
+            except NotFoundError:  # none of them exists any more
+                continue
+            for item in container.get("Metadata") or []:
+                if isinstance(item, dict) and item.get("ratingKey") is not None:
+                    out[str(item["ratingKey"])] = _state(item)
+        return out
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         item = self._metadata(str(item_id))
@@ -240,6 +247,13 @@ class PlexBackend(Backend):
             provider_ids=provider_ids(item.get("Guid")),
             duration_ms=_int(item.get("duration")),
         )
+
+
+def _state(item: Dict[str, Any]) -> ItemState:
+    view_count = _int(item.get("viewCount"), 0) or 0
+    last = _int(item.get("lastViewedAt"))
+    return ItemState(position_ms=_int(item.get("viewOffset"), 0) or 0, played=view_count > 0,
+                     play_count=view_count, last_played_at=float(last) if last else None)
 
 
 def _quote(segment: str) -> str:

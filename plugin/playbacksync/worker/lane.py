@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 
-from ..backends.base import AuthError, Backend, PermanentError, TransientError
+from ..backends.base import AuthError, Backend, ItemState, PermanentError, TransientError
 from ..redact import redact
 from ..changes import APPLIED, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
@@ -188,6 +188,9 @@ class Lane:
         n = sum(len(rs) for _, rs in jobs)
         self.w._emit(ev.PROGRESS, self.source_id, f"sending {n} change{'s' * (n != 1)} to {self.source_id}")
         backend, gen = self.backend, self.generation
+        now = self.w.clock()
+        states = self._read_states(backend, [k for k, rs in jobs
+                                             if any(waited(r, now, self.online_since, self.w.conflict_age) for r in rs)])
 
         def drain():
             while True:
@@ -196,7 +199,7 @@ class Lane:
                 except IndexError:
                     return
                 try:
-                    self._run_job(backend, gen, key, job_rows)
+                    self._run_job(backend, gen, key, job_rows, states.get(key[0]))
                 except Exception:
                     log.exception("server %s: item %s failed unexpectedly", self.source_id, key[0])
                     self._release(job_rows)
@@ -210,11 +213,26 @@ class Lane:
         for t in helpers:
             t.join()
 
-    def _run_job(self, backend: Backend, gen: int, key: ItemKey, rows: List[QueuedChange]) -> None:
+    def _read_states(self, backend: Backend, keys: Sequence[ItemKey]) -> Dict[str, ItemState]:
+        """The conflict-check reads of a whole batch in a few requests (after an offline spell every
+        change needs one). On any failure: {} and each item is read on its own as before."""
+        ids = [k[0] for k in keys]
+        if len(ids) < 2 or self.halted():
+            return {}
+        try:
+            return backend.item_states(ids)
+        except Exception as e:  # the per-item reads report it properly
+            log.info("server %s: batched state read failed, reading item by item: %s", self.source_id, redact(e))
+            return {}
+
+    def _run_job(self, backend: Backend, gen: int, key: ItemKey, rows: List[QueuedChange],
+                 prefetched: Optional[ItemState] = None) -> None:
         now = self.w.clock()
         conflict_age = self.w.conflict_age
         state = None
-        if any(waited(r, now, self.online_since, conflict_age) for r in rows):
+        if prefetched is not None and any(waited(r, now, self.online_since, conflict_age) for r in rows):
+            state = prefetched
+        elif any(waited(r, now, self.online_since, conflict_age) for r in rows):
             if self.halted():
                 self._release(rows)
                 return
