@@ -99,6 +99,13 @@ class Backend:
                 continue
         return out
 
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        """A live "now playing" report, as the server's own clients send one: ``state`` is
+        ``start``, ``progress`` or ``stopped``; one ``play_session_id`` per viewing.
+        Raises like apply(). The server applies its own rules to it (see README, "Who decides what")."""
+        raise NotImplementedError
+
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         """One item by id, or None when the server has no such item."""
         raise NotImplementedError

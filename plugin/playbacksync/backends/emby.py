@@ -16,7 +16,7 @@ from ..config import ServerConfig
 from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, sign_in_request)
+                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, session_report, sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -109,6 +109,10 @@ class EmbyBackend(Backend):
                 if isinstance(raw, dict) and raw.get("Id"):
                     out[str(raw["Id"])] = item_state(raw.get("UserData"))
         return out
+
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        session_report(self.http, state, item_id, position_ms, paused, play_session_id)
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         try:

@@ -159,6 +159,18 @@ class PlexBackend(Backend):
             params["duration"] = int(duration)
         self._send("POST", "/:/timeline", params)
 
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        """A live timeline (playing / paused / stopped), one X-Plex-Session-Identifier per viewing."""
+        key = str(item_id)
+        params: Dict[str, Any] = {"ratingKey": key, "key": f"/library/metadata/{key}",
+                                  "state": "stopped" if state == "stopped" else ("paused" if paused else "playing"),
+                                  "time": max(0, int(position_ms))}
+        if duration_ms:
+            params["duration"] = int(duration_ms)
+        self.http.request("POST", "/:/timeline", params=params, expect_json=False,
+                          headers={"X-Plex-Session-Identifier": play_session_id})
+
     def read_state(self, item_id: str) -> ItemState:
         item = self._metadata(str(item_id))
         if item is None:

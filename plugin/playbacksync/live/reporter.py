@@ -1,0 +1,210 @@
+"""Live "now playing" sessions, reported as each server's own clients report them.
+
+While a file plays and a server answers, the server sees a playback session:
+Jellyfin and Emby get ``Playing`` at the start, ``Progress`` about every
+``progress_interval`` seconds and at once on pause, resume and seek, and
+``Stopped`` at the end, all with one ``PlaySessionId`` per viewing; Plex gets
+``/:/timeline`` reports (playing, paused, stopped) with one session identifier
+per viewing. The dashboard shows the player, "continue watching" on other
+devices follows along, playback-reporting plugins see the viewing.
+
+The servers apply their own rules to these reports (README, "Who decides
+what"): a Jellyfin/Emby start counts a play, a Plex timeline past the server's
+threshold counts a view. The durable queue stays the record of what the viewer
+did; ``outcome()`` says what the live reports of a viewing already set on a
+server, so a queued write can avoid setting it a second time.
+
+Best effort: a report that fails is logged and dropped (the queue sends the
+change later). Reports go out from one thread (a loop with a stop event), so a
+slow server never holds up the player.
+
+STATUS: not yet fed by the app. Until the worker consults ``outcome()`` before
+each queued write, running both would count a finished viewing twice (the live
+start and the queued watched mark). See notes/i12.md.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from ..backends.base import Backend
+from ..redact import redact
+from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
+
+log = logging.getLogger(__name__)
+
+START, PROGRESS, STOPPED = "start", "progress", "stopped"
+
+
+@dataclass(frozen=True)
+class Report:
+    state: str  # START | PROGRESS | STOPPED
+    position_ms: int
+    paused: bool
+
+
+@dataclass
+class _Viewing:
+    media: MediaRef
+    session_id: str
+    duration: Optional[float] = None
+    position: float = 0.0
+    paused: bool = False
+    last_report_at: float = 0.0
+
+
+def plan_reports(v: _Viewing, event: PlaybackEvent, progress_interval: float) -> List[Report]:
+    """What the server's own client would report for ``event`` (pure: updates ``v`` only)."""
+    duration = finite(event.duration)
+    if duration is not None and duration > 0:
+        v.duration = duration
+    position = finite(event.position)
+    if position is not None:
+        v.position = max(0.0, min(position, v.duration) if v.duration else position)
+    at = event.at
+    kind = event.kind
+    out: List[Report] = []
+
+    def report(state: str) -> None:
+        v.last_report_at = at
+        out.append(Report(state, int(round(v.position * 1000)), v.paused))
+
+    if kind == STARTED:
+        report(START)
+    elif kind == POSITION:
+        if not v.paused and at - v.last_report_at >= progress_interval:
+            report(PROGRESS)
+    elif kind in (PAUSED, RESUMED):
+        v.paused = kind == PAUSED
+        report(PROGRESS)
+    elif kind == SEEKED:
+        report(PROGRESS)
+    elif kind == ENDED:
+        report(STOPPED)
+    return out
+
+
+@dataclass
+class Outcome:
+    """What the live reports of one viewing set on one server (only reports the server accepted)."""
+
+    started: bool = False        # the start was accepted: the server counted it (Jellyfin/Emby)
+    stopped: bool = False        # the end was accepted: the resume point is where playback ended
+    furthest_ms: int = 0         # furthest position the server accepted a report for
+    reports: List[Tuple[str, int, bool]] = field(default_factory=list)
+
+
+class LiveReporter:
+    """Feeds each configured server a live session for what plays.
+
+    ``resolve(server_id, media)`` gives the server's item id, or None (no live
+    session on that server for this file: identification happens later, for the queue).
+    """
+
+    def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
+                 progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+        self.backends = dict(backends)
+        self.resolve = resolve
+        self.progress_interval = float(progress_interval)
+        self.new_session_id = new_session_id
+        self._viewing: Optional[_Viewing] = None
+        self._items: Dict[str, str] = {}  # server id -> item id of the current viewing
+        self._pending: Deque[Tuple[str, str, str, Report, Optional[int], str]] = deque()
+        self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- events in ------------------------------------------------------------
+    def handle(self, event: PlaybackEvent) -> None:
+        """A host's playback event (same stream the tracker gets). Cheap: sending happens on the thread."""
+        with self._lock:
+            if event.kind == STARTED and event.media is not None:
+                if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
+                    self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
+                self._viewing = _Viewing(event.media, self.new_session_id(), last_report_at=event.at)
+                self._items = {}
+                for sid in self.backends:
+                    try:
+                        item = self.resolve(sid, event.media)
+                    except Exception:
+                        log.exception("live session: could not resolve the item on %s", sid)
+                        item = None
+                    if item:
+                        self._items[sid] = item
+            v = self._viewing
+            if v is None or (event.media is not None and event.kind != STARTED
+                             and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
+                return
+            self._queue(plan_reports(v, event, self.progress_interval))
+            if event.kind == ENDED:
+                self._viewing = None
+        self._wake.set()
+
+    def _queue(self, reports: List[Report]) -> None:
+        v = self._viewing
+        duration_ms = None if v is None or v.duration is None else int(round(v.duration * 1000))
+        for r in reports:
+            for sid, item in self._items.items():
+                self._pending.append((sid, item, v.session_id, r, duration_ms, v.media.path))
+
+    # -- what reached the servers ----------------------------------------------
+    def outcome(self, server_id: str, item_id: str, session_id: str) -> Outcome:
+        with self._lock:
+            return self._outcomes.get((server_id, item_id, session_id), Outcome())
+
+    def outcomes(self, server_id: str, item_id: str) -> List[Outcome]:
+        with self._lock:
+            return [o for (s, i, _), o in self._outcomes.items() if (s, i) == (server_id, item_id)]
+
+    # -- sending ---------------------------------------------------------------
+    def flush(self) -> None:
+        """Send every queued report now, in order (the thread does this; tests may call it)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                sid, item, session, report, duration_ms, _path = self._pending.popleft()
+            backend = self.backends[sid]
+            try:
+                backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
+                                        paused=report.paused, play_session_id=session)
+            except Exception as e:  # best effort: the queue stays the record
+                log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
+                continue
+            with self._lock:
+                o = self._outcomes.setdefault((sid, item, session), Outcome())
+                o.reports.append((report.state, report.position_ms, report.paused))
+                o.started |= report.state == START
+                o.stopped |= report.state == STOPPED
+                o.furthest_ms = max(o.furthest_ms, report.position_ms)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="playback-sync-live", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("live session reporting failed")
+
+    def stop(self, deadline: float = 5.0) -> None:
+        """Send what is queued (within ``deadline`` seconds), then end the thread."""
+        end = time.monotonic() + deadline
+        while self._pending and time.monotonic() < end:
+            self._wake.set()
+            time.sleep(0.01)
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, end - time.monotonic()))
