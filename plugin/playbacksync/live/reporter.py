@@ -113,8 +113,8 @@ class LiveReporter:
         self.progress_interval = float(progress_interval)
         self.new_session_id = new_session_id
         self._viewing: Optional[_Viewing] = None
-        self._items: Dict[str, str] = {}  # server id -> item id of the current viewing
-        self._pending: Deque[Tuple[str, str, str, Report, Optional[int], str]] = deque()
+        self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
+        self._pending: Deque[Tuple[str, MediaRef, str, Report, Optional[int]]] = deque()
         self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -123,21 +123,13 @@ class LiveReporter:
 
     # -- events in ------------------------------------------------------------
     def handle(self, event: PlaybackEvent) -> None:
-        """A host's playback event (same stream the tracker gets). Cheap: sending happens on the thread."""
+        """A host's playback event (the same stream the tracker gets). Cheap: identification and
+        sending happen on the reporter's thread, never on the player's."""
         with self._lock:
             if event.kind == STARTED and event.media is not None:
                 if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
                     self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
                 self._viewing = _Viewing(event.media, self.new_session_id(), last_report_at=event.at)
-                self._items = {}
-                for sid in self.backends:
-                    try:
-                        item = self.resolve(sid, event.media)
-                    except Exception:
-                        log.exception("live session: could not resolve the item on %s", sid)
-                        item = None
-                    if item:
-                        self._items[sid] = item
             v = self._viewing
             if v is None or (event.media is not None and event.kind != STARTED
                              and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
@@ -149,10 +141,21 @@ class LiveReporter:
 
     def _queue(self, reports: List[Report]) -> None:
         v = self._viewing
-        duration_ms = None if v is None or v.duration is None else int(round(v.duration * 1000))
+        duration_ms = None if v.duration is None else int(round(v.duration * 1000))
         for r in reports:
-            for sid, item in self._items.items():
-                self._pending.append((sid, item, v.session_id, r, duration_ms, v.media.path))
+            for sid in self.backends:
+                self._pending.append((sid, v.media, v.session_id, r, duration_ms))
+
+    def _item(self, sid: str, media: MediaRef, session: str) -> Optional[str]:
+        """The server's item for a viewing, asked once per viewing and server (None: no live session)."""
+        key = (sid, session)
+        if key not in self._items:
+            try:
+                self._items[key] = self.resolve(sid, media)
+            except Exception:
+                log.exception("live session: could not resolve the item on %s", sid)
+                self._items[key] = None
+        return self._items[key]
 
     # -- what reached the servers ----------------------------------------------
     def outcome(self, server_id: str, item_id: str, session_id: str) -> Outcome:
@@ -170,7 +173,12 @@ class LiveReporter:
             with self._lock:
                 if not self._pending:
                     return
-                sid, item, session, report, duration_ms, _path = self._pending.popleft()
+                sid, media, session, report, duration_ms = self._pending.popleft()
+            item = self._item(sid, media, session)
+            if item is None:
+                continue
+            if report.state == STOPPED:
+                self._items.pop((sid, session), None)  # the viewing is over on this server
             backend = self.backends[sid]
             try:
                 backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
