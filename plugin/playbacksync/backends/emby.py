@@ -16,7 +16,8 @@ from ..config import ServerConfig
 from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, session_report, sign_in_request)
+                           listing_states, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
+                           session_report, sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -100,14 +101,11 @@ class EmbyBackend(Backend):
 
     def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
         """One GET /Users/{id}/Items?Ids=… per chunk; the answer carries each item's UserData."""
-        out = {}
+        out: Dict[str, ItemState] = {}
         for ids in chunks(item_ids, self.STATES_PER_REQUEST):
-            d = need_json_dict(self.http.request("GET", f"/Users/{self._uid()}/Items",
-                                                 params={"Ids": ",".join(ids), "EnableUserData": "true"}),
-                               "GET items")
-            for raw in d.get("Items") or []:
-                if isinstance(raw, dict) and raw.get("Id"):
-                    out[str(raw["Id"])] = item_state(raw.get("UserData"))
+            params = {"Ids": ",".join(ids), "EnableUserData": "true"}
+            out.update(listing_states(need_json_dict(
+                self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")))
         return out
 
     def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],

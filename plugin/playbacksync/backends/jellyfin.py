@@ -23,8 +23,8 @@ from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc, item_state,
-                           ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token, session_report, sign_in_request,
-                           ticks_to_ms, version_tuple)
+                           listing_states, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
+                           session_report, sign_in_request, ticks_to_ms, version_tuple)
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,7 @@ class JellyfinBackend(Backend):
             else:
                 path, params = f"/Users/{uid}/Items", {}
             params.update(ids=",".join(ids), enableUserData="true")
-            d = need_json_dict(self.http.request("GET", path, params=params), f"GET {path}")
-            for raw in d.get("Items") or []:
-                if isinstance(raw, dict) and raw.get("Id"):
-                    out[str(raw["Id"])] = item_state(raw.get("UserData"))
+            out.update(listing_states(need_json_dict(self.http.request("GET", path, params=params), f"GET {path}")))
         return out
 
     def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],

@@ -161,6 +161,12 @@ def refuse_other_users_token(server: ServerConfig, token_user_id: str, token_use
                     f"(playback-sync login {server.type} --server-id {server.id})")
 
 
+def listing_states(answer: dict) -> Dict[str, ItemState]:
+    """Each listed item's user data (an /Items answer asked with enableUserData) by item id."""
+    return {str(raw["Id"]): item_state(raw.get("UserData")) for raw in answer.get("Items") or []
+            if isinstance(raw, dict) and raw.get("Id")}
+
+
 SESSION_ROUTES = {"start": "/Sessions/Playing", "progress": "/Sessions/Playing/Progress",
                   "stopped": "/Sessions/Playing/Stopped"}
 

@@ -188,9 +188,9 @@ class Lane:
         n = sum(len(rs) for _, rs in jobs)
         self.w._emit(ev.PROGRESS, self.source_id, f"sending {n} change{'s' * (n != 1)} to {self.source_id}")
         backend, gen = self.backend, self.generation
-        now = self.w.clock()
+        now, age = self.w.clock(), self.w.conflict_age
         states = self._read_states(backend, [k for k, rs in jobs
-                                             if any(waited(r, now, self.online_since, self.w.conflict_age) for r in rs)])
+                                             if any(waited(r, now, self.online_since, age) for r in rs)])
 
         def drain():
             while True:
