@@ -192,3 +192,80 @@ def test_count_and_played_end_as_the_servers_own_client_leaves_them(pair, data):
         assert (count, played) == (rcount, rplayed)
         if not played:
             assert abs(pos - rpos) <= 10  # within one progress interval
+
+
+# -- live reports and the queue together ---------------------------------------------------------
+
+def _drained(queue):
+    return not any(c.get(k) for c in queue.counts().values() for k in ("pending", "syncing"))
+
+
+def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True):
+    """The whole online path: live reports, and the tracker's changes through the durable queue."""
+    import time as _time
+
+    from playbacksync.changes import Change
+    from playbacksync.queue import SyncQueue
+    from playbacksync.tracker import Tracker
+    from playbacksync.worker import SyncWorker
+    from tests.test_worker_support import wait_for
+
+    queue = SyncQueue(str(tmp_path / uuid.uuid4().hex))
+    reporter = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: server.item)
+    worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
+    if hook:
+        worker.live_cover = reporter.cover
+    tracker = Tracker(progress_interval=10, watched_percent=90)
+    worker.start()
+    try:
+        for i, (kind, pos, t) in enumerate(viewing):
+            event = PlaybackEvent(kind, media=MEDIA, position=pos, duration=server.runtime_s, at=t)
+            reporter.handle(event)
+            if i in drop:
+                server.fake.fail_next(503, times=10)
+            reporter.flush()
+            server.fake.reset_trouble()
+            for c in tracker.handle(event):
+                queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="",
+                                            change_type=c.change_type, position_ms=c.position_ms,
+                                            duration_ms=c.duration_ms, created_at=_time.time()))
+                worker.notify()
+            assert wait_for(lambda: _drained(queue), 10)
+    finally:
+        worker.stop()
+        queue.close()
+        for b in (*reporter.backends.values(),):
+            b.close()
+
+
+FINISHED = [(STARTED, 0.0, 0.0), (POSITION, 30.0, 30.0), (SEEKED, 1100.0, 31.0), (POSITION, 1150.0, 81.0),
+            (ENDED, 1199.9, 131.0)]
+
+
+@pytest.mark.parametrize("hook", [True, False], ids=["live-cover", "no-cover"])
+def test_a_finished_viewing_counts_once_with_live_reports_and_the_queue(pair, tmp_path, hook):
+    ours, ref = pair
+    ours.new_item()
+    ref.new_item()
+    viewing = [(k, p * ours.runtime_s / RUNTIME_S, t) for k, p, t in FINISHED]
+    official_client(ref, viewing)
+    run_with_queue(ours, viewing, tmp_path, hook=hook)
+    if hook:
+        assert ours.state()[:2] == ref.state()[:2]
+    else:  # the worker alone, on top of the live reports: plays counted twice or more
+        assert ours.state()[0] > ref.state()[0]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_live_and_queue_never_count_above_the_servers_own_client(pair, tmp_path, data):
+    ours, ref = pair
+    viewing, drop = data.draw(viewings(ours.runtime_s))
+    ours.new_item()
+    ref.new_item()
+    official_client(ref, viewing)
+    run_with_queue(ours, viewing, tmp_path, drop=drop)
+    (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
+    assert count <= rcount
+    if not drop:
+        assert (count, played) == (rcount, rplayed)

@@ -18,9 +18,10 @@ Best effort: a report that fails is logged and dropped (the queue sends the
 change later). Reports go out from one thread (a loop with a stop event), so a
 slow server never holds up the player.
 
-STATUS: not yet fed by the app. Until the worker consults ``outcome()`` before
-each queued write, running both would count a finished viewing twice (the live
-start and the queued watched mark). See notes/i12.md.
+The worker asks ``cover(row)`` before each queued write (``SyncWorker.live_cover``)
+and skips, or sends without a date, what the viewing's live reports already set.
+STATUS: the app does not create a reporter yet (it is being rewritten); see
+notes/i12.md for the few lines that switch it on.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, 
 log = logging.getLogger(__name__)
 
 START, PROGRESS, STOPPED = "start", "progress", "stopped"
+# Plex's default "video played threshold"; a server set lower counts earlier (see README).
+PLEX_WATCHED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Report:
 class _Viewing:
     media: MediaRef
     session_id: str
+    started_wall: float = 0.0
     duration: Optional[float] = None
     position: float = 0.0
     paused: bool = False
@@ -96,6 +100,9 @@ class Outcome:
     started: bool = False        # the start was accepted: the server counted it (Jellyfin/Emby)
     stopped: bool = False        # the end was accepted: the resume point is where playback ended
     furthest_ms: int = 0         # furthest position the server accepted a report for
+    duration_ms: Optional[int] = None
+    started_wall: float = 0.0    # the viewing's wall-clock window: queued changes made in it are its own
+    ended_wall: Optional[float] = None
     reports: List[Tuple[str, int, bool]] = field(default_factory=list)
 
 
@@ -107,14 +114,16 @@ class LiveReporter:
     """
 
     def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
-                 progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+                 progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 wall_clock: Callable[[], float] = time.time):
+        self.wall_clock = wall_clock
         self.backends = dict(backends)
         self.resolve = resolve
         self.progress_interval = float(progress_interval)
         self.new_session_id = new_session_id
         self._viewing: Optional[_Viewing] = None
         self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
-        self._pending: Deque[Tuple[str, MediaRef, str, Report, Optional[int]]] = deque()
+        self._pending: Deque[Tuple] = deque()
         self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -129,7 +138,8 @@ class LiveReporter:
             if event.kind == STARTED and event.media is not None:
                 if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
                     self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
-                self._viewing = _Viewing(event.media, self.new_session_id(), last_report_at=event.at)
+                self._viewing = _Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
+                                         last_report_at=event.at)
             v = self._viewing
             if v is None or (event.media is not None and event.kind != STARTED
                              and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
@@ -144,7 +154,8 @@ class LiveReporter:
         duration_ms = None if v.duration is None else int(round(v.duration * 1000))
         for r in reports:
             for sid in self.backends:
-                self._pending.append((sid, v.media, v.session_id, r, duration_ms))
+                self._pending.append((sid, v.media, v.session_id, r, duration_ms, v.started_wall,
+                                      self.wall_clock()))
 
     def _item(self, sid: str, media: MediaRef, session: str) -> Optional[str]:
         """The server's item for a viewing, asked once per viewing and server (None: no live session)."""
@@ -166,6 +177,46 @@ class LiveReporter:
         with self._lock:
             return [o for (s, i, _), o in self._outcomes.items() if (s, i) == (server_id, item_id)]
 
+    def cover(self, row) -> Optional[Tuple[str, str]]:
+        """What to do with a queued change (``row``: source_id, media_item_id, change_type,
+        created_at) given what the live reports of its viewing set on that server:
+        ``("skip", why)``, ``("undated", why)`` (mark played without a date: the server already
+        counted this viewing's play, so the mark must not count another), or None (send as queued).
+
+        Jellyfin/Emby: an accepted start counted the play; an accepted stop ran the server's own
+        resume rules at the real end, so the viewing's queued progress and watched marks are what
+        the server's client would not send. Plex: an accepted timeline past the server's threshold
+        (90 % by default) counted the view; an accepted stop set the resume point.
+        """
+        from ..changes import PROGRESS as Q_PROGRESS, WATCHED as Q_WATCHED
+
+        with self._lock:
+            mine = [o for (s, i, _), o in self._outcomes.items()
+                    if s == row.source_id and i == str(row.media_item_id)
+                    and o.started_wall - 1.0 <= row.created_at <= (o.ended_wall or float("inf")) + 1.0]
+        if not mine:
+            return None
+        o = mine[-1]
+        plex = getattr(getattr(self.backends.get(row.source_id), "server", None), "type", "") == "plex"
+        if row.change_type == Q_PROGRESS and o.stopped:
+            return "skip", "the live session already set the resume point where playback ended"
+        if row.change_type == Q_PROGRESS and row.position_ms is not None and any(
+                abs(pos - row.position_ms) < 1000 for state, pos, _ in o.reports if state != START):
+            # Sent again it would be a second report of the same moment (on Plex, past the threshold,
+            # a second counted view: the queue's timeline is not the live session's).
+            return "skip", "the live session already reported this position"
+        if row.change_type != Q_WATCHED:
+            return None
+        if plex:
+            if o.duration_ms and o.furthest_ms >= PLEX_WATCHED_SHARE * o.duration_ms:
+                return "skip", "the live session passed the server's watched threshold: Plex counted the view"
+            return None
+        if o.started and o.stopped:
+            return "skip", "the live session counted this play and the server's rules decided played"
+        if o.started:
+            return "undated", "the live session's start already counted this play"
+        return None
+
     # -- sending ---------------------------------------------------------------
     def flush(self) -> None:
         """Send every queued report now, in order (the thread does this; tests may call it)."""
@@ -173,7 +224,7 @@ class LiveReporter:
             with self._lock:
                 if not self._pending:
                     return
-                sid, media, session, report, duration_ms = self._pending.popleft()
+                sid, media, session, report, duration_ms, started_wall, made_wall = self._pending.popleft()
             item = self._item(sid, media, session)
             if item is None:
                 continue
@@ -187,8 +238,11 @@ class LiveReporter:
                 log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
                 continue
             with self._lock:
-                o = self._outcomes.setdefault((sid, item, session), Outcome())
+                o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
                 o.reports.append((report.state, report.position_ms, report.paused))
+                o.duration_ms = duration_ms or o.duration_ms
+                if report.state == STOPPED:
+                    o.ended_wall = made_wall
                 o.started |= report.state == START
                 o.stopped |= report.state == STOPPED
                 o.furthest_ms = max(o.furthest_ms, report.position_ms)

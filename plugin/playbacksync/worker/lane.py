@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set
 
 from ..backends.base import AuthError, Backend, ItemState, PermanentError, TransientError
@@ -258,8 +259,12 @@ class Lane:
                 if why is not None:
                     self._close(row, SUPERSEDED, why, event=True)
                     continue
+            cover = self.w.live_cover(row) if self.w.live_cover is not None else None
+            if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
+                self._close(row, SUPERSEDED, cover[1], event=True)
+                continue
             try:
-                backend.apply(row)
+                backend.apply(replace(row, created_at=0.0) if cover is not None else row)  # undated: no 2nd count
             except AuthError as e:
                 self._auth(e, gen)
                 self._release(rows[i:])
