@@ -241,3 +241,16 @@ def test_fake_answers_match_the_spec(fake):
         api.validate_response(RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp))
         checked += 1
     assert checked == 7
+
+
+def test_a_replayed_progress_is_an_offline_timeline_stamped_when_it_happened(fake):
+    import time as _time
+
+    backend = backend_for(fake)
+    then = int(_time.time()) - 3 * 3600  # queued during an offline spell three hours ago
+    backend.apply(change(PROGRESS, position_ms=120_000, duration_ms=660_000, created_at=float(then)))
+    q = fake.requests[-1].query
+    assert q["offline"] == ["1"] and q["updated"] == [str(then)]
+    assert fake.library.state(fake.token, "101").last_viewed_at == then
+    backend.apply(change(PROGRESS, position_ms=130_000, duration_ms=660_000, created_at=_time.time()))
+    assert "offline" not in fake.requests[-1].query  # a live one is not

@@ -75,6 +75,7 @@ class SyncService:
         self.queue = None
         self.worker = None
         self.identifier = None
+        self.live = None  # live "now playing" sessions (live/reporter.py), fed the same events
         self.backends: Dict[str, object] = {}
 
     # -- lifecycle -------------------------------------------------------
@@ -110,6 +111,8 @@ class SyncService:
         deadline = time.monotonic() + timeout
         if self.identifier is not None:
             self._close_identifier()
+        if self.live is not None:  # the last Stopped reports go first, within the deadline's first half
+            self.live.stop(max(0.1, (deadline - time.monotonic()) / 2))
         if self.worker is not None:
             clean = self.worker.stop(max(0.1, deadline - time.monotonic())) and clean
         if self.queue is not None:
@@ -154,6 +157,8 @@ class SyncService:
         if self.worker is None:  # not open yet: _open reads self.config
             return
         self.queue.retention_days = float(config.sync.retention_days)
+        if self.live is not None:
+            self.live.stop(1.0)
         self.worker.stop(3.0)  # requests in flight go back to pending for the new worker
         self._close_identifier()
         for backend in self.backends.values():
@@ -175,6 +180,9 @@ class SyncService:
                 self._inbox.put(("identify", event.media))
             for tracked in self._tracker.handle(event):
                 self._inbox.put(("change", tracked))
+            live = self.live
+            if live is not None:
+                live.handle(event)
         except Exception:  # a bug here must not take the player down
             log.exception("could not handle playback event %s", event.kind)
 
@@ -219,7 +227,21 @@ class SyncService:
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self.worker = SyncWorker(self.queue, self.backends, **self._worker_options)
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
+        self._start_live()
         self.worker.start()
+
+    def _start_live(self) -> None:
+        """Live sessions on the servers, for the items identification has already matched; the worker
+        asks the reporter before each write so nothing a live report set is written twice."""
+        from .live import LiveReporter
+
+        def matched_item(server_id: str, media: MediaRef) -> Optional[str]:
+            match = (self._matches.get(media_key(media)) or {}).get(server_id)
+            return getattr(match, "item_id", None)
+
+        self.live = LiveReporter(self.backends, matched_item, progress_interval=self.config.sync.progress_interval)
+        self.worker.live_cover = self.live.cover
+        self.live.start()
 
     def _replay_journal(self) -> None:
         """Queue what an earlier run could not identify before it quit (journal.py)."""

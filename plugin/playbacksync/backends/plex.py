@@ -36,6 +36,7 @@ LINK_URL = "https://plex.tv/link"  # where the viewer types the PIN code
 _LEAF_TYPE = {"movie": 1, "show": 4}
 _PROVIDERS = ("imdb", "tmdb", "tvdb")
 PART_WALK_INTERVAL = 300.0  # seconds between library walks for unknown part ids
+REPLAY_AGE_S = 60.0  # a progress change older than this is a replay, sent as an offline timeline
 
 
 def client_identifier(server: ServerConfig) -> str:
@@ -157,6 +158,10 @@ class PlexBackend(Backend):
         }
         if duration:
             params["duration"] = int(duration)
+        if change.created_at and time.time() - change.created_at > REPLAY_AGE_S:
+            # A replay after an offline spell: the form Plex's sync clients use, so the server
+            # records when it really happened.
+            params.update(offline=1, updated=int(change.created_at))
         self._send("POST", "/:/timeline", params)
 
     def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],

@@ -109,9 +109,11 @@ class Outcome:
 class LiveReporter:
     """Feeds each configured server a live session for what plays.
 
-    ``resolve(server_id, media)`` gives the server's item id, or None (no live
-    session on that server for this file: identification happens later, for the queue).
+    ``resolve(server_id, media)`` gives the server's item id, or None while it is
+    not known (identification runs on the app's service thread, for the queue).
     """
+
+    RESOLVE_WAIT = 5.0  # seconds a report may wait for its item to be identified
 
     def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
                  progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
@@ -125,6 +127,10 @@ class LiveReporter:
         self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
         self._pending: Deque[Tuple] = deque()
         self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
+        self._windows: Dict[str, List[Optional[float]]] = {}  # session -> [started, ended] (wall clock)
+        # Who counts a viewing's play on a server, first come: "live" (its counting report) or
+        # "queue" (a dated watched mark). The other side then does not count it again.
+        self._claims: Dict[Tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -138,14 +144,18 @@ class LiveReporter:
             if event.kind == STARTED and event.media is not None:
                 if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
                     self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
+                    self._windows[self._viewing.session_id][1] = self.wall_clock()
                 self._viewing = _Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
                                          last_report_at=event.at)
+                self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
+                self._forget_old()
             v = self._viewing
             if v is None or (event.media is not None and event.kind != STARTED
                              and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
                 return
             self._queue(plan_reports(v, event, self.progress_interval))
             if event.kind == ENDED:
+                self._windows[v.session_id][1] = self.wall_clock()
                 self._viewing = None
         self._wake.set()
 
@@ -158,15 +168,14 @@ class LiveReporter:
                                       self.wall_clock()))
 
     def _item(self, sid: str, media: MediaRef, session: str) -> Optional[str]:
-        """The server's item for a viewing, asked once per viewing and server (None: no live session)."""
+        """The server's item for a viewing once identification knows it (asked until it does)."""
         key = (sid, session)
-        if key not in self._items:
+        if self._items.get(key) is None:
             try:
                 self._items[key] = self.resolve(sid, media)
             except Exception:
                 log.exception("live session: could not resolve the item on %s", sid)
-                self._items[key] = None
-        return self._items[key]
+        return self._items.get(key)
 
     # -- what reached the servers ----------------------------------------------
     def outcome(self, server_id: str, item_id: str, session_id: str) -> Outcome:
@@ -190,52 +199,96 @@ class LiveReporter:
         """
         from ..changes import PROGRESS as Q_PROGRESS, WATCHED as Q_WATCHED
 
+        sid, item = row.source_id, str(row.media_item_id)
         with self._lock:
-            mine = [o for (s, i, _), o in self._outcomes.items()
-                    if s == row.source_id and i == str(row.media_item_id)
-                    and o.started_wall - 1.0 <= row.created_at <= (o.ended_wall or float("inf")) + 1.0]
-        if not mine:
+            session = self._session_of(sid, item, row.created_at)
+            if session is None:
+                return None
+            o = self._outcomes.get((sid, item, session))
+            claim = self._claims.setdefault((sid, session), "queue") if row.change_type == Q_WATCHED else None
+        if row.change_type == Q_PROGRESS and o is not None:
+            if o.stopped:
+                return "skip", "the live session already set the resume point where playback ended"
+            if row.position_ms is not None and any(abs(pos - row.position_ms) < 1000
+                                                   for state, pos, _ in o.reports if state != START):
+                # Sent again it would be a second report of the same moment (on Plex, past the
+                # threshold, a second counted view: the queue's timeline is not the live session's).
+                return "skip", "the live session already reported this position"
+        if row.change_type != Q_WATCHED or claim == "queue":
             return None
-        o = mine[-1]
-        plex = getattr(getattr(self.backends.get(row.source_id), "server", None), "type", "") == "plex"
-        if row.change_type == Q_PROGRESS and o.stopped:
-            return "skip", "the live session already set the resume point where playback ended"
-        if row.change_type == Q_PROGRESS and row.position_ms is not None and any(
-                abs(pos - row.position_ms) < 1000 for state, pos, _ in o.reports if state != START):
-            # Sent again it would be a second report of the same moment (on Plex, past the threshold,
-            # a second counted view: the queue's timeline is not the live session's).
-            return "skip", "the live session already reported this position"
-        if row.change_type != Q_WATCHED:
-            return None
-        if plex:
-            if o.duration_ms and o.furthest_ms >= PLEX_WATCHED_SHARE * o.duration_ms:
-                return "skip", "the live session passed the server's watched threshold: Plex counted the view"
-            return None
-        if o.started and o.stopped:
+        if self._is_plex(sid):
+            return "skip", "the live session passed the server's watched threshold: Plex counted the view"
+        if o is not None and o.stopped:
             return "skip", "the live session counted this play and the server's rules decided played"
-        if o.started:
-            return "undated", "the live session's start already counted this play"
+        return "undated", "the live session's start already counted this play"
+
+    KEEP_VIEWINGS = 256  # what live reports set is remembered for this many viewings
+
+    def _forget_old(self) -> None:
+        while len(self._windows) > self.KEEP_VIEWINGS:
+            old = next(iter(self._windows))
+            del self._windows[old]
+            for table in (self._claims, self._items):
+                for key in [k for k in table if k[1] == old]:
+                    del table[key]
+            for key in [k for k in self._outcomes if k[2] == old]:
+                del self._outcomes[key]
+
+    def _session_of(self, sid: str, item: str, created_at: float) -> Optional[str]:
+        """The viewing a queued change was made in (the player plays one thing at a time)."""
+        for session, (started, ended) in reversed(list(self._windows.items())):
+            if started - 1.0 <= created_at <= (ended if ended is not None else float("inf")) + 1.0:
+                known = self._items.get((sid, session))
+                if known is None or known == item:
+                    return session
         return None
+
+    def _is_plex(self, sid: str) -> bool:
+        return getattr(getattr(self.backends.get(sid), "server", None), "type", "") == "plex"
+
+    def _counts_play(self, sid: str, report: Report, duration_ms: Optional[int]) -> bool:
+        """Would the server count a play for this report? Jellyfin/Emby at the start; Plex past its
+        threshold (90 % by default)."""
+        if self._is_plex(sid):
+            return bool(duration_ms) and report.position_ms >= PLEX_WATCHED_SHARE * duration_ms
+        return report.state == START
 
     # -- sending ---------------------------------------------------------------
     def flush(self) -> None:
-        """Send every queued report now, in order (the thread does this; tests may call it)."""
+        """Send every queued report now, in order (the thread does this; tests may call it).
+
+        A report whose item is not identified yet waits (at most ``RESOLVE_WAIT`` seconds, so the
+        start of a viewing is not lost to a slow first identification), then is dropped."""
         while True:
             with self._lock:
                 if not self._pending:
                     return
-                sid, media, session, report, duration_ms, started_wall, made_wall = self._pending.popleft()
+                sid, media, session, report, duration_ms, started_wall, made_wall = self._pending[0]
             item = self._item(sid, media, session)
+            if item is None and self.wall_clock() - made_wall < self.RESOLVE_WAIT:
+                return  # asked again at the next wake-up
+            with self._lock:
+                self._pending.popleft()
             if item is None:
                 continue
-            if report.state == STOPPED:
-                self._items.pop((sid, session), None)  # the viewing is over on this server
+            counting = self._counts_play(sid, report, duration_ms)
+            if counting:
+                with self._lock:
+                    claim = self._claims.setdefault((sid, session), "live")
+                if claim == "queue":  # the queue's watched mark counted this play already
+                    if report.state != STOPPED:
+                        continue
+                    report = Report(STOPPED, 0, report.paused)  # Plex: end the session, count nothing
             backend = self.backends[sid]
             try:
                 backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
                                         paused=report.paused, play_session_id=session)
             except Exception as e:  # best effort: the queue stays the record
                 log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
+                if counting:
+                    with self._lock:
+                        if self._claims.get((sid, session)) == "live":
+                            del self._claims[(sid, session)]  # not counted: the queue may count it
                 continue
             with self._lock:
                 o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
