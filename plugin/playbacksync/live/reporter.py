@@ -20,8 +20,10 @@ slow server never holds up the player.
 
 The worker asks ``cover(row)`` before each queued write (``SyncWorker.live_cover``)
 and skips, or sends without a date, what the viewing's live reports already set.
-STATUS: the app does not create a reporter yet (it is being rewritten); see
-notes/i12.md for the few lines that switch it on.
+Who counts a viewing's play is claimed once per viewing and server, first come:
+the live report that counts it (Jellyfin/Emby: the start; Plex: a timeline past
+the threshold) or the queue's dated watched mark; the other side then does not
+count it again. The app creates one reporter per connection (app.py _start_live).
 """
 from __future__ import annotations
 
