@@ -200,8 +200,9 @@ def _drained(queue):
     return not any(c.get(k) for c in queue.counts().values() for k in ("pending", "syncing"))
 
 
-def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True):
-    """The whole online path: live reports, and the tracker's changes through the durable queue."""
+def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True, worker_late=False):
+    """The whole path: live reports, and the tracker's changes through the durable queue. With
+    ``worker_late`` the queue is only drained after the viewing (a replay after an offline spell)."""
     import time as _time
 
     from playbacksync.changes import Change
@@ -216,7 +217,8 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
     if hook:
         worker.live_cover = reporter.cover
     tracker = Tracker(progress_interval=10, watched_percent=90)
-    worker.start()
+    if not worker_late:
+        worker.start()
     try:
         for i, (kind, pos, t) in enumerate(viewing):
             event = PlaybackEvent(kind, media=MEDIA, position=pos, duration=server.runtime_s, at=t)
@@ -230,6 +232,10 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
                                             change_type=c.change_type, position_ms=c.position_ms,
                                             duration_ms=c.duration_ms, created_at=_time.time()))
                 worker.notify()
+            if not worker_late:
+                assert wait_for(lambda: _drained(queue), 10)
+        if worker_late:
+            worker.start()
             assert wait_for(lambda: _drained(queue), 10)
     finally:
         worker.stop()
@@ -261,11 +267,25 @@ def test_a_finished_viewing_counts_once_with_live_reports_and_the_queue(pair, tm
 def test_live_and_queue_never_count_above_the_servers_own_client(pair, tmp_path, data):
     ours, ref = pair
     viewing, drop = data.draw(viewings(ours.runtime_s))
+    late = data.draw(st.booleans())
     ours.new_item()
     ref.new_item()
     official_client(ref, viewing)
-    run_with_queue(ours, viewing, tmp_path, drop=drop)
+    run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late)
     (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
     assert count <= rcount
     if not drop:
         assert (count, played) == (rcount, rplayed)
+
+
+def test_a_paused_server_gets_no_live_reports(pair):
+    ours, _ = pair
+    ours.new_item()
+    backend = make_backend(ours.cfg)
+    reporter = LiveReporter({"live": backend}, lambda sid, media: ours.item, held=lambda sid: True)
+    before = len(ours.fake.requests)
+    for kind, pos, t in FINISHED:
+        reporter.handle(PlaybackEvent(kind, media=MEDIA, position=pos, duration=ours.runtime_s, at=t))
+    reporter.flush()
+    backend.close()
+    assert len(ours.fake.requests) == before and not ours.now_playing()

@@ -239,7 +239,9 @@ class SyncService:
             match = (self._matches.get(media_key(media)) or {}).get(server_id)
             return getattr(match, "item_id", None)
 
-        self.live = LiveReporter(self.backends, matched_item, progress_interval=self.config.sync.progress_interval)
+        worker = self.worker
+        self.live = LiveReporter(self.backends, matched_item, progress_interval=self.config.sync.progress_interval,
+                                 held=lambda sid: worker.server_states().get(sid) in ("paused", "auth_required"))
         self.worker.live_cover = self.live.cover
         self.live.start()
 

@@ -119,8 +119,9 @@ class LiveReporter:
 
     def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
                  progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time, held: Callable[[str], bool] = lambda sid: False):
         self.wall_clock = wall_clock
+        self.held = held  # syncing paused (or signed out) for that server: it gets no live reports either
         self.backends = dict(backends)
         self.resolve = resolve
         self.progress_interval = float(progress_interval)
@@ -271,7 +272,7 @@ class LiveReporter:
                 return  # asked again at the next wake-up
             with self._lock:
                 self._pending.popleft()
-            if item is None:
+            if item is None or self.held(sid):
                 continue
             counting = self._counts_play(sid, report, duration_ms)
             if counting:
