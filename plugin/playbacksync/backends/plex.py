@@ -8,6 +8,7 @@ proxies and logs keep it.
 """
 from __future__ import annotations
 
+import logging
 import platform
 import time
 import uuid
@@ -28,6 +29,8 @@ from .base import (
     chunks,
 )
 
+log = logging.getLogger(__name__)
+
 PRODUCT = "Playback Sync"
 LIBRARY_ID = "com.plexapp.plugins.library"
 PLEX_TV = "https://plex.tv"
@@ -36,6 +39,7 @@ LINK_URL = "https://plex.tv/link"  # where the viewer types the PIN code
 _LEAF_TYPE = {"movie": 1, "show": 4}
 _PROVIDERS = ("imdb", "tmdb", "tvdb")
 PART_WALK_INTERVAL = 300.0  # seconds between library walks for unknown part ids
+PLEX_WATCHED_SHARE = 0.9  # the server's default "video played threshold": a timeline past it counts a view
 REPLAY_AGE_S = 60.0  # a progress change older than this is a replay, sent as an offline timeline
 
 
@@ -93,6 +97,9 @@ class PlexBackend(Backend):
         self.client_id = client_identifier(server)
         self.http = http.HttpClient(server, headers=plex_headers(self.client_id, server.token))
         self._part_items: Dict[int, str] = {}  # part id -> ratingKey, filled as items are seen
+        # ratingKey -> (made at, duration s) of a position we sent past the server's threshold:
+        # Plex counted that view already, so the same viewing's watched mark must not count another.
+        self._counted_by_position: Dict[str, Tuple[float, float]] = {}
 
     # --- transport -------------------------------------------------------
     def _container(self, method: str, path: str, params: Optional[dict] = None,
@@ -132,6 +139,10 @@ class PlexBackend(Backend):
     def apply(self, change: Change) -> None:
         key = str(change.media_item_id)
         if change.change_type == WATCHED:
+            made, length = self._counted_by_position.pop(key, (None, 0.0))
+            if made is not None and 0 <= change.created_at - made <= max(length, 60.0):
+                log.info("Plex item %s: the position sent for this viewing already counted the view", key)
+                return
             self._send("PUT", "/:/scrobble", {"identifier": LIBRARY_ID, "key": key})
         elif change.change_type == UNWATCHED:
             self._send("PUT", "/:/unscrobble", {"identifier": LIBRARY_ID, "key": key})
@@ -163,6 +174,8 @@ class PlexBackend(Backend):
             # records when it really happened.
             params.update(offline=1, updated=int(change.created_at))
         self._send("POST", "/:/timeline", params)
+        if duration and change.position_ms >= PLEX_WATCHED_SHARE * duration:
+            self._counted_by_position[key] = (change.created_at, duration / 1000)
 
     def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
                         paused: bool, play_session_id: str) -> None:

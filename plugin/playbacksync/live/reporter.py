@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from ..backends.base import Backend
+from ..backends.plex import PLEX_WATCHED_SHARE
 from ..redact import redact
 from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
 
 log = logging.getLogger(__name__)
 
 START, PROGRESS, STOPPED = "start", "progress", "stopped"
-# Plex's default "video played threshold"; a server set lower counts earlier (see README).
-PLEX_WATCHED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
