@@ -289,3 +289,22 @@ def test_a_paused_server_gets_no_live_reports(pair):
     reporter.flush()
     backend.close()
     assert len(ours.fake.requests) == before and ours.now_playing() == showing
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.8.13", "jellyfin-12.0.0", "emby"])
+def test_a_short_clip_gets_no_live_session_that_would_mark_it_watched(kind):
+    # The servers mark an item under 300 s played on any progress report between 5 % and 90 %;
+    # a clip paused at 40 % must stay unwatched, so there is no live session for it there.
+    server = Server(kind)
+    try:
+        clip = server.fake.add_item("Clip", runtime_s=30)
+        backend = make_backend(server.cfg)
+        reporter = LiveReporter({"live": backend}, lambda sid, media: clip)
+        for kind_, pos, t in [(STARTED, 0.0, 0.0), (PAUSED, 12.0, 12.0), (ENDED, 12.0, 13.0)]:
+            reporter.handle(PlaybackEvent(kind_, media=MEDIA, position=pos, duration=30.0, at=t))
+        reporter.flush()
+        backend.close()
+        d = server.fake.user_data(server.uid, clip)
+        assert (d.played, d.play_count) == (False, 0) and not server.fake.sessions
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from ..backends.base import Backend
+from ..backends.jellyfin import MIN_RESUME_DURATION_MS
 from ..backends.plex import PLEX_WATCHED_SHARE
 from ..redact import redact
 from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
@@ -248,6 +249,13 @@ class LiveReporter:
     def _is_plex(self, sid: str) -> bool:
         return getattr(getattr(self.backends.get(sid), "server", None), "type", "") == "plex"
 
+    def _short_for_resume_rules(self, sid: str, duration_ms: Optional[int]) -> bool:
+        """Jellyfin/Emby mark an item shorter than MinResumeDurationSeconds (300 s by default), or of
+        unknown length, *played* on any progress report between 5 % and 90 % (UpdatePlayState). A
+        partial viewing of a short clip must not become a watched one, so such viewings get no live
+        session there; the queue sets their resume point directly."""
+        return not self._is_plex(sid) and (not duration_ms or duration_ms < MIN_RESUME_DURATION_MS)
+
     def _counts_play(self, sid: str, report: Report, duration_ms: Optional[int]) -> bool:
         """Would the server count a play for this report? Jellyfin/Emby at the start; Plex past its
         threshold (90 % by default)."""
@@ -271,7 +279,7 @@ class LiveReporter:
                 return  # asked again at the next wake-up
             with self._lock:
                 self._pending.popleft()
-            if item is None or self.held(sid):
+            if item is None or self.held(sid) or self._short_for_resume_rules(sid, duration_ms):
                 continue
             counting = self._counts_play(sid, report, duration_ms)
             if counting:
