@@ -261,7 +261,7 @@ class Lane:
                     continue
             cover = self.w.live_cover(row) if self.w.live_cover is not None else None
             if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
-                self._close(row, SUPERSEDED, cover[1], event=True)
+                self._close(row, SUPERSEDED, cover[1], event=False)  # routine while online: no message
                 continue
             try:
                 backend.apply(replace(row, created_at=0.0) if cover is not None else row)  # undated: no 2nd count
