@@ -308,3 +308,43 @@ def test_a_short_clip_gets_no_live_session_that_would_mark_it_watched(kind):
         assert (d.played, d.play_count) == (False, 0) and not server.fake.sessions
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.11.11", "emby"])
+def test_a_later_sync_process_does_not_count_a_play_the_live_start_counted(kind, tmp_path):
+    # The live start reached the server, then it became unreachable; the player quit with the watched
+    # mark still queued. A later `sync` (a new process: a new reporter reading the saved state) sends
+    # the mark without a date, so the server counts the viewing's play once.
+    import time as _time
+
+    from playbacksync.changes import WATCHED, Change
+    from playbacksync.queue import SyncQueue
+    from playbacksync.worker import SyncWorker
+    from tests.test_worker_support import wait_for
+
+    server = Server(kind)
+    state = str(tmp_path / "live-sessions.json")
+    try:
+        first = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: server.item, state_path=state)
+        first.handle(PlaybackEvent(STARTED, media=MEDIA, position=0.0, duration=RUNTIME_S, at=0.0))
+        first.flush()
+        server.fake.fail_next(503, times=100)  # gone: nothing more reaches it
+        first.handle(PlaybackEvent(POSITION, media=MEDIA, position=1150.0, duration=RUNTIME_S, at=20.0))
+        first.flush()
+        queue = SyncQueue(str(tmp_path / "q"))
+        queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="", change_type=WATCHED,
+                                    duration_ms=int(RUNTIME_S * 1000), created_at=_time.time()))
+        server.fake.reset_trouble()
+        assert server.state()[:2] == (1, False)  # the live start counted the play
+        later = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: None, state_path=state)
+        worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
+        worker.live_cover = later.cover
+        worker.start()
+        try:
+            assert wait_for(lambda: _drained(queue), 10)
+        finally:
+            worker.stop()
+            queue.close()
+        assert server.state()[:2] == (1, True)  # played, and still one play, as the server's own client
+    finally:
+        server.stop()

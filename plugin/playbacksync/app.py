@@ -241,7 +241,8 @@ class SyncService:
 
         worker = self.worker
         self.live = LiveReporter(self.backends, matched_item, progress_interval=self.config.sync.progress_interval,
-                                 held=lambda sid: worker.server_states().get(sid) in ("paused", "auth_required"))
+                                 held=lambda sid: worker.server_states().get(sid) in ("paused", "auth_required"),
+                                 state_path=os.path.join(self._folder, "live-sessions.json"))
         self.worker.live_cover = self.live.cover
         self.live.start()
 

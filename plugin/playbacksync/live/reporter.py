@@ -27,7 +27,9 @@ count it again. The app creates one reporter per connection (app.py _start_live)
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -119,8 +121,11 @@ class LiveReporter:
 
     def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
                  progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 wall_clock: Callable[[], float] = time.time, held: Callable[[str], bool] = lambda sid: False):
+                 wall_clock: Callable[[], float] = time.time, held: Callable[[str], bool] = lambda sid: False,
+                 state_path: Optional[str] = None):
         self.wall_clock = wall_clock
+        # Who counted which viewing survives the process (a later `sync` must not count it again).
+        self.state_path = state_path
         self.held = held  # syncing paused (or signed out) for that server: it gets no live reports either
         self.backends = dict(backends)
         self.resolve = resolve
@@ -138,6 +143,7 @@ class LiveReporter:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._load()
 
     # -- events in ------------------------------------------------------------
     def handle(self, event: PlaybackEvent) -> None:
@@ -152,6 +158,7 @@ class LiveReporter:
                                          last_report_at=event.at)
                 self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
                 self._forget_old()
+                self._save()
             v = self._viewing
             if v is None or (event.media is not None and event.kind != STARTED
                              and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
@@ -160,6 +167,7 @@ class LiveReporter:
             if event.kind == ENDED:
                 self._windows[v.session_id][1] = self.wall_clock()
                 self._viewing = None
+                self._save()
         self._wake.set()
 
     def _queue(self, reports: List[Report]) -> None:
@@ -209,6 +217,8 @@ class LiveReporter:
                 return None
             o = self._outcomes.get((sid, item, session))
             claim = self._claims.setdefault((sid, session), "queue") if row.change_type == Q_WATCHED else None
+            if row.change_type == Q_WATCHED:
+                self._save()
         if row.change_type == Q_PROGRESS and o is not None:
             if o.stopped:
                 return "skip", "the live session already set the resume point where playback ended"
@@ -224,6 +234,43 @@ class LiveReporter:
         if o is not None and o.stopped:
             return "skip", "the live session counted this play and the server's rules decided played"
         return "undated", "the live session's start already counted this play"
+
+    # -- what survives the process ------------------------------------------------
+    def _save(self) -> None:
+        """Write the claims and outcomes (atomic: temporary file, then rename). Caller holds the lock."""
+        if not self.state_path:
+            return
+        doc = {"windows": self._windows, "claims": [[k[0], k[1], v] for k, v in self._claims.items()],
+               "outcomes": [[k[0], k[1], k[2], o.started, o.stopped, o.furthest_ms, o.duration_ms,
+                             o.started_wall, o.ended_wall] for k, o in self._outcomes.items()]}
+        tmp = f"{self.state_path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            os.replace(tmp, self.state_path)
+        except OSError as e:  # a full or read-only disk: live reports go on, the claims stay in memory
+            log.warning("could not save the live sessions' state to %s: %s", self.state_path, e)
+
+    def _load(self) -> None:
+        if not self.state_path or not os.path.exists(self.state_path):
+            return
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                doc = json.load(f)
+            self._windows = {str(k): [v[0], v[1]] for k, v in doc.get("windows", {}).items()}
+            self._claims = {(c[0], c[1]): c[2] for c in doc.get("claims", [])}
+            for sid, item, session, started, stopped, furthest, duration, begun, ended in doc.get("outcomes", []):
+                self._outcomes[(sid, item, session)] = Outcome(started=started, stopped=stopped,
+                                                               furthest_ms=furthest, duration_ms=duration,
+                                                               started_wall=begun, ended_wall=ended)
+                self._items[(sid, session)] = item
+            # A viewing whose process was killed never ended: it lasted at most twice its length and an hour.
+            for session, window in self._windows.items():
+                if window[1] is None:
+                    length = max([o.duration_ms or 0 for k, o in self._outcomes.items() if k[2] == session] + [0])
+                    window[1] = min(self.wall_clock(), window[0] + 2 * length / 1000 + 3600)
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
+            log.warning("ignoring an unreadable live sessions' state file %s: %s", self.state_path, e)
 
     KEEP_VIEWINGS = 256  # what live reports set is remembered for this many viewings
 
@@ -309,6 +356,7 @@ class LiveReporter:
                 o.started |= report.state == START
                 o.stopped |= report.state == STOPPED
                 o.furthest_ms = max(o.furthest_ms, report.position_ms)
+                self._save()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="playback-sync-live", daemon=True)
