@@ -245,7 +245,8 @@ class LiveReporter:
                              o.started_wall, o.ended_wall] for k, o in self._outcomes.items()]}
         tmp = f"{self.state_path}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            # 0600 like every file in the data folder: what was watched when is private.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
                 json.dump(doc, f)
             os.replace(tmp, self.state_path)
         except OSError as e:  # a full or read-only disk: live reports go on, the claims stay in memory
