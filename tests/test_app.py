@@ -277,3 +277,24 @@ def test_reload_while_playing_sends_to_the_server_added_and_keeps_the_viewing(je
     finally:
         service.stop(3.0)
     assert jellyfin.user_data(jellyfin.uid, jellyfin.iid).play_count == 1
+
+
+def test_a_viewing_shows_on_the_servers_dashboard_while_it_plays(jellyfin, tmp_path):
+    # Live sessions: the server sees the player as "now playing" (one PlaySessionId), until it stops;
+    # the queue still records the viewing, and the play is counted once.
+    service, _ = make_service(jellyfin, tmp_path)
+    media = MediaRef(path="/mnt/media/clip.mkv", title="clip", entry_key="1")
+    try:
+        service.handle(PlaybackEvent(STARTED, media=media, position=0.0, duration=600.0, at=0.0))
+        service.handle(PlaybackEvent(POSITION, media=media, position=40.0, duration=600.0, at=40.0))
+        assert wait_for(lambda: any(s["item"] == jellyfin.iid for s in jellyfin.now_playing.values()))
+        service.handle(PlaybackEvent(PAUSED, media=media, position=300.0, duration=600.0, at=41.0))
+        service.handle(PlaybackEvent(ENDED, media=media, position=300.0, duration=600.0, reason="quit", at=42.0))
+        assert wait_for(lambda: not jellyfin.now_playing)
+        assert wait_for(lambda: jellyfin.user_data(jellyfin.uid, jellyfin.iid).position_ticks == 300 * TICKS_PER_SECOND)
+    finally:
+        assert service.stop(3.0)
+    ids = {s.get("PlaySessionId") for s in jellyfin.sessions}
+    assert len(ids) == 1 and None not in ids
+    d = jellyfin.user_data(jellyfin.uid, jellyfin.iid)
+    assert (d.play_count, d.played) == (1, False)  # as the server's own client: its start counts a play

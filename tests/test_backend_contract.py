@@ -138,3 +138,28 @@ def test_sign_in_wrong_password(h):
         pytest.skip("no password sign-in for this server type")
     with pytest.raises(AuthError):
         h.sign_in(h.user_credentials[0], "wrong-password")
+
+
+def test_item_states_reads_many_items_in_one_request(h, backend):
+    items = [h.add_item(f"Batch {n}", f"/media/batch{n}.mkv") for n in range(5)]
+    for n, item in enumerate(items):
+        h.seed_state(item, position_ms=(n + 1) * 60_000, played=n == 4, play_count=int(n == 4),
+                     last_played_at=1_700_000_000.0 + n)
+    backend.check()
+    h.fake.clear_log()
+    states = backend.item_states([*items, h.missing_item_id(), items[0]])
+    assert len(h.fake.requests) == 1  # one round trip for all of them
+    assert set(states) == set(items)  # a missing item is left out, duplicates read once
+    for n, item in enumerate(items):
+        s = states[item]
+        assert (s.position_ms, s.played, s.play_count) == ((n + 1) * 60_000, n == 4, int(n == 4))
+        assert s.last_played_at == pytest.approx(1_700_000_000.0 + n, abs=1)
+
+
+def test_item_states_chunks_long_lists(h, backend):
+    items = [h.add_item(f"Chunk {n}", f"/media/chunk{n}.mkv") for n in range(7)]
+    backend.check()
+    h.fake.clear_log()
+    backend.STATES_PER_REQUEST = 3
+    assert set(backend.item_states(items)) == set(items)
+    assert len(h.fake.requests) == 3

@@ -241,3 +241,30 @@ def test_fake_answers_match_the_spec(fake):
         api.validate_response(RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp))
         checked += 1
     assert checked == 7
+
+
+def test_a_replayed_progress_is_an_offline_timeline_stamped_when_it_happened(fake):
+    import time as _time
+
+    backend = backend_for(fake)
+    then = int(_time.time()) - 3 * 3600  # queued during an offline spell three hours ago
+    backend.apply(change(PROGRESS, position_ms=120_000, duration_ms=660_000, created_at=float(then)))
+    q = fake.requests[-1].query
+    assert q["offline"] == ["1"] and q["updated"] == [str(then)]
+    assert fake.library.state(fake.token, "101").last_viewed_at == then
+    backend.apply(change(PROGRESS, position_ms=130_000, duration_ms=660_000, created_at=_time.time()))
+    assert "offline" not in fake.requests[-1].query  # a live one is not
+
+
+def test_a_position_past_the_threshold_then_watched_counts_one_view(fake):
+    # A seek into the credits sends progress there (Plex counts the view, as for its own players);
+    # the same viewing's watched mark must not count a second one. A later viewing still counts.
+    import time as _time
+
+    backend = backend_for(fake)
+    now = _time.time()
+    backend.apply(change(PROGRESS, position_ms=620_000, duration_ms=660_000, created_at=now))
+    backend.apply(change(WATCHED, created_at=now + 20))
+    assert fake.library.state(fake.token, "101").view_count == 1
+    backend.apply(change(WATCHED, created_at=now + 3600))
+    assert fake.library.state(fake.token, "101").view_count == 2

@@ -478,3 +478,20 @@ def test_plex_stamp_of_our_own_write_is_not_taken_for_another_device(env):
         assert plex.state(key).position_ms == 30_000 and plex.state(key).play_count == 1
     finally:
         plex.stop()
+
+
+@pytest.mark.parametrize("version", ["10.8.13", "10.10.7"])
+def test_backlog_after_an_offline_spell_reads_states_in_batches(env, version):
+    # 30 changes older than the conflict age: each needs the server's state before it is sent.
+    # One batched read per batch instead of one read per change; a change another device
+    # overtook is still kept out.
+    s = env.server(items=30, version=version)
+    rows = [env.enqueue(s, i, PROGRESS, position_s=600 + i, age=3600) for i in range(30)]
+    s.fake.set_user_data(s.user_id, s.items[7], position_ticks=0, last_played=env.clock())  # another device, later
+    s.fake.clear_log()
+    env.worker(s, batch_size=50)
+    assert wait_for(lambda: open_rows(env.queue) == 0, 20)
+    reads = [r for r in s.fake.requests if r.method == "GET" and r.path.endswith("/Items")]
+    assert len(reads) == 1 and len(reads[0].query.get("ids", [""])[0].split(",")) == 30
+    assert env.row(rows[7]).resolution == SUPERSEDED
+    assert all(abs(s.position_s(i) - (600 + i)) < 1 for i in range(30) if i != 7)

@@ -74,6 +74,7 @@ class SyncService:
         self.queue = None
         self.worker = None
         self.identifier = None
+        self.live = None  # live "now playing" sessions (live/reporter.py), fed the same events
         self.backends: Dict[str, object] = {}
 
     # -- lifecycle -------------------------------------------------------
@@ -108,6 +109,8 @@ class SyncService:
         deadline = time.monotonic() + timeout
         if self.identifier is not None:
             self._close_identifier()
+        if self.live is not None:  # the last Stopped reports go first, within the deadline's first half
+            self.live.stop(max(0.1, (deadline - time.monotonic()) / 2))
         if self.worker is not None:
             clean = self.worker.stop(max(0.1, deadline - time.monotonic())) and clean
         if self.queue is not None:
@@ -156,6 +159,8 @@ class SyncService:
         if self.worker is None:  # not open yet: _open reads self.config
             return
         self.queue.retention_days = float(config.sync.retention_days)
+        if self.live is not None:
+            self.live.stop(1.0)
         self.worker.stop(3.0)  # requests in flight go back to pending for the new worker
         self._close_identifier()
         for backend in self.backends.values():
@@ -175,6 +180,9 @@ class SyncService:
                 self._inbox.put(("prefetch", event.media))
             for tracked in self._tracker.handle(event):
                 self._inbox.put(("change", tracked))
+            live = self.live
+            if live is not None:
+                live.handle(event)
         except Exception:  # a bug here must not take the player down
             log.exception("could not handle playback event %s", event.kind)
 
@@ -222,6 +230,7 @@ class SyncService:
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
+        self._start_live()
         self.worker.start()
 
     def _refresh_for_waiting(self) -> None:
@@ -234,6 +243,22 @@ class SyncService:
             return
         for server_id in sorted(waiting & set(self.backends)):
             self.identifier.refresh(server_id, wait=False)
+
+    def _start_live(self) -> None:
+        """Live sessions on the servers; the worker asks the reporter before each write so nothing a
+        live report set is written twice. The reporter resolves items on its own thread."""
+        from .live import LiveReporter
+
+        def matched_item(server_id: str, media: MediaRef) -> Optional[str]:
+            identifier = self.identifier  # the current one (a settings reload replaces it)
+            return identifier.identify_one(server_id, media, wait=0).item_id if identifier is not None else None
+
+        worker = self.worker
+        self.live = LiveReporter(self.backends, matched_item, progress_interval=self.config.sync.progress_interval,
+                                 held=lambda sid: worker.server_states().get(sid) in ("paused", "auth_required"),
+                                 state_path=os.path.join(self._folder, "live-sessions.json"))
+        self.worker.live_cover = self.live.cover
+        self.live.start()
 
     def _import_legacy_journals(self) -> None:
         """Queue what older versions left in their journal files, each file once (legacy_journal.py)."""

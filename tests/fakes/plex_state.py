@@ -74,6 +74,8 @@ class PlexLibrary:
         self._state: Dict[Tuple[str, str], UserState] = {}
         self._counted: set = set()  # (token, session, ratingKey): sessions that already counted a view
         self.timelines: List[dict] = []  # every timeline report, for assertions
+        # What the dashboard (/status/sessions) shows: (token, session, ratingKey) -> last state
+        self.now_playing: Dict[Tuple[str, str, str], str] = {}
         self._lock = threading.RLock()
 
     # --- seeding -------------------------------------------------------------
@@ -154,6 +156,9 @@ class PlexLibrary:
                     st.last_viewed_at = int(updated or self.clock())
             if state == "stopped":
                 self._counted.discard(key)
+                self.now_playing.pop(key, None)
+            elif state in ("playing", "paused", "buffering"):
+                self.now_playing[key] = state
 
     def set_state(self, token: str, rating_key: str, *, view_offset: int = 0, view_count: int = 0,
                   last_viewed_at: Optional[int] = None) -> None:

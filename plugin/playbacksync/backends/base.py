@@ -7,7 +7,7 @@ change as failed with the server's message kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from ..changes import Change
 
@@ -104,6 +104,29 @@ class Backend:
         """The server's resume position, played flag, play count and last-played time."""
         raise NotImplementedError
 
+    # Ids per batched state read: short enough for any proxy's URL limit (100 GUIDs ~ 3.3 kB).
+    STATES_PER_REQUEST = 100
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """The states of many items, in as few requests as the server allows (after an offline spell
+        every queued change needs one). Items the server does not have are left out of the answer.
+        This default asks item by item; the backends override it with one request per
+        ``STATES_PER_REQUEST`` items."""
+        out: Dict[str, ItemState] = {}
+        for item_id in item_ids:
+            try:
+                out[item_id] = self.read_state(item_id)
+            except PermanentError:
+                continue
+        return out
+
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        """A live "now playing" report, as the server's own clients send one: ``state`` is
+        ``start``, ``progress`` or ``stopped``; one ``play_session_id`` per viewing.
+        Raises like apply(). The server applies its own rules to it (see README, "Who decides what")."""
+        raise NotImplementedError
+
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         """One item by id, or None when the server has no such item."""
         raise NotImplementedError
@@ -133,3 +156,10 @@ class Backend:
 
     def close(self) -> None:
         """Release the HTTP session."""
+
+
+def chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """``ids`` in runs of at most ``size``, duplicates dropped, order kept."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]

@@ -8,16 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from itertools import islice
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc,
-                           item_state, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
-                           sign_in_request)
+                           item_state, listing_states, ms_to_ticks, need_json_dict, paged_items,
+                           refuse_other_users_token, session_report, sign_in_request)
 
 
 def api_url(url: str) -> str:
@@ -98,6 +98,19 @@ class EmbyBackend(Backend):
 
     def read_state(self, item_id: str) -> ItemState:
         return item_state(self._user_data(item_id))
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /Users/{id}/Items?Ids=… per chunk; the answer carries each item's UserData."""
+        out: Dict[str, ItemState] = {}
+        for ids in chunks(item_ids, self.STATES_PER_REQUEST):
+            params = {"Ids": ",".join(ids), "EnableUserData": "true"}
+            out.update(listing_states(need_json_dict(
+                self.http.request("GET", f"/Users/{self._uid()}/Items", params=params), "GET items")))
+        return out
+
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        session_report(self.http, state, item_id, position_ms, paused, play_session_id)
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         try:

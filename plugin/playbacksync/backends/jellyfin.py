@@ -16,15 +16,16 @@ comes from /System/Info.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo
+from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
 from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc,
-                           item_state, ms_to_ticks, need_json_dict, paged_items, refuse_other_users_token,
-                           since_param, sign_in_request, ticks_to_ms, version_tuple)
+                           item_state, listing_states, ms_to_ticks, need_json_dict, paged_items,
+                           refuse_other_users_token, session_report, since_param, sign_in_request, ticks_to_ms,
+                           version_tuple)
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,22 @@ class JellyfinBackend(Backend):
             return item_state(need_json_dict(data, "GET UserData"))
         d = need_json_dict(self.http.request("GET", f"/Users/{uid}/Items/{item_id}"), "GET item")
         return item_state(d.get("UserData"))
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /Items?ids=… with user data per chunk (/Users/{id}/Items on 10.8; ItemsController)."""
+        uid, out = self._uid(), {}
+        for ids in chunks(item_ids, self.STATES_PER_REQUEST):
+            if self._modern():
+                path, params = "/Items", {"userId": uid}
+            else:
+                path, params = f"/Users/{uid}/Items", {}
+            params.update(ids=",".join(ids), enableUserData="true")
+            out.update(listing_states(need_json_dict(self.http.request("GET", path, params=params), f"GET {path}")))
+        return out
+
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        session_report(self.http, state, item_id, position_ms, paused, play_session_id)
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         uid = self._uid()

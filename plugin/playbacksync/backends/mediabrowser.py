@@ -197,6 +197,27 @@ def refuse_other_users_token(server: ServerConfig, token_user_id: str, token_use
                     f"(playback-sync login {server.type} --server-id {server.id})")
 
 
+def listing_states(answer: dict) -> Dict[str, ItemState]:
+    """Each listed item's user data (an /Items answer asked with enableUserData) by item id."""
+    return {str(raw["Id"]): item_state(raw.get("UserData")) for raw in answer.get("Items") or []
+            if isinstance(raw, dict) and raw.get("Id")}
+
+
+SESSION_ROUTES = {"start": "/Sessions/Playing", "progress": "/Sessions/Playing/Progress",
+                  "stopped": "/Sessions/Playing/Stopped"}
+
+
+def session_report(http: HttpClient, state: str, item_id: str, position_ms: int, paused: bool,
+                   play_session_id: str) -> None:
+    """POST a PlaybackStartInfo / PlaybackProgressInfo / PlaybackStopInfo as Jellyfin's and Emby's own
+    clients do (the same bodies on both servers)."""
+    body: Dict[str, Any] = {"ItemId": item_id, "PositionTicks": ms_to_ticks(position_ms),
+                            "PlaySessionId": play_session_id}
+    if state != "stopped":
+        body.update(CanSeek=True, IsPaused=bool(paused), PlayMethod="DirectPlay")
+    http.request("POST", SESSION_ROUTES[state], json=body, expect_json=False)
+
+
 def version_tuple(version: str) -> Tuple[int, ...]:
     nums = re.findall(r"\d+", version or "")
     return tuple(int(n) for n in nums[:3]) if nums else ()

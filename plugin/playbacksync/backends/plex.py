@@ -8,10 +8,11 @@ proxies and logs keep it.
 """
 from __future__ import annotations
 
+import logging
 import platform
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from .. import __version__
@@ -25,7 +26,10 @@ from .base import (
     PermanentError,
     ServerInfo,
     TransientError,
+    chunks,
 )
+
+log = logging.getLogger(__name__)
 
 PRODUCT = "Playback Sync"
 LIBRARY_ID = "com.plexapp.plugins.library"
@@ -36,6 +40,8 @@ _LEAF_TYPE = {"movie": 1, "show": 4}
 _PROVIDERS = ("imdb", "tmdb", "tvdb")
 _KINDS = {"movie": "movie", "episode": "episode", "clip": "video", "show": "series", "season": "season"}
 PART_WALK_INTERVAL = 300.0  # seconds between library walks for unknown part ids
+PLEX_WATCHED_SHARE = 0.9  # the server's default "video played threshold": a timeline past it counts a view
+REPLAY_AGE_S = 60.0  # a progress change older than this is a replay, sent as an offline timeline
 
 
 def client_identifier(server: ServerConfig) -> str:
@@ -92,6 +98,9 @@ class PlexBackend(Backend):
         self.client_id = client_identifier(server)
         self.http = http.HttpClient(server, headers=plex_headers(self.client_id, server.token))
         self._part_items: Dict[int, str] = {}  # part id -> ratingKey, filled as items are seen
+        # ratingKey -> (made at, duration s) of a position we sent past the server's threshold:
+        # Plex counted that view already, so the same viewing's watched mark must not count another.
+        self._counted_by_position: Dict[str, Tuple[float, float]] = {}
 
     # --- transport -------------------------------------------------------
     def _container(self, method: str, path: str, params: Optional[dict] = None,
@@ -131,6 +140,10 @@ class PlexBackend(Backend):
     def apply(self, change: Change) -> None:
         key = str(change.media_item_id)
         if change.change_type == WATCHED:
+            made, length = self._counted_by_position.pop(key, (None, 0.0))
+            if made is not None and 0 <= change.created_at - made <= max(length, 60.0):
+                log.info("Plex item %s: the position sent for this viewing already counted the view", key)
+                return
             self._send("PUT", "/:/scrobble", {"identifier": LIBRARY_ID, "key": key})
         elif change.change_type == UNWATCHED:
             self._send("PUT", "/:/unscrobble", {"identifier": LIBRARY_ID, "key": key})
@@ -157,20 +170,44 @@ class PlexBackend(Backend):
         }
         if duration:
             params["duration"] = int(duration)
+        if change.created_at and time.time() - change.created_at > REPLAY_AGE_S:
+            # A replay after an offline spell: the form Plex's sync clients use, so the server
+            # records when it really happened.
+            params.update(offline=1, updated=int(change.created_at))
         self._send("POST", "/:/timeline", params)
+        if duration and change.position_ms >= PLEX_WATCHED_SHARE * duration:
+            self._counted_by_position[key] = (change.created_at, duration / 1000)
+
+    def report_playback(self, state: str, item_id: str, position_ms: int, *, duration_ms: Optional[int],
+                        paused: bool, play_session_id: str) -> None:
+        """A live timeline (playing / paused / stopped), one X-Plex-Session-Identifier per viewing."""
+        key = str(item_id)
+        params: Dict[str, Any] = {"ratingKey": key, "key": f"/library/metadata/{key}",
+                                  "state": "stopped" if state == "stopped" else ("paused" if paused else "playing"),
+                                  "time": max(0, int(position_ms))}
+        if duration_ms:
+            params["duration"] = int(duration_ms)
+        self.http.request("POST", "/:/timeline", params=params, expect_json=False,
+                          headers={"X-Plex-Session-Identifier": play_session_id})
 
     def read_state(self, item_id: str) -> ItemState:
         item = self._metadata(str(item_id))
         if item is None:
             raise NotFoundError(f"Plex has no item {item_id}")
-        view_count = _int(item.get("viewCount"), 0) or 0
-        last = _int(item.get("lastViewedAt"))
-        return ItemState(
-            position_ms=_int(item.get("viewOffset"), 0) or 0,
-            played=view_count > 0,
-            play_count=view_count,
-            last_played_at=float(last) if last else None,
-        )
+        return _state(item)
+
+    def item_states(self, item_ids: Sequence[str]) -> Dict[str, ItemState]:
+        """One GET /library/metadata/{k1,k2,…} per chunk (Plex takes a comma list of rating keys)."""
+        out: Dict[str, ItemState] = {}
+        for keys in chunks([str(k) for k in item_ids], self.STATES_PER_REQUEST):
+            try:
+                container = self._container("GET", "/library/metadata/" + ",".join(_quote(k) for k in keys))
+            except NotFoundError:  # none of them exists any more
+                continue
+            for item in container.get("Metadata") or []:
+                if isinstance(item, dict) and item.get("ratingKey") is not None:
+                    out[str(item["ratingKey"])] = _state(item)
+        return out
 
     def get_item(self, item_id: str) -> Optional[IndexedItem]:
         # includeGuids: the provider ids confirm an identification (python-plexapi asks the same on reload)
@@ -264,6 +301,13 @@ class PlexBackend(Backend):
             kind=_KINDS.get(str(item.get("type") or ""), "other"),
             updated_at=float(updated) if updated else None,
         )
+
+
+def _state(item: Dict[str, Any]) -> ItemState:
+    view_count = _int(item.get("viewCount"), 0) or 0
+    last = _int(item.get("lastViewedAt"))
+    return ItemState(position_ms=_int(item.get("viewOffset"), 0) or 0, played=view_count > 0,
+                     play_count=view_count, last_played_at=float(last) if last else None)
 
 
 def _quote(segment: str) -> str:

@@ -70,9 +70,10 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..backends.base import Backend
+from ..changes import QueuedChange
 from .contract import Resolver, WorkerQueue
 from .events import WorkerEvent
 from .lane import Lane
@@ -108,6 +109,8 @@ class SyncWorker:
         self._lock = threading.Lock()
         self._subscribers: List[Callable[[WorkerEvent], None]] = []
         self._lanes: Dict[str, Lane] = {sid: Lane(self, sid, b) for sid, b in backends.items()}
+        # What live "now playing" reports already set, asked before each write (live/reporter.py cover)
+        self.live_cover: Optional[Callable[[QueuedChange], Optional[Tuple[str, str]]]] = None
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:

@@ -1,0 +1,384 @@
+"""Live "now playing" sessions, reported as each server's own clients report them.
+
+While a file plays and a server answers, the server sees a playback session:
+Jellyfin and Emby get ``Playing`` at the start, ``Progress`` about every
+``progress_interval`` seconds and at once on pause, resume and seek, and
+``Stopped`` at the end, all with one ``PlaySessionId`` per viewing; Plex gets
+``/:/timeline`` reports (playing, paused, stopped) with one session identifier
+per viewing. The dashboard shows the player, "continue watching" on other
+devices follows along, playback-reporting plugins see the viewing.
+
+The servers apply their own rules to these reports (README, "Who decides
+what"): a Jellyfin/Emby start counts a play, a Plex timeline past the server's
+threshold counts a view. The durable queue stays the record of what the viewer
+did; ``outcome()`` says what the live reports of a viewing already set on a
+server, so a queued write can avoid setting it a second time.
+
+Best effort: a report that fails is logged and dropped (the queue sends the
+change later). Reports go out from one thread (a loop with a stop event), so a
+slow server never holds up the player.
+
+The worker asks ``cover(row)`` before each queued write (``SyncWorker.live_cover``)
+and skips, or sends without a date, what the viewing's live reports already set.
+Who counts a viewing's play is claimed once per viewing and server, first come:
+the live report that counts it (Jellyfin/Emby: the start; Plex: a timeline past
+the threshold) or the queue's dated watched mark; the other side then does not
+count it again. The app creates one reporter per connection (app.py _start_live).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from ..backends.base import Backend
+from ..backends.jellyfin import MIN_RESUME_DURATION_MS
+from ..backends.plex import PLEX_WATCHED_SHARE
+from ..redact import redact
+from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
+
+log = logging.getLogger(__name__)
+
+START, PROGRESS, STOPPED = "start", "progress", "stopped"
+
+
+@dataclass(frozen=True)
+class Report:
+    state: str  # START | PROGRESS | STOPPED
+    position_ms: int
+    paused: bool
+
+
+@dataclass
+class _Viewing:
+    media: MediaRef
+    session_id: str
+    started_wall: float = 0.0
+    duration: Optional[float] = None
+    position: float = 0.0
+    paused: bool = False
+    last_report_at: float = 0.0
+
+
+def plan_reports(v: _Viewing, event: PlaybackEvent, progress_interval: float) -> List[Report]:
+    """What the server's own client would report for ``event`` (pure: updates ``v`` only)."""
+    duration = finite(event.duration)
+    if duration is not None and duration > 0:
+        v.duration = duration
+    position = finite(event.position)
+    if position is not None:
+        v.position = max(0.0, min(position, v.duration) if v.duration else position)
+    at = event.at
+    kind = event.kind
+    out: List[Report] = []
+
+    def report(state: str) -> None:
+        v.last_report_at = at
+        out.append(Report(state, int(round(v.position * 1000)), v.paused))
+
+    if kind == STARTED:
+        report(START)
+    elif kind == POSITION:
+        if not v.paused and at - v.last_report_at >= progress_interval:
+            report(PROGRESS)
+    elif kind in (PAUSED, RESUMED):
+        v.paused = kind == PAUSED
+        report(PROGRESS)
+    elif kind == SEEKED:
+        report(PROGRESS)
+    elif kind == ENDED:
+        report(STOPPED)
+    return out
+
+
+@dataclass
+class Outcome:
+    """What the live reports of one viewing set on one server (only reports the server accepted)."""
+
+    started: bool = False        # the start was accepted: the server counted it (Jellyfin/Emby)
+    stopped: bool = False        # the end was accepted: the resume point is where playback ended
+    furthest_ms: int = 0         # furthest position the server accepted a report for
+    duration_ms: Optional[int] = None
+    started_wall: float = 0.0    # the viewing's wall-clock window: queued changes made in it are its own
+    ended_wall: Optional[float] = None
+    reports: List[Tuple[str, int, bool]] = field(default_factory=list)
+
+
+class LiveReporter:
+    """Feeds each configured server a live session for what plays.
+
+    ``resolve(server_id, media)`` gives the server's item id, or None while it is
+    not known (identification runs on the app's service thread, for the queue).
+    """
+
+    RESOLVE_WAIT = 5.0  # seconds a report may wait for its item to be identified
+
+    def __init__(self, backends: Dict[str, Backend], resolve: Callable[[str, MediaRef], Optional[str]], *,
+                 progress_interval: float = 10.0, new_session_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 wall_clock: Callable[[], float] = time.time, held: Callable[[str], bool] = lambda sid: False,
+                 state_path: Optional[str] = None):
+        self.wall_clock = wall_clock
+        # Who counted which viewing survives the process (a later `sync` must not count it again).
+        self.state_path = state_path
+        self.held = held  # syncing paused (or signed out) for that server: it gets no live reports either
+        self.backends = dict(backends)
+        self.resolve = resolve
+        self.progress_interval = float(progress_interval)
+        self.new_session_id = new_session_id
+        self._viewing: Optional[_Viewing] = None
+        self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
+        self._pending: Deque[Tuple] = deque()
+        self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
+        self._windows: Dict[str, List[Optional[float]]] = {}  # session -> [started, ended] (wall clock)
+        # Who counts a viewing's play on a server, first come: "live" (its counting report) or
+        # "queue" (a dated watched mark). The other side then does not count it again.
+        self._claims: Dict[Tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._load()
+
+    # -- events in ------------------------------------------------------------
+    def handle(self, event: PlaybackEvent) -> None:
+        """A host's playback event (the same stream the tracker gets). Cheap: identification and
+        sending happen on the reporter's thread, never on the player's."""
+        with self._lock:
+            if event.kind == STARTED and event.media is not None:
+                if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
+                    self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
+                    self._windows[self._viewing.session_id][1] = self.wall_clock()
+                self._viewing = _Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
+                                         last_report_at=event.at)
+                self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
+                self._forget_old()
+                self._save()
+            v = self._viewing
+            if v is None or (event.media is not None and event.kind != STARTED
+                             and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
+                return
+            self._queue(plan_reports(v, event, self.progress_interval))
+            if event.kind == ENDED:
+                self._windows[v.session_id][1] = self.wall_clock()
+                self._viewing = None
+                self._save()
+        self._wake.set()
+
+    def _queue(self, reports: List[Report]) -> None:
+        v = self._viewing
+        duration_ms = None if v.duration is None else int(round(v.duration * 1000))
+        for r in reports:
+            for sid in self.backends:
+                self._pending.append((sid, v.media, v.session_id, r, duration_ms, v.started_wall,
+                                      self.wall_clock()))
+
+    def _item(self, sid: str, media: MediaRef, session: str) -> Optional[str]:
+        """The server's item for a viewing once identification knows it (asked until it does)."""
+        key = (sid, session)
+        if self._items.get(key) is None:
+            try:
+                self._items[key] = self.resolve(sid, media)
+            except Exception:
+                log.exception("live session: could not resolve the item on %s", sid)
+        return self._items.get(key)
+
+    # -- what reached the servers ----------------------------------------------
+    def outcome(self, server_id: str, item_id: str, session_id: str) -> Outcome:
+        with self._lock:
+            return self._outcomes.get((server_id, item_id, session_id), Outcome())
+
+    def outcomes(self, server_id: str, item_id: str) -> List[Outcome]:
+        with self._lock:
+            return [o for (s, i, _), o in self._outcomes.items() if (s, i) == (server_id, item_id)]
+
+    def cover(self, row) -> Optional[Tuple[str, str]]:
+        """What to do with a queued change (``row``: source_id, media_item_id, change_type,
+        created_at) given what the live reports of its viewing set on that server:
+        ``("skip", why)``, ``("undated", why)`` (mark played without a date: the server already
+        counted this viewing's play, so the mark must not count another), or None (send as queued).
+
+        Jellyfin/Emby: an accepted start counted the play; an accepted stop ran the server's own
+        resume rules at the real end, so the viewing's queued progress and watched marks are what
+        the server's client would not send. Plex: an accepted timeline past the server's threshold
+        (90 % by default) counted the view; an accepted stop set the resume point.
+        """
+        from ..changes import PROGRESS as Q_PROGRESS, WATCHED as Q_WATCHED
+
+        sid, item = row.source_id, str(row.media_item_id)
+        with self._lock:
+            session = self._session_of(sid, item, row.created_at)
+            if session is None:
+                return None
+            o = self._outcomes.get((sid, item, session))
+            claim = self._claims.setdefault((sid, session), "queue") if row.change_type == Q_WATCHED else None
+            if row.change_type == Q_WATCHED:
+                self._save()
+        if row.change_type == Q_PROGRESS and o is not None:
+            if o.stopped:
+                return "skip", "the live session already set the resume point where playback ended"
+            if row.position_ms is not None and any(abs(pos - row.position_ms) < 1000
+                                                   for state, pos, _ in o.reports if state != START):
+                # Sent again it would be a second report of the same moment (on Plex, past the
+                # threshold, a second counted view: the queue's timeline is not the live session's).
+                return "skip", "the live session already reported this position"
+        if row.change_type != Q_WATCHED or claim == "queue":
+            return None
+        if self._is_plex(sid):
+            return "skip", "the live session passed the server's watched threshold: Plex counted the view"
+        if o is not None and o.stopped:
+            return "skip", "the live session counted this play and the server's rules decided played"
+        return "undated", "the live session's start already counted this play"
+
+    # -- what survives the process ------------------------------------------------
+    def _save(self) -> None:
+        """Write the claims and outcomes (atomic: temporary file, then rename). Caller holds the lock."""
+        if not self.state_path:
+            return
+        doc = {"windows": self._windows, "claims": [[k[0], k[1], v] for k, v in self._claims.items()],
+               "outcomes": [[k[0], k[1], k[2], o.started, o.stopped, o.furthest_ms, o.duration_ms,
+                             o.started_wall, o.ended_wall] for k, o in self._outcomes.items()]}
+        tmp = f"{self.state_path}.{os.getpid()}.tmp"
+        try:
+            # 0600 like every file in the data folder: what was watched when is private.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            os.replace(tmp, self.state_path)
+        except OSError as e:  # a full or read-only disk: live reports go on, the claims stay in memory
+            log.warning("could not save the live sessions' state to %s: %s", self.state_path, e)
+
+    def _load(self) -> None:
+        if not self.state_path or not os.path.exists(self.state_path):
+            return
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                doc = json.load(f)
+            self._windows = {str(k): [v[0], v[1]] for k, v in doc.get("windows", {}).items()}
+            self._claims = {(c[0], c[1]): c[2] for c in doc.get("claims", [])}
+            for sid, item, session, started, stopped, furthest, duration, begun, ended in doc.get("outcomes", []):
+                self._outcomes[(sid, item, session)] = Outcome(started=started, stopped=stopped,
+                                                               furthest_ms=furthest, duration_ms=duration,
+                                                               started_wall=begun, ended_wall=ended)
+                self._items[(sid, session)] = item
+            # A viewing whose process was killed never ended: it lasted at most twice its length and an hour.
+            for session, window in self._windows.items():
+                if window[1] is None:
+                    length = max([o.duration_ms or 0 for k, o in self._outcomes.items() if k[2] == session] + [0])
+                    window[1] = min(self.wall_clock(), window[0] + 2 * length / 1000 + 3600)
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
+            log.warning("ignoring an unreadable live sessions' state file %s: %s", self.state_path, e)
+
+    KEEP_VIEWINGS = 256  # what live reports set is remembered for this many viewings
+
+    def _forget_old(self) -> None:
+        while len(self._windows) > self.KEEP_VIEWINGS:
+            old = next(iter(self._windows))
+            del self._windows[old]
+            for table in (self._claims, self._items):
+                for key in [k for k in table if k[1] == old]:
+                    del table[key]
+            for key in [k for k in self._outcomes if k[2] == old]:
+                del self._outcomes[key]
+
+    def _session_of(self, sid: str, item: str, created_at: float) -> Optional[str]:
+        """The viewing a queued change was made in (the player plays one thing at a time)."""
+        for session, (started, ended) in reversed(list(self._windows.items())):
+            if started - 1.0 <= created_at <= (ended if ended is not None else float("inf")) + 1.0:
+                known = self._items.get((sid, session))
+                if known is None or known == item:
+                    return session
+        return None
+
+    def _is_plex(self, sid: str) -> bool:
+        return getattr(getattr(self.backends.get(sid), "server", None), "type", "") == "plex"
+
+    def _short_for_resume_rules(self, sid: str, duration_ms: Optional[int]) -> bool:
+        """Jellyfin/Emby mark an item shorter than MinResumeDurationSeconds (300 s by default), or of
+        unknown length, *played* on any progress report between 5 % and 90 % (UpdatePlayState). A
+        partial viewing of a short clip must not become a watched one, so such viewings get no live
+        session there; the queue sets their resume point directly."""
+        return not self._is_plex(sid) and (not duration_ms or duration_ms < MIN_RESUME_DURATION_MS)
+
+    def _counts_play(self, sid: str, report: Report, duration_ms: Optional[int]) -> bool:
+        """Would the server count a play for this report? Jellyfin/Emby at the start; Plex past its
+        threshold (90 % by default)."""
+        if self._is_plex(sid):
+            return bool(duration_ms) and report.position_ms >= PLEX_WATCHED_SHARE * duration_ms
+        return report.state == START
+
+    # -- sending ---------------------------------------------------------------
+    def flush(self) -> None:
+        """Send every queued report now, in order (the thread does this; tests may call it).
+
+        A report whose item is not identified yet waits (at most ``RESOLVE_WAIT`` seconds, so the
+        start of a viewing is not lost to a slow first identification), then is dropped."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                sid, media, session, report, duration_ms, started_wall, made_wall = self._pending[0]
+            item = self._item(sid, media, session)
+            if item is None and self.wall_clock() - made_wall < self.RESOLVE_WAIT:
+                return  # asked again at the next wake-up
+            with self._lock:
+                self._pending.popleft()
+            if item is None or self.held(sid) or self._short_for_resume_rules(sid, duration_ms):
+                continue
+            counting = self._counts_play(sid, report, duration_ms)
+            if counting:
+                with self._lock:
+                    claim = self._claims.setdefault((sid, session), "live")
+                if claim == "queue":  # the queue's watched mark counted this play already
+                    if report.state != STOPPED:
+                        continue
+                    report = Report(STOPPED, 0, report.paused)  # Plex: end the session, count nothing
+            backend = self.backends[sid]
+            try:
+                backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
+                                        paused=report.paused, play_session_id=session)
+            except Exception as e:  # best effort: the queue stays the record
+                log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
+                if counting:
+                    with self._lock:
+                        if self._claims.get((sid, session)) == "live":
+                            del self._claims[(sid, session)]  # not counted: the queue may count it
+                continue
+            with self._lock:
+                o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
+                o.reports.append((report.state, report.position_ms, report.paused))
+                o.duration_ms = duration_ms or o.duration_ms
+                if report.state == STOPPED:
+                    o.ended_wall = made_wall
+                o.started |= report.state == START
+                o.stopped |= report.state == STOPPED
+                o.furthest_ms = max(o.furthest_ms, report.position_ms)
+                self._save()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="playback-sync-live", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("live session reporting failed")
+
+    def stop(self, deadline: float = 5.0) -> None:
+        """Send what is queued (within ``deadline`` seconds), then end the thread."""
+        end = time.monotonic() + deadline
+        while self._pending and time.monotonic() < end:
+            self._wake.set()
+            time.sleep(0.01)
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, end - time.monotonic()))

@@ -1,0 +1,350 @@
+"""Live sessions against the rule-modelling fakes, for Plex, Emby and every Jellyfin version.
+
+The reference for each viewing is the same viewing reported by an independent model of the server's
+own client (``official_client``, written from the servers' playback APIs, not from the reporter),
+replayed against a second fake of the same kind: the reporter must leave the play count and the
+played flag where that client leaves them, and never above, also when reports are lost.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from playbacksync.backends import make_backend
+from playbacksync.config import ServerConfig
+from playbacksync.live import LiveReporter
+from playbacksync.tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent
+from tests.fakes.base import fail_on_spec_violations  # noqa: F401
+from tests.fakes.emby import EmbyFake
+from tests.fakes.jellyfin import VERSIONS, JellyfinFake
+from tests.fakes.mediabrowser import TICKS_PER_SECOND
+from tests.fakes.plex import FakePlex
+
+KINDS = [f"jellyfin-{v}" for v in VERSIONS] + ["emby", "plex"]
+MEDIA = MediaRef(path="/m/film.mkv", title="Film", entry_key="1")
+RUNTIME_S = 1200.0
+
+
+class Server:
+    """A started fake with one user and item, and how to read its state in neutral words."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        if kind == "plex":
+            self.fake = FakePlex().start()
+            self.token = self.fake.token
+            self.item = next(k for k, i in self.fake.library.items.items() if i.type == "movie")
+            self.runtime_s = self.fake.library.items[self.item].duration / 1000
+            self.cfg = ServerConfig(id="live", type="plex", url=self.fake.url, token=self.token, device_id="dev-live")
+        else:
+            self.fake = (EmbyFake() if kind == "emby" else JellyfinFake(version=kind.split("-")[1])).start()
+            self.uid = self.fake.add_user("alice", "pw")
+            self.token = self.fake.issue_token(self.uid)
+            self.runtime_s = RUNTIME_S
+            self.item = self.fake.add_item("Film", runtime_s=RUNTIME_S)
+            self.cfg = ServerConfig(id="live", type=self.kind.split("-")[0], url=self.fake.url, token=self.token,
+                                    user_id=self.uid, device_id="dev-live")
+
+    def new_item(self) -> str:
+        if self.kind == "plex":
+            lib = self.fake.library
+            lib.set_state(self.token, self.item, view_offset=0, view_count=0)
+            return self.item
+        self.item = self.fake.add_item("Film", runtime_s=RUNTIME_S)
+        return self.item
+
+    def state(self):
+        """(play count, played, resume position in s)."""
+        if self.kind == "plex":
+            st_ = self.fake.library.state(self.token, self.item)
+            return st_.view_count, st_.view_count > 0, st_.view_offset / 1000
+        d = self.fake.user_data(self.uid, self.item)
+        return d.play_count, d.played, d.position_ticks / TICKS_PER_SECOND
+
+    def now_playing(self):
+        if self.kind == "plex":
+            return list(self.fake.library.now_playing)
+        return list(self.fake.now_playing.values())
+
+    def stop(self):
+        self.fake.stop()
+
+
+def official_client(server: Server, viewing):
+    """The server's own client, reporting ``viewing`` ([(kind, position_s)] from STARTED to ENDED) live."""
+    sid = uuid.uuid4().hex
+    s = requests.Session()
+    if server.kind == "plex":
+        s.headers.update({"X-Plex-Token": server.token, "X-Plex-Client-Identifier": "official",
+                          "X-Plex-Session-Identifier": sid})
+
+        def send(state, pos, paused):
+            s.post(server.fake.url + "/:/timeline", params={
+                "ratingKey": server.item, "key": f"/library/metadata/{server.item}",
+                "state": "stopped" if state == "stopped" else ("paused" if paused else "playing"),
+                "time": int(pos * 1000), "duration": int(server.runtime_s * 1000)}).raise_for_status()
+    else:
+        base = server.fake.url + ("/emby" if server.kind == "emby" else "")
+        s.headers["Authorization"] = (f'MediaBrowser Client="Official", Device="tv", DeviceId="official", '
+                                      f'Version="1", Token="{server.token}"')
+        if server.kind == "emby":
+            s.headers["X-Emby-Token"] = server.token
+
+        def send(state, pos, paused):
+            body = {"ItemId": server.item, "PositionTicks": int(pos * TICKS_PER_SECOND), "PlaySessionId": sid}
+            if state != "stopped":
+                body.update(IsPaused=paused, CanSeek=True, PlayMethod="DirectPlay")
+            path = {"start": "", "progress": "/Progress", "stopped": "/Stopped"}[state]
+            s.post(base + "/Sessions/Playing" + path, json=body).raise_for_status()
+
+    paused, last, at = False, 0.0, 0.0
+    for kind, pos, t in viewing:
+        if kind == STARTED:
+            send("start", pos, False)
+            last = t
+        elif kind == POSITION and not paused and t - last >= 10:
+            send("progress", pos, paused)
+            last = t
+        elif kind in (PAUSED, RESUMED, SEEKED):
+            paused = kind == PAUSED if kind != SEEKED else paused
+            send("progress", pos, paused)
+            last = t
+        elif kind == ENDED:
+            send("stopped", pos, paused)
+    s.close()
+
+
+def run_reporter(server: Server, viewing, drop=frozenset()):
+    """Our reporter for the same viewing; the reports of the events whose index is in ``drop`` are lost."""
+    backend = make_backend(server.cfg)
+    reporter = LiveReporter({"live": backend}, lambda sid, media: server.item)
+    sent = []
+    try:
+        for i, (kind, pos, t) in enumerate(viewing):
+            reporter.handle(PlaybackEvent(kind, media=MEDIA, position=pos, duration=server.runtime_s, at=t))
+            if i in drop:  # the server is unreachable for this report (answers 503)
+                server.fake.fail_next(503, times=10)
+            reporter.flush()
+            server.fake.reset_trouble()
+            sent.append(len(server.now_playing()))
+        return reporter, sent
+    finally:
+        backend.close()
+
+
+def viewings(max_s):
+    step = st.tuples(st.sampled_from([POSITION, POSITION, POSITION, PAUSED, RESUMED, SEEKED]),
+                     st.floats(0, max_s), st.floats(0.5, 40))
+
+    @st.composite
+    def build(draw):
+        steps = draw(st.lists(step, max_size=25))
+        out, t, pos = [(STARTED, 0.0, 0.0)], 0.0, 0.0
+        for kind, p, dt in steps:
+            t += dt
+            pos = p if kind == SEEKED else (min(max_s, pos + dt) if kind == POSITION else pos)
+            out.append((kind, pos, t))
+        out.append((ENDED, pos, t + 1))
+        return out, draw(st.frozensets(st.integers(0, len(out) - 1), max_size=3))
+    return build()
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def pair(request):
+    ours, ref = Server(request.param), Server(request.param)
+    yield ours, ref
+    ours.stop()
+    ref.stop()
+
+
+def test_a_viewing_shows_as_now_playing_with_one_session_id(pair):
+    ours, _ = pair
+    ours.new_item()
+    viewing = [(STARTED, 0.0, 0.0), (POSITION, 5.0, 5.0), (POSITION, 11.0, 11.0), (PAUSED, 11.0, 12.0),
+               (RESUMED, 11.0, 20.0), (SEEKED, 300.0, 21.0), (POSITION, 311.0, 32.0), (ENDED, 311.0, 33.0)]
+    reporter, showing = run_reporter(ours, viewing)
+    assert showing[0] == 1 and all(showing[:-1]) and showing[-1] == 0  # on the dashboard until it stopped
+    (outcome,) = reporter.outcomes("live", ours.item)
+    states = [r[0] for r in outcome.reports]
+    assert states == ["start", "progress", "progress", "progress", "progress", "progress", "stopped"]
+    if ours.kind == "plex":
+        sessions = {t["session"] for t in ours.fake.library.timelines[-7:]}
+    else:
+        sessions = {s.get("PlaySessionId") for s in ours.fake.sessions[-7:]}
+    assert len(sessions) == 1 and None not in sessions
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_count_and_played_end_as_the_servers_own_client_leaves_them(pair, data):
+    ours, ref = pair
+    viewing, drop = data.draw(viewings(ours.runtime_s))
+    ours.new_item()
+    ref.new_item()
+    official_client(ref, viewing)
+    run_reporter(ours, viewing, drop=drop)
+    (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
+    assert count <= rcount  # never above what the server's own client reaches
+    if not drop:
+        assert (count, played) == (rcount, rplayed)
+        if not played:
+            assert abs(pos - rpos) <= 10  # within one progress interval
+
+
+# -- live reports and the queue together ---------------------------------------------------------
+
+def _drained(queue):
+    return not any(c.get(k) for c in queue.counts().values() for k in ("pending", "syncing"))
+
+
+def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True, worker_late=False):
+    """The whole path: live reports, and the tracker's changes through the durable queue. With
+    ``worker_late`` the queue is only drained after the viewing (a replay after an offline spell)."""
+    import time as _time
+
+    from playbacksync.changes import Change
+    from playbacksync.queue import SyncQueue
+    from playbacksync.tracker import Tracker
+    from playbacksync.worker import SyncWorker
+    from tests.test_worker_support import wait_for
+
+    queue = SyncQueue(str(tmp_path / uuid.uuid4().hex))
+    reporter = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: server.item)
+    worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
+    if hook:
+        worker.live_cover = reporter.cover
+    tracker = Tracker(progress_interval=10, watched_percent=90)
+    if not worker_late:
+        worker.start()
+    try:
+        for i, (kind, pos, t) in enumerate(viewing):
+            event = PlaybackEvent(kind, media=MEDIA, position=pos, duration=server.runtime_s, at=t)
+            reporter.handle(event)
+            if i in drop:
+                server.fake.fail_next(503, times=10)
+            reporter.flush()
+            server.fake.reset_trouble()
+            for c in tracker.handle(event):
+                queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="",
+                                            change_type=c.change_type, position_ms=c.position_ms,
+                                            duration_ms=c.duration_ms, created_at=_time.time()))
+                worker.notify()
+            if not worker_late:
+                assert wait_for(lambda: _drained(queue), 10)
+        if worker_late:
+            worker.start()
+            assert wait_for(lambda: _drained(queue), 10)
+    finally:
+        worker.stop()
+        queue.close()
+        for b in (*reporter.backends.values(),):
+            b.close()
+
+
+FINISHED = [(STARTED, 0.0, 0.0), (POSITION, 30.0, 30.0), (SEEKED, 1100.0, 31.0), (POSITION, 1150.0, 81.0),
+            (ENDED, 1199.9, 131.0)]
+
+
+@pytest.mark.parametrize("hook", [True, False], ids=["live-cover", "no-cover"])
+def test_a_finished_viewing_counts_once_with_live_reports_and_the_queue(pair, tmp_path, hook):
+    ours, ref = pair
+    ours.new_item()
+    ref.new_item()
+    viewing = [(k, p * ours.runtime_s / RUNTIME_S, t) for k, p, t in FINISHED]
+    official_client(ref, viewing)
+    run_with_queue(ours, viewing, tmp_path, hook=hook)
+    if hook:
+        assert ours.state()[:2] == ref.state()[:2]
+    else:  # the worker alone, on top of the live reports: plays counted twice or more
+        assert ours.state()[0] > ref.state()[0]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_live_and_queue_never_count_above_the_servers_own_client(pair, tmp_path, data):
+    ours, ref = pair
+    viewing, drop = data.draw(viewings(ours.runtime_s))
+    late = data.draw(st.booleans())
+    ours.new_item()
+    ref.new_item()
+    official_client(ref, viewing)
+    run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late)
+    (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
+    assert count <= rcount
+    if not drop:
+        assert (count, played) == (rcount, rplayed)
+
+
+def test_a_paused_server_gets_no_live_reports(pair):
+    ours, _ = pair
+    ours.new_item()
+    backend = make_backend(ours.cfg)
+    reporter = LiveReporter({"live": backend}, lambda sid, media: ours.item, held=lambda sid: True)
+    before, showing = len(ours.fake.requests), ours.now_playing()
+    for kind, pos, t in FINISHED:
+        reporter.handle(PlaybackEvent(kind, media=MEDIA, position=pos, duration=ours.runtime_s, at=t))
+    reporter.flush()
+    backend.close()
+    assert len(ours.fake.requests) == before and ours.now_playing() == showing
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.8.13", "jellyfin-12.0.0", "emby"])
+def test_a_short_clip_gets_no_live_session_that_would_mark_it_watched(kind):
+    # The servers mark an item under 300 s played on any progress report between 5 % and 90 %;
+    # a clip paused at 40 % must stay unwatched, so there is no live session for it there.
+    server = Server(kind)
+    try:
+        clip = server.fake.add_item("Clip", runtime_s=30)
+        backend = make_backend(server.cfg)
+        reporter = LiveReporter({"live": backend}, lambda sid, media: clip)
+        for kind_, pos, t in [(STARTED, 0.0, 0.0), (PAUSED, 12.0, 12.0), (ENDED, 12.0, 13.0)]:
+            reporter.handle(PlaybackEvent(kind_, media=MEDIA, position=pos, duration=30.0, at=t))
+        reporter.flush()
+        backend.close()
+        d = server.fake.user_data(server.uid, clip)
+        assert (d.played, d.play_count) == (False, 0) and not server.fake.sessions
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["jellyfin-10.11.11", "emby"])
+def test_a_later_sync_process_does_not_count_a_play_the_live_start_counted(kind, tmp_path):
+    # The live start reached the server, then it became unreachable; the player quit with the watched
+    # mark still queued. A later `sync` (a new process: a new reporter reading the saved state) sends
+    # the mark without a date, so the server counts the viewing's play once.
+    import time as _time
+
+    from playbacksync.changes import WATCHED, Change
+    from playbacksync.queue import SyncQueue
+    from playbacksync.worker import SyncWorker
+    from tests.test_worker_support import wait_for
+
+    server = Server(kind)
+    state = str(tmp_path / "live-sessions.json")
+    try:
+        first = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: server.item, state_path=state)
+        first.handle(PlaybackEvent(STARTED, media=MEDIA, position=0.0, duration=RUNTIME_S, at=0.0))
+        first.flush()
+        server.fake.fail_next(503, times=100)  # gone: nothing more reaches it
+        first.handle(PlaybackEvent(POSITION, media=MEDIA, position=1150.0, duration=RUNTIME_S, at=20.0))
+        first.flush()
+        queue = SyncQueue(str(tmp_path / "q"))
+        queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="", change_type=WATCHED,
+                                    duration_ms=int(RUNTIME_S * 1000), created_at=_time.time()))
+        server.fake.reset_trouble()
+        assert server.state()[:2] == (1, False)  # the live start counted the play
+        later = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: None, state_path=state)
+        worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
+        worker.live_cover = later.cover
+        worker.start()
+        try:
+            assert wait_for(lambda: _drained(queue), 10)
+        finally:
+            worker.stop()
+            queue.close()
+        assert server.state()[:2] == (1, True)  # played, and still one play, as the server's own client
+    finally:
+        server.stop()
