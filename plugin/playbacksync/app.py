@@ -20,6 +20,7 @@ start (legacy_journal.py).
 from __future__ import annotations
 
 import logging
+import os
 import queue as _stdqueue
 import threading
 import time
