@@ -67,7 +67,7 @@ kodi-settings: install
 
 # 200 crash trials: real players killed with SIGKILL at random moments, then drained.
 soak: test-deps
-	$(PY) bench/soak.py --trials 200
+	$(PY) bench/soak.py --trials 200 --jobs 4
 
 clean:
 	rm -rf $(VENV) .venv-kodichecker dist build .pytest_cache .hypothesis

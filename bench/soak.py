@@ -12,15 +12,22 @@ dropped unidentified and stranded. Exit status 1 when any acknowledged change
 was lost, left in `syncing`, or applied twice, a viewing was dropped while
 unidentified, or a play that ended by itself never saved its watched mark.
 
-    .venv/bin/python bench/soak.py --trials 200 [--seed N] [--json]
+    .venv/bin/python bench/soak.py --trials 200 [--jobs 4] [--seed N] [--json]
+
+``--jobs N`` runs the trials in N shards at once, each with its own fake server,
+folder and seed (seed, seed+1, …): most of a trial is waiting (a send in doubt
+waits out its window), so shards cut the wall time without changing what a
+trial does. The figures are summed over all shards.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +41,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
+    ap.add_argument("--jobs", type=int, default=1, help="shards of trials run at once (default 1)")
     ap.add_argument("--clip-seconds", type=float, default=4.0)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON only")
     ap.add_argument("--keep", action="store_true", help="keep the trial folders (printed)")
@@ -42,18 +50,28 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="playback-sync-soak-"))
     started = time.monotonic()
 
+    lock = threading.Lock()
+    done = [0]
+
     def progress(r):
+        with lock:
+            done[0] += 1
+            count = done[0]
         if not args.json:
             flag = "" if not (r.lost or r.stranded or r.duplicates or r.still_queued or r.unsaved_clean_exit
                               or r.dropped_unidentified) \
                 else "  <-- " + "; ".join(r.notes)
-            print(f"trial {r.n + 1:4d}/{args.trials} {r.mode:8s} {'killed' if r.killed else 'ended '} "
+            print(f"trial {count:4d}/{args.trials} {r.mode:8s} {'killed' if r.killed else 'ended '} "
                   f"at {r.kill_after_s:5.2f}s  acked {r.acknowledged}  err {r.position_error_s:4.2f}s{flag}",
                   flush=True)
 
     try:
-        results = run_trials(work / "trials", args.trials, seed=seed, clip_seconds=args.clip_seconds,
-                             progress=progress, modes=MODES)
+        jobs = max(1, min(args.jobs, args.trials))
+        shares = [args.trials // jobs + (1 if k < args.trials % jobs else 0) for k in range(jobs)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            shards = [pool.submit(run_trials, work / f"trials-{k}", n, seed=seed + k, clip_seconds=args.clip_seconds,
+                                  progress=progress, modes=MODES) for k, n in enumerate(shares)]
+            results = [r for shard in shards for r in shard.result()]
     finally:
         if not args.keep:
             import shutil
@@ -64,7 +82,7 @@ def main(argv=None) -> int:
         print(json.dumps(figures, indent=2))
     else:
         print()
-        print(f"crash soak: {figures['trials']} trials, {figures['killed']} killed by SIGKILL "
+        print(f"crash soak: {figures['trials']} trials in {args.jobs} shard(s), {figures['killed']} killed by SIGKILL "
               f"({', '.join(f'{k} {v}' for k, v in sorted(figures['by_mode'].items()))}), seed {seed}, "
               f"{figures['seconds']} s")
         rows = [("acknowledged changes", figures["acknowledged_changes"]),

@@ -117,6 +117,13 @@ class Identifier:
         """
         return self._identify(media, list(self.config.servers), wait)
 
+    def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> Match:
+        """The Match on one configured server (the worker's lane asks this). Never raises."""
+        servers = [s for s in self.config.servers if s.id == server_id]
+        if not servers:
+            return Match(None, None, "server %s is not in the settings" % server_id, final=True)
+        return self._identify(media, servers, wait)[server_id]
+
     def refresh_progress(self) -> Dict[str, RefreshProgress]:
         """How far each running refresh is (for ``status`` and ``sync``)."""
         return self.refresher.progress()
@@ -152,32 +159,6 @@ class Identifier:
                 thread.join(max(0.0, deadline - time.monotonic()))
                 results[server.id] = self._safe_match(server, parsed)[0]
         return {sid: Match(m.item_id, m.method, _describe(m.reason), m.final) for sid, m in results.items()}
-
-    def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> Match:
-        """The item one server holds for ``media`` (the worker's resolving step). Never raises.
-
-        A miss a refresh could fix starts one (rate-limited as usual) and, with
-        ``wait`` > 0, waits for it at most that long.
-        """
-        server = self.config.server(server_id)
-        if server is None:  # removed from the settings: waiting cannot help
-            return Match(None, None, "server %s is not in the settings" % server_id, final=True)
-        if not server.enabled:
-            return Match(None, None, "server %s is disabled in the settings" % server_id)
-        try:
-            parsed = self._parse(media)
-        except Exception as e:
-            log.exception("cannot read what is playing")
-            return Match(None, None, "cannot read what is playing: %s" % _describe(e))
-        match, refreshable = self._safe_match(server, parsed)
-        if match.item_id is None and refreshable:
-            thread = self._safe_start(server.id)
-            if thread is not None:
-                thread.join(max(0.0, wait))
-                match = self._safe_match(server, parsed)[0]
-        elif match.item_id is not None:
-            self._refresh_if_stale(server.id)
-        return Match(match.item_id, match.method, _describe(match.reason), match.final)
 
     def refresh(self, server_id: Optional[str] = None, *, wait: bool = True,
                 timeout: Optional[float] = None, full: bool = False) -> Dict[str, Optional[str]]:
