@@ -197,7 +197,7 @@ def _drain(args, config, timeout: float) -> int:
         counts = q.counts()
     finally:
         q.close()
-    left = {sid: {k: v for k, v in counts.get(sid, {}).items() if k in ("pending", "failed") and v}
+    left = {sid: {k: v for k, v in counts.get(sid, {}).items() if k in ("pending", "syncing", "failed") and v}
             for sid in ids}
     for sid, c in sorted(left.items()):
         print(f"{sid}: " + (", ".join(f"{v} {k}" for k, v in c.items()) if c else "all synced"))
