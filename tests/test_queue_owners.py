@@ -126,6 +126,11 @@ def test_live_claimer_in_another_pid_namespace_keeps_its_claim(tmp_path, jellyfi
         assert owner.split(":")[1] == "2"
         assert status_of(tmp_path, row_id, in_new_pid_namespace()) == SYNCING  # alive: not taken back
         assert status_of(tmp_path, row_id) == SYNCING
+        cfg = write_config(tmp_path / "c.toml", jellyfin)
+        done = playback_sync("--config", cfg, "--data-dir", tmp_path / "data", "sync", "--timeout", "2",
+                             home=tmp_path, prefix=in_new_pid_namespace())
+        assert "home: 1 syncing" in done.stdout and done.returncode == 1, (done.stdout, done.stderr)  # not "all synced"
+        assert not jellyfin.user_data(jellyfin.uid, jellyfin.iid).played     # nor sent a second time
     finally:
         kill_claimer(proc)
     assert status_of(tmp_path, row_id, in_new_pid_namespace()) == PENDING  # dead: taken back

@@ -6,6 +6,7 @@ how many were saved and how many could not be.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -248,6 +249,9 @@ def test_status_and_sync_show_what_was_saved_and_lost(tmp_path):
     again = playback_sync("--data-dir", data, "status", "--no-check", home=tmp_path)   # still shown later
     assert again.returncode == 1, again.stderr
     assert "Damaged:" in again.stdout and "could not be read" in again.stdout, again.stdout
+    as_json = playback_sync("--data-dir", data, "status", "--no-check", "--json", home=tmp_path)
+    [damaged] = json.loads(as_json.stdout)["damaged_files"]
+    assert damaged["saved"] + damaged["lost"] == 400 and os.path.exists(damaged["moved_to"])
     logs = "".join(p.read_text() for p in tmp_path.rglob("*.log"))
     assert "could not be read" in logs
 

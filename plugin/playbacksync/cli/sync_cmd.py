@@ -135,11 +135,14 @@ def _report(q, ids, states, last_words, *, sent) -> int:
     held = pause.paused_servers(q.folder)
     for sid in ids:
         rows = q.rows(sid, (PENDING, SYNCING, FAILED))
-        open_rows = [r for r in rows if r.status != FAILED]
+        waiting = [r for r in rows if r.status == PENDING]
+        sending = [r for r in rows if r.status == SYNCING]
         failed = [r for r in rows if r.status == FAILED]
         parts = []
-        if open_rows:
-            parts.append(f"{len(open_rows)} pending ({_why(sid, open_rows, states, last_words, held)})")
+        if waiting:
+            parts.append(f"{len(waiting)} pending ({_why(sid, waiting, states, last_words, held)})")
+        if sending:  # claimed by another process that is still sending it (or died: its claim comes back)
+            parts.append(f"{len(sending)} syncing (another Playback Sync is sending it now)")
         if failed:
             parts.append(f"{len(failed)} failed (see `playback-sync status`; `retry` or `clear` them)")
         attention = attention or bool(parts)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from typing import Optional, Tuple
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,15 @@ def sweep(folder: str, keep=()) -> int:
         return 0
     removed = 0
     for name in names:
-        if not name.endswith(_SUFFIX) or name.startswith(".") or name[:-len(_SUFFIX)] in keep:
+        if not name.endswith(_SUFFIX) or name[:-len(_SUFFIX)] in keep:
             continue
         path = os.path.join(where, name)
+        if name.startswith("."):  # a lock being created, or left by a process killed meanwhile
+            try:
+                if time.time() - os.stat(path).st_mtime < 60:
+                    continue
+            except OSError:
+                continue
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:
