@@ -72,7 +72,8 @@ def test_status_counts_and_states_follow_the_queue(service):
 
 def test_retry_failed_sends_a_failed_change_again(service, jellyfin):
     _watched_while_paused(service)
-    jellyfin.fail_next(400)  # a refusal the worker does not retry: the change fails
+    # a refusal of the write the worker does not retry: the change fails (identification's reads pass)
+    jellyfin.fail_next(400, methods=("POST", "DELETE"))
     service.resume()
     assert wait_for(lambda: service.status()["home"].counts.get("failed", 0) >= 1)
     jellyfin.reset_trouble()

@@ -289,9 +289,11 @@ class FakeServer:
         with self.lock:
             self._trouble.append(_Trouble(kind, times, args, methods))
 
-    def fail_next(self, status: int, times: int = 1, retry_after=None, body=None) -> None:
-        """Answer the next ``times`` requests with ``status`` (and Retry-After, and a body)."""
-        self._add("fail", times, status=status, retry_after=retry_after, body=body)
+    def fail_next(self, status: int, times: int = 1, retry_after=None, body=None,
+                  methods: Optional[tuple] = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (and Retry-After, and a body);
+        ``methods``: only requests with these methods (e.g. the writes), others pass."""
+        self._add("fail", times, methods=methods, status=status, retry_after=retry_after, body=body)
 
     def delay(self, seconds: float, times: int = 1, body: bool = False) -> None:
         """Sleep ``seconds`` before answering, or (body=True) after the first bytes of the body."""

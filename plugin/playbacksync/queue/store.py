@@ -337,13 +337,17 @@ class SyncQueue(QueueReads):
                 coalesce.settle(q, [row_id], now)
         return bool(n)
 
-    def mark_failed(self, row_id: int, error: str) -> bool:
-        """syncing (our claim) or pending → failed: kept, visible, retryable."""
+    def mark_failed(self, row_id: int, error: str, *, in_doubt: bool = False) -> bool:
+        """syncing (our claim) or pending → failed: kept, visible, retryable.
+
+        ``in_doubt``: its last write got no answer and may still land, so a retry still waits out
+        ``unsure_until``; otherwise (the server answered, or nothing was sent) the send is settled."""
         now = self.clock()
+        keep = "" if in_doubt else ", sent_at = NULL, unsure_until = 0, seen_play_count = NULL"
         with self._tx("record a failed change") as q:
             n = q(f"UPDATE {TABLE} SET attempt_count = attempt_count + (status = 'syncing'), "
-                  "status = 'failed', error_message = :err, updated_at = :now, claim_owner = NULL, "
-                  "lease_expires_at = NULL WHERE id = :id AND ((status = 'syncing' AND claim_owner = :owner) "
+                  f"status = 'failed', error_message = :err, updated_at = :now, claim_owner = NULL, "
+                  f"lease_expires_at = NULL{keep} WHERE id = :id AND ((status = 'syncing' AND claim_owner = :owner) "
                   "OR status = 'pending')", id=row_id, err=error, now=now, owner=self.owner).rowcount
         return bool(n)
 

@@ -41,8 +41,8 @@ class WorkerQueue(Protocol):
                    in_doubt: bool = False) -> bool:
         """Our row back to pending, not before ``next_attempt_at``; ``in_doubt``: our write may still land."""
 
-    def mark_failed(self, row_id: int, error: str) -> bool:
-        """Our row (or a pending one) → failed, kept and retryable."""
+    def mark_failed(self, row_id: int, error: str, *, in_doubt: bool = False) -> bool:
+        """Our row (or a pending one) → failed, kept and retryable (``in_doubt``: its last write may still land)."""
 
     def release(self, ids: Iterable[int]) -> int:
         """Our rows back to pending, due now, no attempt counted (a send in doubt stays in doubt)."""

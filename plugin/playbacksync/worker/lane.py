@@ -320,7 +320,7 @@ class Lane:
             self._release(rows)
         except PermanentError as e:  # the item is gone: nothing of it can be applied
             for r in rows:
-                self._fail(r, e)
+                self._fail(r, e, in_doubt=r.sent_at is not None)  # an earlier send's doubt stays
         except Exception as e:
             self._transient(gen, key, rows[0], e, rows[1:], sent=False)
         return None
@@ -343,7 +343,7 @@ class Lane:
         message = redact(exc)
         log.info("server %s: change #%s failed (attempt %d): %s", self.source_id, row.id, attempts, message)
         if attempts >= self.w.max_attempts:
-            self._fail(row, message)
+            self._fail(row, message, in_doubt=in_doubt)
             self._release(rest)
             return
         until = self.w.clock() + retry_delay(attempts, retry_after, base=self.w.backoff_base,
@@ -374,9 +374,10 @@ class Lane:
         else:
             self.w._emit(ev.COMPLETED, self.source_id, f"{_what(row)} saved on {self.source_id}", row)
 
-    def _fail(self, row: QueuedChange, exc) -> None:
+    def _fail(self, row: QueuedChange, exc, *, in_doubt: bool = False) -> None:
+        """``in_doubt``: a write of ``row`` may still land (no answer); else the server answered."""
         message = redact(exc)
-        if self._write([row.id], self.w.queue.mark_failed, row.id, message):
+        if self._write([row.id], self.w.queue.mark_failed, row.id, message, in_doubt=in_doubt):
             self.w._emit(ev.FAILED, self.source_id, f"{_what(row)} could not be saved on {self.source_id}: "
                          f"{message}", row)
 

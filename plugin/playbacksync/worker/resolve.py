@@ -74,7 +74,7 @@ def _unidentified(lane: "Lane", row: QueuedChange, reason: str, final: bool) -> 
         days = w.unidentified_after / 86400
         why = (f"not identified on {lane.source_id}: {reason}" if final else
                f"not identified on {lane.source_id} within {days:g} day{'s' * (days != 1)}: {reason}")
-        lane._fail(row, why)
+        lane._fail(row, why, in_doubt=row.sent_at is not None)
         return
     attempts = row.attempt_count + 1
     until = now + backoff_delay(attempts, base=w.backoff_base, cap=w.backoff_cap, rng=w.rng)
