@@ -104,9 +104,25 @@ class Killable(Backend):
         self._alive()
         return self.inner.read_state(item_id)
 
-    def iter_items(self, page_size=200):
+    def item_states(self, item_ids):
         self._alive()
-        return self.lister.iter_items(page_size=page_size)
+        return self.inner.item_states(item_ids)
+
+    def get_item(self, item_id):
+        self._alive()
+        return self.inner.get_item(item_id)
+
+    def identity(self):
+        self._alive()
+        return self.lister.identity()
+
+    def count_items(self):
+        self._alive()
+        return self.lister.count_items()
+
+    def iter_items(self, page_size=None, *, since=None):
+        self._alive()
+        return self.lister.iter_items(page_size=page_size, since=since)
 
 
 class NoJitter:
@@ -204,7 +220,7 @@ class ViewerAndServer(RuleBasedStateMachine):
     def _settled(self) -> bool:
         if self.killer.killed:
             return True
-        if any(t.is_alive() for t in list(self.identifier._threads.values())):
+        if any(t.is_alive() for t in list(self.identifier.refresher._threads.values())):
             return False  # an index refresh is running
         # One query, so a row can't slip from pending to syncing between two looks.
         rows = self.queue.rows("jf", ("pending", "syncing"))

@@ -259,6 +259,7 @@ class SyncService:
                                  held=lambda sid: worker.server_states().get(sid) in ("paused", "auth_required"),
                                  state_path=os.path.join(self._folder, "live-sessions.json"))
         self.worker.live_cover = self.live.cover
+        self.worker.live_reported = self.live.reported
         self.live.start()
 
     def _import_legacy_journals(self) -> None:

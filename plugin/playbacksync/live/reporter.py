@@ -235,6 +235,12 @@ class LiveReporter:
             return "skip", "the live session counted this play and the server's rules decided played"
         return "undated", "the live session's start already counted this play"
 
+    def reported(self, row) -> bool:
+        """A live session of this viewing reported to that server: the server's recent changes to the
+        item are this viewing's own, not another device's (the worker skips its conflict check)."""
+        with self._lock:
+            return self._session_of(row.source_id, str(row.media_item_id), row.created_at) is not None
+
     # -- what survives the process ------------------------------------------------
     def _save(self) -> None:
         """Write the claims and outcomes (atomic: temporary file, then rename). Caller holds the lock."""

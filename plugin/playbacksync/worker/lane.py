@@ -281,22 +281,26 @@ class Lane:
                     self._close(row, APPLIED, why, event=True)
                     continue
                 seen = state.play_count
-            if state is not None and waited(row, now, self.online_since, conflict_age):
-                why = conflict(row, state, own_write_until=self.own_writes.get(key))
-                if why is not None:
-                    self._close(row, SUPERSEDED, why, event=True)
-                    continue
             cover = self.w.live_cover(row) if self.w.live_cover is not None else None
             if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
                 self._close(row, SUPERSEDED, cover[1], event=False)  # routine while online: no message
                 continue
+            # A live report of this viewing changed the server's state itself: that is not another
+            # device's edit, so only a change the live session did not touch is checked for conflicts.
+            ours = cover is not None or (self.w.live_reported is not None and self.w.live_reported(row))
+            if not ours and state is not None and waited(row, now, self.online_since, conflict_age):
+                why = conflict(row, state, own_write_until=self.own_writes.get(key))
+                if why is not None:
+                    self._close(row, SUPERSEDED, why, event=True)
+                    continue
             window = send_window(backend, self.w.send_window, requests=2 if row.change_type == PROGRESS else 1)
             with self.lock:  # durably "a write of this row goes out now", before it does
                 if self.abandoned or not self.w.queue.begin_send(row.id, window, seen):
                     self.inflight.discard(row.id)  # no longer ours: whoever holds it decides
                     return
             try:
-                backend.apply(replace(row, created_at=0.0) if cover is not None else row)  # undated: no 2nd count
+                undated = cover is not None and cover[0] == "undated"  # the play is counted: no 2nd count
+                backend.apply(replace(row, created_at=0.0) if undated else row)
             except AuthError as e:
                 self._auth(e, gen)
                 self._release(rows[i:])

@@ -47,8 +47,13 @@ def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChang
                 lane.w.queue.resolve_item(row.id, item_id)
             out.append(replace(row, media_item_id=item_id))
         else:
-            _unidentified(lane, row, getattr(match, "reason", "") or "no identification is running",
-                          bool(getattr(match, "final", False)))
+            final = bool(getattr(match, "final", False))
+            if not final and not lane._still_online(lane.generation):
+                # The server is down, so it could not answer: not this change's fault, no attempt
+                # counted; it goes out when the server is back (the lane probes it with backoff).
+                lane._release([row])
+                continue
+            _unidentified(lane, row, getattr(match, "reason", "") or "no identification is running", final)
     return out
 
 

@@ -111,6 +111,7 @@ class SyncWorker:
         self._lanes: Dict[str, Lane] = {sid: Lane(self, sid, b) for sid, b in backends.items()}
         # What live "now playing" reports already set, asked before each write (live/reporter.py cover)
         self.live_cover: Optional[Callable[[QueuedChange], Optional[Tuple[str, str]]]] = None
+        self.live_reported: Optional[Callable[[QueuedChange], bool]] = None  # a live session touched the item
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
