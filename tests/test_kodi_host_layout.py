@@ -39,3 +39,5 @@ def test_modules_stay_small_and_talk_to_sync_service_only(path):
             raise AssertionError(f"{path.name}:{node.lineno} reaches into .{node.attr}: use SyncService's API")
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1] == "cli":
             raise AssertionError(f"{path.name} imports cli")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("queue", "worker"):
+            raise AssertionError(f"{path.name}:{node.lineno} imports from .{node.module}: use the app's API")

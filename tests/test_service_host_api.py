@@ -6,16 +6,7 @@ import pytest
 from playbacksync.app import SyncService
 from playbacksync.config import Config, PathMapping, ServerConfig, SyncOptions
 from playbacksync.tracker.events import MARKED_WATCHED, STARTED, MediaRef, PlaybackEvent
-from tests.fakes.jellyfin import JellyfinFake
-
-
-@pytest.fixture
-def jellyfin():
-    with JellyfinFake(version="10.11.11") as fake:
-        fake.uid = fake.add_user("alice", "pass")
-        fake.token = fake.issue_token(fake.uid)
-        fake.iid = fake.add_item("Clip", path="/srv/media/clip.mkv", runtime_s=600)
-        yield fake
+from tests.test_app import jellyfin  # noqa: F401 (the same fake Jellyfin with one user and one clip)
 
 
 def _config(fake):

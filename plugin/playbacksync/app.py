@@ -481,3 +481,11 @@ class ServerStatus:
 
 def _user_of(server: ServerConfig) -> str:
     return server.user_id or server.username or ""
+
+
+def set_paused_in(data_dir: str, server_id: Optional[str], paused: bool) -> None:
+    """Pause or resume syncing of a data folder from a process that runs no service (Kodi's
+    settings actions): kept over restarts; a running service's worker reads it before each send."""
+    from .queue import pause
+
+    pause.set_paused(data_dir, server_id, paused)

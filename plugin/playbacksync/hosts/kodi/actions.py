@@ -89,17 +89,17 @@ def sync() -> None:
 
 
 def pause() -> None:
-    from ...queue.pause import set_paused
+    from ...app import set_paused_in
 
-    set_paused(kodi_api.profile_dir(), None, True)  # read by the worker before each send, kept over restarts
+    set_paused_in(kodi_api.profile_dir(), None, True)  # read by the worker before each send, kept over restarts
     kodi_api.ok("Sync is paused. What you watch is still recorded and is sent when you choose Resume sync, "
                 "also after a restart.")
 
 
 def resume() -> None:
-    from ...queue.pause import set_paused
+    from ...app import set_paused_in
 
-    set_paused(kodi_api.profile_dir(), None, False)
+    set_paused_in(kodi_api.profile_dir(), None, False)
     if kodi_api.home_property(RUNNING_PROPERTY):
         kodi_api.tell_service("sync")
     kodi_api.ok("Sync is resumed: the queued changes are being sent.")
