@@ -35,6 +35,10 @@ class AuthError(BackendError):
     """401/403: the token is wrong or revoked. Pause this server; don't retry."""
 
 
+class WrongUserToken(AuthError):
+    """The token works but is another user's: writes would land on that user (the message says whose)."""
+
+
 class PermanentError(BackendError):
     """404 (item gone), 400 and the like: retrying cannot help."""
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .. import __version__
 from ..config import ServerConfig
-from .base import AuthError, IndexedItem, ItemState, PermanentError, TransientError
+from .base import IndexedItem, ItemState, PermanentError, TransientError, WrongUserToken
 from .http import HttpClient, register_secret
 
 TICKS_PER_MS = 10_000  # 10,000,000 ticks per second
@@ -192,7 +192,7 @@ def refuse_other_users_token(server: ServerConfig, token_user_id: str, token_use
         return
     who = f"{token_user_name!r} ({token_user_id})" if token_user_name else token_user_id
     configured = f"{server.username!r} ({server.user_id})" if server.username else server.user_id
-    raise AuthError(f"the token for server {server.id!r} belongs to user {who}, not to the configured user "
+    raise WrongUserToken(f"the token for server {server.id!r} belongs to user {who}, not to the configured user "
                     f"{configured}: changes are only sent with the user's own token — sign in as that user "
                     f"(playback-sync login {server.type} --server-id {server.id})")
 

@@ -34,7 +34,7 @@ def _table(rows, head) -> List[str]:
 
 def _check_servers(config, no_check: bool) -> Dict[str, Dict]:
     from ..backends import make_backend
-    from ..backends.base import AuthError, BackendError
+    from ..backends.base import AuthError, BackendError, WrongUserToken
     from ..redact import redact
 
     servers = {}
@@ -47,6 +47,8 @@ def _check_servers(config, no_check: bool) -> Dict[str, Dict]:
                 backend = make_backend(server)
                 info = backend.check()
                 entry["state"], entry["server"] = "online", {"name": info.name, "version": info.version}
+            except WrongUserToken as exc:  # the message names both users
+                entry["state"], entry["error"] = "auth_required", redact(str(exc))
             except AuthError:
                 entry["state"], entry["error"] = "auth_required", "refused the saved sign-in: run `playback-sync login`"
             except (BackendError, ValueError) as exc:
