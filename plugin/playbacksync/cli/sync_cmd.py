@@ -35,16 +35,20 @@ def drain(args, config, timeout: float) -> int:
     It talks to the service through its host API (subscribe, sync_now, status) and reads the
     queue through a handle of its own, as every queue command does.
     """
+    from .. import legacy_journal
+
     ids = [s.id for s in config.enabled_servers()]
     q = open_queue(args, config)
     try:
         before = _open_counts(q.counts(), ids)
-        if not sum(before.values()):
+        # Changes an older version left in its journal are queued when the service opens (app.py).
+        leftovers = legacy_journal.leftover_files(q.folder) if ids else []
+        if not sum(before.values()) and not leftovers:
             print("Nothing to send." if ids else "No servers configured: nothing to send.")
             return _report(q, ids, {}, {}, sent=None)
         _read_libraries_for_waiting_rows(args, config, q, ids)
         states, last_words = _send(args, config, q, ids, sum(before.values()), timeout)
-        sent = sum(before.values()) - sum(_open_counts(q.counts(), ids).values())
+        sent = max(0, sum(before.values()) - sum(_open_counts(q.counts(), ids).values()))
         return _report(q, ids, states, last_words, sent=sent)
     finally:
         q.close()
@@ -82,6 +86,9 @@ def _send(args, config, q, ids, total: int, timeout: float):
             status = service.status()
             states = {sid: st.state for sid, st in status.items()}
             left = {sid: status[sid].waiting() if sid in status else 0 for sid in ids}
+            if sum(left.values()) > total:  # the service queued an older version's journal at open
+                total = sum(left.values())
+                bar.update(0, total)
             bar.update(total - sum(left.values()))
             remaining = deadline - time.monotonic()
             if not sum(left.values()) or remaining <= 0 or _nothing_more_now(q, states, left, seen, remaining):
