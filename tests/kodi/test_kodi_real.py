@@ -374,8 +374,8 @@ def test_pause_holds_changes_until_resume_also_across_a_restart(scene):
     run_action(kodi, "resume")
     assert confirm_ok(kodi).startswith("Sync is resumed")
     back_in_settings(kodi)
-    wait_for(lambda: abs(jf_state(scene, scene.jf_clip).position_ticks / TICKS - stopped) < 1.0, 15,
-             "the held change to reach Jellyfin after resume")
+    wait_for(lambda: abs(jf_state(scene, scene.jf_clip).position_ticks / TICKS - stopped) < 1.0, 30,
+             "the held change to reach Jellyfin after resume", kodi=kodi)
     assert not paused.exists() or "*" not in paused.read_text()
 
 
