@@ -48,7 +48,10 @@ def parse_date(value: Any) -> Optional[float]:
     m = _DATE.match(value.strip())
     if not m:
         return None
-    base = dt.datetime.strptime(f"{m.group(1)}T{m.group(2)}", "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    # Built from the numbers, not with strptime: Kodi's embedded Python fails strptime ("'NoneType'
+    # object is not callable") in a service started again in a new interpreter (seen in real Kodi 20.1).
+    (year, month, day), (hour, minute, second) = (map(int, m.group(1).split("-")), map(int, m.group(2).split(":")))
+    base = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
     frac = float("0." + m.group(3)) if m.group(3) else 0.0
     tz = m.group(4)
     off = 0

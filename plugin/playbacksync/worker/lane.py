@@ -342,7 +342,8 @@ class Lane:
             self._release([row, *rest])
             return
         if not isinstance(exc, TransientError):
-            log.error("server %s: unexpected %s from the backend", self.source_id, type(exc).__name__)
+            log.error("server %s: unexpected %s from the backend", self.source_id, type(exc).__name__,
+                      exc_info=exc)  # a bug, not the server: its traceback goes to the log
         attempts = row.attempt_count + 1
         message = redact(exc)
         log.info("server %s: change #%s failed (attempt %d): %s", self.source_id, row.id, attempts, message)
