@@ -83,12 +83,21 @@ def _unidentified(lane: "Lane", row: QueuedChange, reason: str, final: bool) -> 
         return
     attempts = row.attempt_count + 1
     until = now + backoff_delay(attempts, base=w.backoff_base, cap=w.backoff_cap, rng=w.rng)
+    refreshing = _refreshing(w, lane.source_id)  # its end wakes the lane: nothing to tell yet
     if lane._write([row.id], w.queue.mark_retry, row.id, WAITING + reason, until, count_attempt=True) \
-            and row.media_key not in lane.told_unidentified:
+            and not refreshing and row.media_key not in lane.told_unidentified:
         lane.told_unidentified.add(row.media_key)  # once per media and run, not once per row
         w._emit(ev.NOT_IDENTIFIED, lane.source_id,
                 f"{describe(row)} is not identified on {lane.source_id} yet (kept; tried again when its "
                 f"index refreshes): {reason}", row)
+
+
+def _refreshing(w, server_id: str) -> bool:
+    """A refresh of that server's item index is under way (it may well find the item)."""
+    try:
+        return server_id in w.identifier.refresh_progress()
+    except Exception:  # no identifier, or one without progress: tell at once
+        return False
 
 
 def describe(row: QueuedChange) -> str:
