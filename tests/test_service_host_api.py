@@ -6,7 +6,7 @@ import pytest
 from playbacksync.app import SyncService
 from playbacksync.config import Config, PathMapping, ServerConfig, SyncOptions
 from playbacksync.tracker.events import MARKED_WATCHED, STARTED, MediaRef, PlaybackEvent
-from tests.test_app import jellyfin  # noqa: F401 (the same fake Jellyfin with one user and one clip)
+from tests.test_app import jellyfin, wait_for as _wait_for  # noqa: F401 (the same fake Jellyfin with one user and one clip)
 
 
 def _config(fake):
@@ -16,12 +16,7 @@ def _config(fake):
 
 
 def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    return _wait_for(predicate, timeout)
 
 
 def _mark_watched(service):
