@@ -32,6 +32,9 @@ from .tracker.events import STARTED, MediaRef, PlaybackEvent
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# drain() wakes on the worker's events; this covers a close made without one (a change
+# superseded in a batch), so the wait is never longer than this after the last close.
+DRAIN_HEARTBEAT_S = 0.25
 
 
 class ServiceMessage:
@@ -423,17 +426,26 @@ class SyncService:
         self._inbox.put(("barrier", barrier))
         if not barrier.wait(max(0.0, deadline - time.monotonic())) or not self.running():
             return False
-        self.sync_now()
-        enabled = {s.id for s in self.config.enabled_servers()}
-        while True:
-            left = [s for sid, s in self.status().items() if sid in enabled and s.waiting()]
-            if not left:
-                return True
-            if all(s.state in ("offline", "auth_required", "paused") for s in left):
-                return False  # nothing more will go out now
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+        changed = threading.Event()
+        unsubscribe = self.subscribe(lambda event: changed.set())
+        try:
+            self.sync_now()
+            enabled = {s.id for s in self.config.enabled_servers()}
+            while True:
+                changed.clear()
+                left = [s for sid, s in self.status().items() if sid in enabled and s.waiting()]
+                if not left:
+                    return True
+                if all(s.state in ("offline", "auth_required", "paused") for s in left):
+                    return False  # nothing more will go out now
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # Woken by the worker's events (a change closed, a server's state changed); the
+                # heartbeat covers closes made without one.
+                changed.wait(min(remaining, DRAIN_HEARTBEAT_S))
+        finally:
+            unsubscribe()
 
     def pause(self, server_id: Optional[str] = None) -> None:
         """Stop sending (to one server, or all) for this run; what is queued waits."""
