@@ -14,31 +14,11 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from ..config import SERVER_TYPES, Config, ServerConfig
+from ..config import Config, ServerConfig
 from . import actions
 from .config_file import ConfigError, config_from_dict, load_config, save_config
-from .schema import NOTIFICATION_CHOICES, SYNC_FIELDS, mask_token
-
-NEW_SERVER = {"id": "", "type": "jellyfin", "url": "", "username": "", "token": "", "user_id": "",
-              "enabled": True, "verify_tls": True, "ca_bundle": "", "device_id": "", "path_mappings": [],
-              "connect_timeout": 5.0, "read_timeout": 15.0}
-
-
-def _draft(server: ServerConfig) -> Dict[str, Any]:
-    d = dict(NEW_SERVER)
-    d.update({k: getattr(server, k) for k in NEW_SERVER if k != "path_mappings"})
-    d["path_mappings"] = [{"local": m.local, "remote": m.remote} for m in server.path_mappings]
-    return d
-
-
-def _number(text: str) -> Any:
-    """A number if the text is one; else the text, so validation names the key."""
-    try:
-        v = float(text)
-    except ValueError:
-        return text
-    return int(v) if v.is_integer() else v
-
+from .dialog_layout import NEW_SERVER, build_layout, draft_of, number
+from .schema import mask_token
 
 class SettingsDialog:
     def __init__(self, root, config_path: str, config: Config, *, plex_tv_url: Optional[str] = None):
@@ -49,7 +29,7 @@ class SettingsDialog:
         self.root = root
         self.path = config_path
         self.plex_tv_url = plex_tv_url or os.environ.get("PLAYBACK_SYNC_PLEX_TV_URL") or actions.PLEX_TV
-        self.drafts: List[Dict[str, Any]] = [_draft(s) for s in config.servers]
+        self.drafts: List[Dict[str, Any]] = [draft_of(s) for s in config.servers]
         self.current: Optional[int] = None
         self.closed = False
         self._results: "queue.Queue" = queue.Queue()
@@ -59,7 +39,7 @@ class SettingsDialog:
         style = ttk.Style(root)
         if "clam" in style.theme_names():
             style.theme_use("clam")
-        self._build(config)
+        build_layout(self, config)
         self._saved = self._collect()
         if self.drafts:
             self.select(0)
@@ -67,142 +47,6 @@ class SettingsDialog:
             self._set_form_state("disabled")
         root.protocol("WM_DELETE_WINDOW", self.close)
         root.after(50, self._poll)
-
-    # -- layout -------------------------------------------------------------------
-    def _build(self, config: Config) -> None:
-        tk, ttk = self.tk, self.ttk
-        root = self.root
-        pad = {"padx": 4, "pady": 2}
-        outer = ttk.Frame(root, padding=8)
-        outer.grid(sticky="nsew")
-        root.columnconfigure(0, weight=1)
-        root.rowconfigure(0, weight=1)
-
-        left = ttk.LabelFrame(outer, text="Servers", padding=6)
-        left.grid(row=0, column=0, sticky="nsw", **pad)
-        self.server_list = ttk.Treeview(left, height=12, show="tree", selectmode="browse")
-        self.server_list.column("#0", width=210)
-        self.server_list.grid(row=0, column=0, columnspan=2, sticky="nsew")
-        self.server_list.bind("<<TreeviewSelect>>", self._on_select)
-        self.add_button = ttk.Button(left, text="Add server", command=self.add_server)
-        self.add_button.grid(row=1, column=0, sticky="ew", **pad)
-        self.remove_button = ttk.Button(left, text="Remove", command=self.remove_server)
-        self.remove_button.grid(row=1, column=1, sticky="ew", **pad)
-
-        form = ttk.LabelFrame(outer, text="Server", padding=6)
-        form.grid(row=0, column=1, sticky="nsew", **pad)
-        outer.columnconfigure(1, weight=1)
-        self.form = form
-        self.vars: Dict[str, Any] = {}
-        row = 0
-
-        def entry(label: str, key: str, **kw):
-            nonlocal row
-            ttk.Label(form, text=label).grid(row=row, column=0, sticky="w", **pad)
-            var = tk.StringVar()
-            widget = ttk.Entry(form, textvariable=var, width=44, **kw)
-            widget.grid(row=row, column=1, columnspan=3, sticky="ew", **pad)
-            self.vars[key] = var
-            row += 1
-            return widget
-
-        def button_row(*buttons):
-            """(text, command) pairs as a row of buttons under the fields; returns the buttons."""
-            nonlocal row
-            frame = ttk.Frame(form)
-            frame.grid(row=row, column=1, columnspan=3, sticky="w", **pad)
-            made = []
-            for i, (text, command) in enumerate(buttons):
-                made.append(ttk.Button(frame, text=text, command=command))
-                made[-1].grid(row=0, column=i, padx=(0, 6) if i < len(buttons) - 1 else 0)
-            row += 1
-            return made
-
-        ttk.Label(form, text="Type").grid(row=row, column=0, sticky="w", **pad)
-        self.vars["type"] = tk.StringVar(value="jellyfin")
-        self.type_box = ttk.Combobox(form, textvariable=self.vars["type"], values=SERVER_TYPES, state="readonly",
-                                     width=12)
-        self.type_box.grid(row=row, column=1, sticky="w", **pad)
-        self.type_box.bind("<<ComboboxSelected>>", lambda e: self._type_changed())
-        row += 1
-        self.id_entry = entry("Name", "id")
-        self.url_entry = entry("URL", "url")
-        self.url_entry.grid(columnspan=2)
-        self.find_button = ttk.Button(form, text="Find on network", command=self.find_servers)
-        self.find_button.grid(row=row - 1, column=3, sticky="e", **pad)
-        self.username_entry = entry("User name", "username")
-        self.password_label = ttk.Label(form, text="Password")
-        self.password_label.grid(row=row, column=0, sticky="w", **pad)
-        self.vars["password"] = tk.StringVar()
-        self.password_entry = ttk.Entry(form, textvariable=self.vars["password"], show="•", width=44)
-        self.password_entry.grid(row=row, column=1, columnspan=3, sticky="ew", **pad)
-        self._password_row = row
-        row += 1
-        ttk.Label(form, text="Token").grid(row=row, column=0, sticky="w", **pad)
-        self.token_shown = tk.StringVar(value="(none)")
-        ttk.Label(form, textvariable=self.token_shown).grid(row=row, column=1, sticky="w", **pad)
-        ttk.Label(form, text="paste:").grid(row=row, column=2, sticky="e", **pad)
-        self.vars["paste_token"] = tk.StringVar()
-        self.paste_entry = ttk.Entry(form, textvariable=self.vars["paste_token"], show="•", width=18)
-        self.paste_entry.grid(row=row, column=3, sticky="ew", **pad)
-        row += 1
-        self.sign_in_button, self.test_button = button_row(("Sign in", self.sign_in),
-                                                           ("Test connection", self.test_connection))
-        self.vars["enabled"] = tk.BooleanVar(value=True)
-        self.vars["verify_tls"] = tk.BooleanVar(value=True)
-        checks = ttk.Frame(form)
-        checks.grid(row=row, column=1, columnspan=3, sticky="w", **pad)
-        self.enabled_check = ttk.Checkbutton(checks, text="Sync with this server", variable=self.vars["enabled"])
-        self.enabled_check.grid(row=0, column=0, padx=(0, 12))
-        self.verify_check = ttk.Checkbutton(checks, text="Verify TLS certificate", variable=self.vars["verify_tls"])
-        self.verify_check.grid(row=0, column=1)
-        row += 1
-        self.ca_entry = entry("CA file", "ca_bundle")
-        self.ca_entry.grid(columnspan=2)
-        self.ca_browse_button = ttk.Button(form, text="Browse…", command=self.browse_ca)
-        self.ca_browse_button.grid(row=row - 1, column=3, sticky="e", **pad)
-        ttk.Label(form, text="Path mappings").grid(row=row, column=0, sticky="nw", **pad)
-        self.mapping_list = ttk.Treeview(form, height=4, show="tree", selectmode="browse")
-        self.mapping_list.grid(row=row, column=1, columnspan=3, sticky="ew", **pad)
-        row += 1
-        ttk.Label(form, text="local folder").grid(row=row, column=0, sticky="e", **pad)
-        self.vars["map_local"] = tk.StringVar()
-        self.map_local_entry = ttk.Entry(form, textvariable=self.vars["map_local"], width=20)
-        self.map_local_entry.grid(row=row, column=1, sticky="ew", **pad)
-        ttk.Label(form, text="server folder").grid(row=row, column=2, sticky="e", **pad)
-        self.vars["map_remote"] = tk.StringVar()
-        self.map_remote_entry = ttk.Entry(form, textvariable=self.vars["map_remote"], width=18)
-        self.map_remote_entry.grid(row=row, column=3, sticky="ew", **pad)
-        row += 1
-        (self.browse_local_button, self.add_mapping_button,
-         self.remove_mapping_button) = button_row(("Browse local folder…", self.browse_local),
-                                                  ("Add mapping", self.add_mapping),
-                                                  ("Remove mapping", self.remove_mapping))
-        for key in ("id", "enabled"):  # the list follows the form as you type
-            self.vars[key].trace_add("write", lambda *_: self._relabel())
-        form.columnconfigure(1, weight=1)
-
-        sync = ttk.LabelFrame(outer, text="Sync", padding=6)
-        sync.grid(row=1, column=0, columnspan=2, sticky="ew", **pad)
-        self.sync_vars: Dict[str, Any] = {}
-        for i, f in enumerate(SYNC_FIELDS):
-            ttk.Label(sync, text=f.label).grid(row=i // 2, column=(i % 2) * 2, sticky="w", **pad)
-            var = tk.StringVar(value=str(_number(str(getattr(config.sync, f.key)))))
-            if f.kind == "choice":
-                w = ttk.Combobox(sync, textvariable=var, values=NOTIFICATION_CHOICES, state="readonly", width=8)
-            else:
-                w = ttk.Spinbox(sync, textvariable=var, from_=f.minimum, to=f.maximum, increment=f.step, width=8)
-            w.grid(row=i // 2, column=(i % 2) * 2 + 1, sticky="w", **pad)
-            self.sync_vars[f.key] = var
-
-        self.status = ttk.Label(outer, textvariable=self.status_var, wraplength=640, justify="left")
-        self.status.grid(row=2, column=0, columnspan=2, sticky="ew", **pad)
-        bottom = ttk.Frame(outer)
-        bottom.grid(row=3, column=0, columnspan=2, sticky="e", **pad)
-        self.save_button = ttk.Button(bottom, text="Save", command=self.save)
-        self.save_button.grid(row=0, column=0, padx=4)
-        self.close_button = ttk.Button(bottom, text="Close", command=self.close)
-        self.close_button.grid(row=0, column=1, padx=4)
 
     # -- form <-> drafts --------------------------------------------------------------
     def _label(self, d: Dict[str, Any]) -> str:
@@ -374,7 +218,7 @@ class SettingsDialog:
                 if not raw[k]:
                     del raw[k]
             servers.append(raw)
-        sync = {key: (var.get() if key == "notifications" else _number(var.get().strip()))
+        sync = {key: (var.get() if key == "notifications" else number(var.get().strip()))
                 for key, var in self.sync_vars.items()}
         return {"servers": servers, "sync": sync}
 
