@@ -43,8 +43,13 @@ def test_replaced_server_is_not_answered_from_the_old_index(tmp_path):
         for key, item in items.items():
             new_key = {"101": "901", "102": "101"}.get(key, key)
             plex.library.add_item(Item(**{**item.__dict__, "rating_key": new_key}))
-        found = ident.identify(film)["plex"]
+        # what a write uses is confirmed with the server at once: never 101
+        found = ident.identify(film, confirm=True)["plex"]
         assert found.item_id in ("901", None)  # the new id, or a miss while it refreshes; never 101
+        # a lookup asks who answers once its identity is due (identity_ttl; every new process)
+        ident.identity_ttl = 0
+        found = ident.identify(film)["plex"]
+        assert found.item_id in ("901", None)
         assert ident.identify(film, wait=10)["plex"].item_id == "901"
         ident.close()
         backend.close()

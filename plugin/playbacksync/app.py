@@ -311,7 +311,7 @@ class SyncService:
         """A file started: look it up now (never waiting), so a refresh its miss needs is
         under way by the time its first change is synced."""
         for server_id in self.backends:
-            self.identifier.identify_one(server_id, media, wait=0)
+            self.identifier.identify_one(server_id, media, wait=0, confirm=False)  # a lookup: no request
 
     def _changes_for(self, tracked) -> List:
         """One change per enabled server, recorded against the media reference (no item yet)."""
