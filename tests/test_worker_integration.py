@@ -495,3 +495,37 @@ def test_backlog_after_an_offline_spell_reads_states_in_batches(env, version):
     assert len(reads) == 1 and len(reads[0].query.get("ids", [""])[0].split(",")) == 30
     assert env.row(rows[7]).resolution == SUPERSEDED
     assert all(abs(s.position_s(i) - (600 + i)) < 1 for i in range(30) if i != 7)
+
+
+def test_an_identified_item_gone_from_the_server_is_identified_again_not_failed(env):
+    """Stale identification: the row names an item the server no longer has (deleted, the file
+    re-added as a new item since). Not a hard failure, never a guess: the row waits to be
+    identified again, the index refreshes, and the change lands on the item that has the file now."""
+    from dataclasses import replace as dc_replace
+
+    from playbacksync.config import Config
+    from playbacksync.identify import Identifier, ItemIndex
+    from playbacksync.tracker.events import MediaRef
+
+    s = env.server()
+    ident = Identifier(Config(servers=(s.config(),)), {"jf": s.backend()}, ItemIndex(env.tmp / "index"),
+                       clock=env.clock)
+    try:
+        assert ident.refresh("jf", timeout=10) == {"jf": None}
+        w = env.worker(s, identifier=ident)
+        ident.on_refreshed.append(w.index_refreshed)
+        assert online(w, "jf")
+        w.pause()
+        change = dc_replace(s.change(0, WATCHED, created_at=env.clock()), media=MediaRef(path="/m/0.mkv"))
+        rid = env.queue.enqueue_change(change)  # identified as item 0 when it was played
+        old = s.items[0]
+        s.fake.remove_item(old)
+        new = s.fake.add_item("Item 0", path="/m/0.mkv", runtime_s=3600)
+        w.resume()
+        w.notify()
+        assert settled(env, rid, SYNCED)
+        row = env.row(rid)
+        assert row.media_item_id == new and s.fake.user_data(s.user_id, new).played
+        assert not env.events.of("failed")
+    finally:
+        ident.close()

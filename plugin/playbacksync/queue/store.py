@@ -324,14 +324,16 @@ class SyncQueue(QueueReads):
         return bool(n)
 
     def mark_retry(self, row_id: int, error: str, next_attempt_at: float, *, count_attempt: bool = True,
-                   in_doubt: bool = False) -> bool:
+                   in_doubt: bool = False, unresolve: bool = False) -> bool:
         """syncing → pending, not to be sent before ``next_attempt_at``; False if not our claim.
 
         ``in_doubt``: our write may still land (no answer came); the row keeps its
         send time and waits out ``unsure_until``. Otherwise a recorded send is settled.
+        ``unresolve``: the item it was identified as is gone: it waits to be identified again.
         """
         now = self.clock()
         keep = "" if in_doubt else ", sent_at = NULL, unsure_until = 0, seen_play_count = NULL"
+        keep += ", media_item_id = NULL" if unresolve else ""
         with self._tx("schedule a retry") as q:
             n = q(f"UPDATE {TABLE} SET status = 'pending', error_message = :err, next_attempt_at = :at, "
                   "attempt_count = attempt_count + :inc, updated_at = :now, claim_owner = NULL, "
