@@ -166,7 +166,7 @@ class JellyfinFake(MediaBrowserFake):
         return json_response({"message": "Invalid username or password entered."}, 401)
 
     def saved_since(self, args, items):
-        # SqliteItemRepository.cs:3557-3566 at v10.8.13 (same in 10.9/10.10): minDateLastSaved adds
+        # SqliteItemRepository.cs:3557-3566 at v10.8.13 (3256-3265 at v10.10.7): minDateLastSaved adds
         # "DateLastSaved>=@MinDateLastSavedForUser" but binds another name, so alone it compares with
         # NULL and matches nothing; minDateLastSavedForUser binds the name both clauses read.
         for_user = args.get("minDateLastSavedForUser")

@@ -325,8 +325,21 @@ class MediaBrowserFake(FakeServer):
         return items
 
     def saved_since(self, args, items: List[FakeItem]) -> List[FakeItem]:
-        """The MinDateLastSaved filter (Emby: as documented)."""
+        """The MinDateLastSaved filter, as Emby's last published source has it.
+
+        Emby 4.8 is closed source and its spec describes both parameters only as "The minimum
+        premiere date" (emby-openapi_v3-4.8.11.json, GET /Users/{UserId}/Items), so the rule
+        cannot be confirmed for 4.8. The code Jellyfin forked from Emby 3.5 (jellyfin v10.0.0,
+        Emby.Server.Implementations/Data/SqliteItemRepository.cs:3847-3863) adds, for
+        MinDateLastSaved, "DateLastSaved>=@MinDateLastSavedForUser" but binds @MinDateLastSaved:
+        alone it compares with NULL and matches nothing; MinDateLastSavedForUser binds the name
+        both clauses read (the item's DateLastSaved, not the user's data). Modelled as that code.
+        """
         since = args.get(self.qname("minDateLastSaved"))
+        for_user = args.get(self.qname("minDateLastSavedForUser"))
+        if since and not for_user:
+            return []
+        since = for_user or since
         return items if not since else [i for i in items if i.saved_at >= parse_iso(since)]
 
     def played_date(self, req: Request, played: bool):

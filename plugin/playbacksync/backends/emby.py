@@ -136,7 +136,11 @@ class EmbyBackend(Backend):
 
     def iter_items(self, page_size: Optional[int] = None, *,
                    since: Optional[float] = None) -> Iterator[IndexedItem]:
-        extra = {} if since is None else {"MinDateLastSaved": iso_utc(since)}
+        # Both names, same value: in Emby's last open source (the code Jellyfin forked, see
+        # mediabrowser.since_param) MinDateLastSaved alone matches nothing. Emby 4.8 is closed:
+        # not confirmed there; a filter that finds too little costs misses, never a wrong item.
+        extra = {} if since is None else {name: iso_utc(since) for name in ("MinDateLastSaved",
+                                                                             "MinDateLastSavedForUser")}
         return self._query(extra, page_size or self.page_size)
 
     def count_items(self) -> Optional[int]:
