@@ -92,6 +92,10 @@ def build_world(tmp_path) -> World:
         "cafe": jf.add_item("Café", "/srv/media/TV/Café/Season 01/Café - S01E01.mkv", {"Tvdb": "72001"},
                             type="Episode"),
         "quote": jf.add_item("Quote", "/srv/media/Movies/Don't \"Quote\" (2010)/Quote.mkv", {"Imdb": "tt0000777"}),
+        # a stacked file: Path is part 1, the others only through /Videos/{id}/AdditionalParts
+        "stacked": jf.add_item("Stacked", "/srv/media/Movies/Stacked (1995)/Stacked cd1.avi", {"Imdb": "tt0000888"},
+                               parts=["/srv/media/Movies/Stacked (1995)/Stacked cd2.avi",
+                                      "/srv/media/Movies/Stacked (1995)/Stacked cd3.avi"]),
     }
     j_series = jf.add_item("Other Show", provider_ids={"Tvdb": "70000", "Tmdb": "1399"}, type="Series")
     jf_server = ServerConfig(id="jf", type="jellyfin", url=jf.url, token=jtoken, user_id=uid, device_id="d",
@@ -112,6 +116,8 @@ def build_world(tmp_path) -> World:
                                {"Tvdb": "71001", "Tmdb": "603"}, type="Episode"),
         "second": emby.add_item("Second", r"\\NAS\tv\Show\Season 01\Show - S01E02.mkv", {"Tvdb": "71002"},
                                 type="Episode"),
+        "stacked": emby.add_item("Stacked", r"D:\Media\Movies\Stacked (1995)\Stacked - part1.mkv",
+                                 parts=[r"D:\Media\Movies\Stacked (1995)\Stacked - part2.mkv"]),
     }
     e_series = emby.add_item("Show", provider_ids={"Tvdb": "70000"}, type="Series")
     emby_server = ServerConfig(id="emby", type="emby", url=emby.url + "/emby", token=etoken, user_id=euid,
@@ -353,6 +359,19 @@ def build_world(tmp_path) -> World:
     add("emby version (MediaSources)", "multi", "emby", E["amelie"],
         "/mnt/media/Movies/Amélie (2001)/Amélie - Director's Cut.mkv")
     add("emby main version", "multi", "emby", E["amelie"], "/mnt/media/Movies/Amélie (2001)/Amélie.mkv")
+    # stacked files (Jellyfin/Emby AdditionalParts): every part names the item the library shows
+    for part in ("cd1", "cd2", "cd3"):
+        add("jf stacked part %s" % part, "multi", "jf", J["stacked"],
+            "/mnt/media/Movies/Stacked (1995)/Stacked %s.avi" % part)
+    add("jf stacked: a part that does not exist", "multi", "jf", None,
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd4.avi", reason_has="not in server index")
+    add("jf stacked part 2 with the item's imdb", "multi", "jf", J["stacked"],
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd2.avi", ids={"imdb": "tt0000888"})
+    add("jf stacked part 2 with another film's imdb", "multi", "jf", None,
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd2.avi", ids={"imdb": "tt0133093"}, reason_has="disagree")
+    for part in ("part1", "part2"):
+        add("emby stacked %s" % part, "multi", "emby", E["stacked"],
+            "/mnt/media/Movies/Stacked (1995)/Stacked - %s.mkv" % part)
 
     # -- symlink -------------------------------------------------------------------------------
     add("symlinked mapping, literal path", "symlink", "plexsym", "101", str(nas / "Movies/Movie 1 (2001)/Movie 1.mkv"))

@@ -105,6 +105,8 @@ class JellyfinFake(MediaBrowserFake):
         r("POST", "/Sessions/Playing/Stopped", self.session_stopped)
         r("GET", "/Items", self.list_items)
         r("GET", "/Users/Me", self.users_me)
+        r("GET", "/Videos/{itemId}/AdditionalParts",
+          lambda q, itemId: self.additional_parts(q, q.args.get("userId"), itemId))
         # 10.8 routes; newer servers still serve them though their specs hide them.
         r("POST", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_played)
         r("DELETE", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_unplayed)
