@@ -215,6 +215,21 @@ def build_world(tmp_path) -> World:
                              jf.url + "/Videos/%s/Trickplay/320/0.jpg" % J["matrix"],
                              jf.url + "/Items/%s/Images/Primary" % J["matrix"], jf.url + "/web/index.html"]):
         add("jf url naming no stream #%d" % n, "url", "jf", None, url, reason_has="names no playable")
+    mx = J["matrix"]
+    add("jf url, ApiKey (10.9+ spelling) in the query", "url", "jf", mx,
+        jf.url + "/Videos/%s/stream?ApiKey=%s&static=true" % (mx, jtoken))
+    add("jf url with user:password in the authority", "url", "jf", mx,
+        jf.url.replace("http://", "http://bob:secretpw@") + "/Videos/%s/stream" % mx)
+    add("jf url, the streamed item's own imdb", "url", "jf", mx, jf.url + "/Videos/%s/stream" % mx,
+        ids={"imdb": "tt0133093"})
+    add("jf url, the player's imdb names another film", "url", "jf", None, jf.url + "/Videos/%s/stream" % mx,
+        ids={"imdb": "tt0000777"}, reason_has="disagree")
+    add("jf url, the player says episode, the item is a movie", "url", "jf", None,
+        jf.url + "/Videos/%s/stream" % mx, kind="episode", reason_has="the player plays a episode")
+    add("jf url, localhost for 127.0.0.1 (another origin)", "url", "jf", None,
+        jf.url.replace("127.0.0.1", "localhost") + "/Videos/%s/stream" % mx, reason_has="not of this server")
+    add("jf url of a server id one digit off", "url", "jf", None, jf.url + "/Videos/%s/stream" % (mx[:-1] + (
+        "0" if mx[-1] != "0" else "1")), reason_has="has no item")
     add("jf url under the proxy's path, server without it", "url", "jf", None,
         jf.url + "/jellyfin/Videos/%s/stream" % J["matrix"], reason_has="URL of another server (jfp)")
 
@@ -286,6 +301,19 @@ def build_world(tmp_path) -> World:
     add("jf path in NFD (macOS) form", "path", "jf", J["cafe"], unicodedata.normalize("NFD", "/mnt/media/" + jpaths["cafe"]))
     add("jf near miss: Movies vs Movies2", "path", "jf", None, "/mnt/media/Movies/Film (2001)/Film.mkv",
         reason_has="not in server index")
+    # odd forms of the same file, and near misses a decoder could make
+    bunny = "/mnt/media/" + jpaths["bunny"]
+    add("jf path, file://localhost URL", "path", "jf", J["bunny"], "file://localhost" + quote(bunny))
+    add("jf path, file URL with every reserved character encoded", "path", "jf", J["bunny"],
+        "file://" + quote(bunny, safe="/"))
+    add("jf near miss: file URL encoded twice", "path", "jf", None, "file://" + quote(quote(bunny)),
+        reason_has="not in server index")
+    add("jf near miss: a plain path is never URL-decoded", "path", "jf", None, bunny.replace(" ", "%20"),
+        reason_has="not in server index")
+    add("jf near miss: file URL of another host", "path", "jf", None, "file://otherhost" + quote(bunny),
+        reason_has="no path mapping covers")
+    add("jf near miss: a NUL in the name", "path", "jf", None, bunny + "\x00", reason_has="nothing to identify")
+    add("jf near miss: the path with a trailing slash (a folder)", "path", "jf", J["bunny"], bunny + "/")
 
     # -- path: Plex, case-insensitive mapping ---------------------------------------------------------
     for key, rel in (("101", "Movies/Movie 1 (2001)/Movie 1.mkv"), ("102", "Movies/Movie 2 (2002)/Movie 2.mkv"),

@@ -146,3 +146,22 @@ def test_settings_pointing_a_server_id_at_another_server_drop_its_old_index(tmp_
         assert ident.identify(film, wait=10)["plex"].item_id == "555"
         ident.close()
         backend.close()
+
+
+def test_player_ids_that_contradict_a_stream_urls_item_refuse_it_and_nothing_else_is_tried(tmp_path):
+    """The URL names the streamed item; the player says it is another film (its imdb names one in
+    the library): no guess either way."""
+    with JellyfinFake() as fake:
+        matrix = fake.add_item("The Matrix", "/srv/media/Movies/Matrix.mkv", {"Imdb": "tt0133093"})
+        fake.add_item("Other", "/srv/media/Movies/Other.mkv", {"Imdb": "tt0000001"})
+        ident, backend = _jellyfin(fake, tmp_path)
+        url = fake.url + "/Videos/%s/stream" % matrix
+        for confirm in (True, False):
+            r = ident.identify(MediaRef(path=url, provider_ids={"imdb": "tt0000001"}), confirm=confirm)
+            assert r["jf"].item_id is None and "disagree" in r["jf"].reason, r
+            # the same URL with the streamed item's own ids, or none, is that item
+            assert ident.identify(MediaRef(path=url, provider_ids={"imdb": "tt0133093"}),
+                                  confirm=confirm)["jf"].item_id == matrix
+            assert ident.identify(MediaRef(path=url), confirm=confirm)["jf"].item_id == matrix
+        ident.close()
+        backend.close()

@@ -257,7 +257,7 @@ class Identifier:
                 return Match(None, None, unsure), False
         if m.is_http:
             found = self._by_url(server, m, why)
-            if found is not None:
+            if found is not None:  # the item, or a refusal (nothing else is tried)
                 return found, False
         candidates: Set[str] = set()
         refreshable = False
@@ -291,17 +291,27 @@ class Identifier:
             return None
         if ref.kind == "part":
             return self._plex_part(server, m, ref.id, why)
-        kind = self._url_item_kind(server, m, ref.id, why)
+        fresh: Dict[str, List[str]] = {}
+        kind = self._url_item_kind(server, m, ref.id, why, fresh)
         if kind is None:
             return None
         if kind not in PLAYABLE_KINDS and kind != "":
             raise _Final("stream URL %s names item %s, a %s, not a playable item" % (ref.route, ref.id, kind))
+        if m.provider_ids or m.host_kind:  # ids (or a kind) the player gave that contradict it refuse it, and
+            # nothing else is tried: the server streams that item, the player says it is another
+            known = fresh or self.index.provider_ids(server.id, ref.id)
+            # (an item whose ids are not known here is held to the kind only)
+            refused = contradiction(ref.id, kind, known, m.provider_ids if known else (), m.host_kind)
+            if refused:
+                return Match(None, None, "stream URL %s: %s" % (ref.route, refused))
         return Match(ref.id, URL_METHOD, "stream URL %s" % ref.route)
 
-    def _url_item_kind(self, server: ServerConfig, m: _Media, item_id: str, why: List[str]) -> Optional[str]:
+    def _url_item_kind(self, server: ServerConfig, m: _Media, item_id: str, why: List[str],
+                       fresh: Dict[str, List[str]]) -> Optional[str]:
         """The kind of an item named by a stream URL: a lookup takes it from the index (or a
         check cached with it), else asks the server once and caches the answer with the index;
-        a confirmation always asks. None, with the reason in ``why``, when it has no such item."""
+        a confirmation always asks (``fresh`` gets the item's provider ids then). None, with
+        the reason in ``why``, when it has no such item."""
         kind = None if m.confirm else self.index.kind_of(server.id, item_id)
         if kind is None:
             backend = self.backends.get(server.id)
@@ -315,6 +325,10 @@ class Identifier:
                 why.append("item %s of the stream URL: checking it failed: %s" % (item_id, _describe(e)))
                 return None
             kind = None if item is None else (item.kind or "")
+            for name, value in ((item.provider_ids or {}) if item is not None else {}).items():
+                pv = normalize_provider(name, value)
+                if pv:
+                    fresh.setdefault(pv[0], []).append(pv[1])
             self.index.remember_check(server.id, item_id, kind)
             kind = "missing" if kind is None else kind
         if kind == "missing":
