@@ -65,4 +65,5 @@ class Resolver(Protocol):
 
     def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> MatchLike:
         """The server's item for ``media`` (item_id None on a miss, with the reason; ``final``
-        True only when trying again later cannot help)."""
+        True only when trying again later cannot help). The answer is one the server has just
+        borne out (the Identifier's default), since the worker writes to it."""
