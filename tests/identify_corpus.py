@@ -250,6 +250,17 @@ def build_world(tmp_path) -> World:
         reason_has="has no item")
 
     # -- url: Plex --------------------------------------------------------------------------------
+    add("plex transcode url with two path= naming different items", "url", "plex", None,
+        plex.url + "/video/:/transcode/universal/start.m3u8?path=%s&path=%s" % (
+            quote("/library/metadata/101", safe=""), quote("/library/metadata/102", safe="")),
+        reason_has="names no playable")
+    add("plex transcode url with path= encoded twice", "url", "plex", None,
+        plex.url + "/video/:/transcode/universal/start.m3u8?path=" + quote(quote("/library/metadata/101", safe=""),
+                                                                          safe=""), reason_has="names no playable")
+    add("plex part url with download=1 and a token", "url", "plex", "101",
+        plex.url + "/library/parts/1001/1600000000/file.mkv?download=1&X-Plex-Token=" + plex.token)
+    add("plex url naming a show's children", "url", "plex", None, plex.url + "/library/metadata/200/children",
+        reason_has="names no playable")
     def plex_urls(base, key, part):
         inner = "/library/metadata/%s" % key
         return [base + inner, base + "/library/parts/%d/1600000000/file.mkv" % part,
