@@ -529,3 +529,50 @@ def test_an_identified_item_gone_from_the_server_is_identified_again_not_failed(
         assert not env.events.of("failed")
     finally:
         ident.close()
+
+
+def test_changes_identified_on_a_server_since_replaced_are_never_sent_to_the_new_one(env, tmp_path):
+    """Changes identified while one Plex answered; another Plex (a reinstall: same files, other
+    rating keys, 101 now another film) answers at the address when the sender comes back. The
+    change goes to the new server's item for its file; a change played from the old server's URL
+    fails with the reason; the film that now has key 101 is never touched."""
+    from playbacksync.backends import make_backend
+    from playbacksync.changes import Change
+    from playbacksync.config import Config, PathMapping, ServerConfig
+    from playbacksync.identify import Identifier, ItemIndex
+    from playbacksync.tracker.events import MediaRef
+    from tests.fakes.plex import FakePlex
+    from tests.fakes.plex_state import Item
+
+    with FakePlex() as plex:
+        server = ServerConfig(id="plex", type="plex", url=plex.url, token=plex.token, device_id="d",
+                              path_mappings=(PathMapping("/mnt/nas", "/srv/media"),))
+        ident = Identifier(Config(servers=(server,)), {"plex": make_backend(server)}, ItemIndex(tmp_path / "ix"),
+                           clock=env.clock)
+        try:
+            assert ident.refresh("plex", timeout=10) == {"plex": None}
+            film = MediaRef(path="/mnt/nas/Movies/Movie 1 (2001)/Movie 1.mkv")
+            by_path = env.queue.enqueue_change(Change("101", "plex", "", WATCHED, created_at=env.clock(),
+                                                      media=film))
+            by_url = env.queue.enqueue_change(Change("102", "plex", "", WATCHED, created_at=env.clock(),
+                                                     media=MediaRef(path=plex.url + "/library/metadata/102")))
+            # reinstalled behind the same address while nothing was sent
+            plex.machine_id = "f" * 32
+            items = dict(plex.library.items)
+            plex.library.items.clear()
+            for key, item in items.items():
+                new_key = {"101": "901", "102": "101", "103": "102"}.get(key, key)
+                plex.library.add_item(Item(**{**item.__dict__, "rating_key": new_key}))
+            w = SyncWorker(env.queue, {"plex": make_backend(server)}, clock=env.clock, poll_interval=0.2,
+                           rng=NoJitter(), identifier=ident)
+            ident.on_refreshed.append(w.index_refreshed)
+            ident.on_replaced.append(w.server_replaced)
+            env.workers.append(w)
+            w.start()
+            assert settled(env, by_path, SYNCED) and env.row(by_path).media_item_id == "901"
+            assert settled(env, by_url, FAILED) and "another server answers" in env.row(by_url).error_message
+            assert plex.library.state(plex.token, "901").view_count == 1
+            for key in ("101", "102"):  # what the old keys name now: untouched
+                assert plex.library.state(plex.token, key).view_count == 0
+        finally:
+            ident.close()

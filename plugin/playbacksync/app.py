@@ -229,6 +229,7 @@ class SyncService:
         self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
         # Changes waiting to identify go out as soon as their server's index is refreshed.
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
+        self.identifier.on_replaced.append(self.worker.server_replaced)
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self._start_live()

@@ -117,6 +117,9 @@ class Identifier:
                                           clock=clock, on_progress=on_progress, on_identity=self._confirmed)
         # callback(server_id) after a refresh that succeeded (the worker retries what waits to be identified)
         self.on_refreshed: List = self.refresher.on_refreshed
+        # callback(server_id) when another server answers at a server's address (its index was dropped):
+        # what was identified from the old one must not be sent to the new one (the worker's queue)
+        self.on_replaced: List = index.on_rebound if isinstance(getattr(index, "on_rebound", None), list) else []
 
     # -- public ----------------------------------------------------------------------
 
@@ -214,6 +217,17 @@ class Identifier:
             self.refresher.start(server.id, force=True, full=True)
         self._confirmed(server.id)
         return None
+
+    def server_answers_as(self, server_id: str, identity: str) -> bool:
+        """Someone (the sender's check that a server is back) heard the server give this identity.
+        True when it is not the one the index belongs to: the index is dropped (``on_replaced``
+        runs) and a full refresh starts."""
+        if not identity or self.index.info(server_id).identity in (None, "", identity):
+            return False
+        if self.index.bind_identity(server_id, identity):
+            self.refresher.start(server_id, force=True, full=True)
+        self._confirmed(server_id)
+        return True
 
     def _confirmed(self, server_id: str) -> None:
         self._verified_at[server_id] = time.monotonic()
@@ -313,6 +327,8 @@ class Identifier:
         a confirmation always asks (``fresh`` gets the item's provider ids then). None, with
         the reason in ``why``, when it has no such item."""
         kind = None if m.confirm else self.index.kind_of(server.id, item_id)
+        if kind is not None and m.provider_ids and self.index.get(server.id, item_id) is None:
+            kind = None  # a cached check holds no ids to hold the player's against: ask
         if kind is None:
             backend = self.backends.get(server.id)
             get_item = getattr(backend, "get_item", None)

@@ -82,7 +82,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..changes import APPLIED, Change, QueuedChange
 from ..sqlite_file import SqliteFile, StorageError
@@ -225,6 +225,24 @@ class SyncQueue(QueueReads):
                      "WHERE source_id = :s AND media_key = :k AND user_id = :u AND media_item_id IS NULL "
                      "AND status IN ('pending', 'syncing', 'failed')",
                      item=str(item_id), now=now, s=me["source_id"], k=me["media_key"], u=me["user_id"]).rowcount
+
+    def forget_identified(self, source_id: str, before: float, why: str) -> Tuple[int, int]:
+        """Another server answers at ``source_id``'s address now: its item ids mean other items.
+        Open rows not yet sent that were identified there wait to be identified again (by their
+        file or provider ids); rows recorded before ``before`` from a stream URL of the old server,
+        or with nothing to identify them by, fail with ``why``. Rows in flight or in doubt are left
+        to their sender. Returns (identified again, failed)."""
+        url = "(CAST(media_path AS TEXT) LIKE 'http://%' OR CAST(media_path AS TEXT) LIKE 'https://%')"
+        nothing = "(COALESCE(CAST(media_path AS TEXT), '') = '' AND COALESCE(media_provider_ids, '{}') = '{}')"
+        now = self.clock()
+        with self._tx("forget items of a replaced server") as q:
+            failed = q(f"UPDATE {TABLE} SET status = 'failed', error_message = :why, updated_at = :now "
+                       f"WHERE source_id = :s AND status = 'pending' AND sent_at IS NULL AND created_at <= :before "
+                       f"AND ({url} OR {nothing})", s=source_id, why=why, now=now, before=before).rowcount
+            again = q(f"UPDATE {TABLE} SET media_item_id = NULL, next_attempt_at = 0, updated_at = :now "
+                      f"WHERE source_id = :s AND status IN ('pending', 'failed') AND sent_at IS NULL "
+                      f"AND media_item_id IS NOT NULL AND NOT ({url} OR {nothing})", s=source_id, now=now).rowcount
+        return again, failed
 
     def make_unresolved_due(self, source_id: str) -> int:
         """The server's index was refreshed: rows still waiting to identify are due at once."""

@@ -148,7 +148,7 @@ class Lane:
         """check(): online or not. Called while offline/unknown, and after a transient error."""
         backend, gen = self.backend, self.generation
         try:
-            backend.check()
+            info = backend.check()
         except AuthError as e:
             self._auth(e, gen)
             return False
@@ -158,6 +158,8 @@ class Lane:
             return False
         if gen != self.generation:
             return False
+        # another server at the address? (before anything identified on the old one goes out)
+        self.w.heard_identity(self.source_id, str(getattr(info, "server_id", "") or ""))
         was = self.state
         self.state, self.probe_attempts = ONLINE, 0
         self.online_since = self.w.clock()
