@@ -230,6 +230,10 @@ def build_world(tmp_path) -> World:
         jf.url.replace("127.0.0.1", "localhost") + "/Videos/%s/stream" % mx, reason_has="not of this server")
     add("jf url of a server id one digit off", "url", "jf", None, jf.url + "/Videos/%s/stream" % (mx[:-1] + (
         "0" if mx[-1] != "0" else "1")), reason_has="has no item")
+    add("jf url of an unknown item, the player's imdb names a film in the library", "url", "jf", None,
+        jf.url + "/Videos/%s/stream" % ("0" * 31 + "2"), ids={"imdb": "tt0133093"}, reason_has="has no item")
+    add("plex part url of an unknown part, the player's imdb names a film in the library", "url", "plex", None,
+        plex.url + "/library/parts/999999/file.mkv", ids={"imdb": "tt0133093"}, reason_has="no item with media part")
     add("jf url under the proxy's path, server without it", "url", "jf", None,
         jf.url + "/jellyfin/Videos/%s/stream" % J["matrix"], reason_has="URL of another server (jfp)")
 

@@ -303,12 +303,12 @@ class Identifier:
         if ref is None:
             why.append("URL %s of this server names no playable %s item" % (safe_url(url), server.type))
             return None
-        if ref.kind == "part":
-            return self._plex_part(server, m, ref.id, why)
+        if ref.kind == "part":  # that part's item, or nothing
+            return self._plex_part(server, m, ref.id, why) or Match(None, None, why[-1])
         fresh: Dict[str, List[str]] = {}
         kind = self._url_item_kind(server, m, ref.id, why, fresh)
-        if kind is None:
-            return None
+        if kind is None:  # this server streams that item: it, or nothing (never another by its ids)
+            return Match(None, None, why[-1])
         if kind not in PLAYABLE_KINDS and kind != "":
             raise _Final("stream URL %s names item %s, a %s, not a playable item" % (ref.route, ref.id, kind))
         if m.provider_ids or m.host_kind:  # ids (or a kind) the player gave that contradict it refuse it, and
@@ -326,12 +326,12 @@ class Identifier:
         check cached with it), else asks the server once and caches the answer with the index;
         a confirmation always asks (``fresh`` gets the item's provider ids then). None, with
         the reason in ``why``, when it has no such item."""
-        kind = None if m.confirm else self.index.kind_of(server.id, item_id)
-        if kind is not None and m.provider_ids and self.index.get(server.id, item_id) is None:
+        cached = self.index.kind_of(server.id, item_id)
+        get_item = getattr(self.backends.get(server.id), "get_item", None)
+        kind = None if m.confirm and get_item is not None else cached  # (no connection: nothing is sent either)
+        if kind is not None and get_item is not None and m.provider_ids and self.index.get(server.id, item_id) is None:
             kind = None  # a cached check holds no ids to hold the player's against: ask
         if kind is None:
-            backend = self.backends.get(server.id)
-            get_item = getattr(backend, "get_item", None)
             if get_item is None:
                 why.append("item %s of the stream URL cannot be checked: no connection to this server" % item_id)
                 return None
