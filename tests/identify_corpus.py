@@ -92,6 +92,10 @@ def build_world(tmp_path) -> World:
         "cafe": jf.add_item("Café", "/srv/media/TV/Café/Season 01/Café - S01E01.mkv", {"Tvdb": "72001"},
                             type="Episode"),
         "quote": jf.add_item("Quote", "/srv/media/Movies/Don't \"Quote\" (2010)/Quote.mkv", {"Imdb": "tt0000777"}),
+        # a stacked file: Path is part 1, the others only through /Videos/{id}/AdditionalParts
+        "stacked": jf.add_item("Stacked", "/srv/media/Movies/Stacked (1995)/Stacked cd1.avi", {"Imdb": "tt0000888"},
+                               parts=["/srv/media/Movies/Stacked (1995)/Stacked cd2.avi",
+                                      "/srv/media/Movies/Stacked (1995)/Stacked cd3.avi"]),
     }
     j_series = jf.add_item("Other Show", provider_ids={"Tvdb": "70000", "Tmdb": "1399"}, type="Series")
     jf_server = ServerConfig(id="jf", type="jellyfin", url=jf.url, token=jtoken, user_id=uid, device_id="d",
@@ -112,6 +116,8 @@ def build_world(tmp_path) -> World:
                                {"Tvdb": "71001", "Tmdb": "603"}, type="Episode"),
         "second": emby.add_item("Second", r"\\NAS\tv\Show\Season 01\Show - S01E02.mkv", {"Tvdb": "71002"},
                                 type="Episode"),
+        "stacked": emby.add_item("Stacked", r"D:\Media\Movies\Stacked (1995)\Stacked - part1.mkv",
+                                 parts=[r"D:\Media\Movies\Stacked (1995)\Stacked - part2.mkv"]),
     }
     e_series = emby.add_item("Show", provider_ids={"Tvdb": "70000"}, type="Series")
     emby_server = ServerConfig(id="emby", type="emby", url=emby.url + "/emby", token=etoken, user_id=euid,
@@ -209,6 +215,25 @@ def build_world(tmp_path) -> World:
                              jf.url + "/Videos/%s/Trickplay/320/0.jpg" % J["matrix"],
                              jf.url + "/Items/%s/Images/Primary" % J["matrix"], jf.url + "/web/index.html"]):
         add("jf url naming no stream #%d" % n, "url", "jf", None, url, reason_has="names no playable")
+    mx = J["matrix"]
+    add("jf url, ApiKey (10.9+ spelling) in the query", "url", "jf", mx,
+        jf.url + "/Videos/%s/stream?ApiKey=%s&static=true" % (mx, jtoken))
+    add("jf url with user:password in the authority", "url", "jf", mx,
+        jf.url.replace("http://", "http://bob:secretpw@") + "/Videos/%s/stream" % mx)
+    add("jf url, the streamed item's own imdb", "url", "jf", mx, jf.url + "/Videos/%s/stream" % mx,
+        ids={"imdb": "tt0133093"})
+    add("jf url, the player's imdb names another film", "url", "jf", None, jf.url + "/Videos/%s/stream" % mx,
+        ids={"imdb": "tt0000777"}, reason_has="disagree")
+    add("jf url, the player says episode, the item is a movie", "url", "jf", None,
+        jf.url + "/Videos/%s/stream" % mx, kind="episode", reason_has="the player plays a episode")
+    add("jf url, localhost for 127.0.0.1 (another origin)", "url", "jf", None,
+        jf.url.replace("127.0.0.1", "localhost") + "/Videos/%s/stream" % mx, reason_has="not of this server")
+    add("jf url of a server id one digit off", "url", "jf", None, jf.url + "/Videos/%s/stream" % (mx[:-1] + (
+        "0" if mx[-1] != "0" else "1")), reason_has="has no item")
+    add("jf url of an unknown item, the player's imdb names a film in the library", "url", "jf", None,
+        jf.url + "/Videos/%s/stream" % ("0" * 31 + "2"), ids={"imdb": "tt0133093"}, reason_has="has no item")
+    add("plex part url of an unknown part, the player's imdb names a film in the library", "url", "plex", None,
+        plex.url + "/library/parts/999999/file.mkv", ids={"imdb": "tt0133093"}, reason_has="no item with media part")
     add("jf url under the proxy's path, server without it", "url", "jf", None,
         jf.url + "/jellyfin/Videos/%s/stream" % J["matrix"], reason_has="URL of another server (jfp)")
 
@@ -229,6 +254,17 @@ def build_world(tmp_path) -> World:
         reason_has="has no item")
 
     # -- url: Plex --------------------------------------------------------------------------------
+    add("plex transcode url with two path= naming different items", "url", "plex", None,
+        plex.url + "/video/:/transcode/universal/start.m3u8?path=%s&path=%s" % (
+            quote("/library/metadata/101", safe=""), quote("/library/metadata/102", safe="")),
+        reason_has="names no playable")
+    add("plex transcode url with path= encoded twice", "url", "plex", None,
+        plex.url + "/video/:/transcode/universal/start.m3u8?path=" + quote(quote("/library/metadata/101", safe=""),
+                                                                          safe=""), reason_has="names no playable")
+    add("plex part url with download=1 and a token", "url", "plex", "101",
+        plex.url + "/library/parts/1001/1600000000/file.mkv?download=1&X-Plex-Token=" + plex.token)
+    add("plex url naming a show's children", "url", "plex", None, plex.url + "/library/metadata/200/children",
+        reason_has="names no playable")
     def plex_urls(base, key, part):
         inner = "/library/metadata/%s" % key
         return [base + inner, base + "/library/parts/%d/1600000000/file.mkv" % part,
@@ -280,6 +316,19 @@ def build_world(tmp_path) -> World:
     add("jf path in NFD (macOS) form", "path", "jf", J["cafe"], unicodedata.normalize("NFD", "/mnt/media/" + jpaths["cafe"]))
     add("jf near miss: Movies vs Movies2", "path", "jf", None, "/mnt/media/Movies/Film (2001)/Film.mkv",
         reason_has="not in server index")
+    # odd forms of the same file, and near misses a decoder could make
+    bunny = "/mnt/media/" + jpaths["bunny"]
+    add("jf path, file://localhost URL", "path", "jf", J["bunny"], "file://localhost" + quote(bunny))
+    add("jf path, file URL with every reserved character encoded", "path", "jf", J["bunny"],
+        "file://" + quote(bunny, safe="/"))
+    add("jf near miss: file URL encoded twice", "path", "jf", None, "file://" + quote(quote(bunny)),
+        reason_has="not in server index")
+    add("jf near miss: a plain path is never URL-decoded", "path", "jf", None, bunny.replace(" ", "%20"),
+        reason_has="not in server index")
+    add("jf near miss: file URL of another host", "path", "jf", None, "file://otherhost" + quote(bunny),
+        reason_has="no path mapping covers")
+    add("jf near miss: a NUL in the name", "path", "jf", None, bunny + "\x00", reason_has="nothing to identify")
+    add("jf near miss: the path with a trailing slash (a folder)", "path", "jf", J["bunny"], bunny + "/")
 
     # -- path: Plex, case-insensitive mapping ---------------------------------------------------------
     for key, rel in (("101", "Movies/Movie 1 (2001)/Movie 1.mkv"), ("102", "Movies/Movie 2 (2002)/Movie 2.mkv"),
@@ -353,6 +402,19 @@ def build_world(tmp_path) -> World:
     add("emby version (MediaSources)", "multi", "emby", E["amelie"],
         "/mnt/media/Movies/Amélie (2001)/Amélie - Director's Cut.mkv")
     add("emby main version", "multi", "emby", E["amelie"], "/mnt/media/Movies/Amélie (2001)/Amélie.mkv")
+    # stacked files (Jellyfin/Emby AdditionalParts): every part names the item the library shows
+    for part in ("cd1", "cd2", "cd3"):
+        add("jf stacked part %s" % part, "multi", "jf", J["stacked"],
+            "/mnt/media/Movies/Stacked (1995)/Stacked %s.avi" % part)
+    add("jf stacked: a part that does not exist", "multi", "jf", None,
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd4.avi", reason_has="not in server index")
+    add("jf stacked part 2 with the item's imdb", "multi", "jf", J["stacked"],
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd2.avi", ids={"imdb": "tt0000888"})
+    add("jf stacked part 2 with another film's imdb", "multi", "jf", None,
+        "/mnt/media/Movies/Stacked (1995)/Stacked cd2.avi", ids={"imdb": "tt0133093"}, reason_has="disagree")
+    for part in ("part1", "part2"):
+        add("emby stacked %s" % part, "multi", "emby", E["stacked"],
+            "/mnt/media/Movies/Stacked (1995)/Stacked - %s.mkv" % part)
 
     # -- symlink -------------------------------------------------------------------------------
     add("symlinked mapping, literal path", "symlink", "plexsym", "101", str(nas / "Movies/Movie 1 (2001)/Movie 1.mkv"))

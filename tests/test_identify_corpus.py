@@ -1,6 +1,7 @@
 """The identification corpus (tests/identify_corpus.py) against the real fakes over HTTP.
 
-Every case resolves through ``Identifier.identify_one`` (what the worker calls):
+Every case resolves through ``Identifier.identify_one``: confirmed (what the worker calls before it writes)
+and as a lookup from the index alone;
 0 wrong matches, every miss with its reason, every category covered.
 """
 import pytest
@@ -22,10 +23,10 @@ def corpus(tmp_path_factory):
     world.close()
 
 
-def _run(ident, cases):
+def _run(ident, cases, confirm=True):
     wrong, unexplained, results = [], [], []
     for case in cases:
-        m = ident.identify_one(case.server_id, case.media, wait=20)
+        m = ident.identify_one(case.server_id, case.media, wait=20, confirm=confirm)
         results.append((case, m))
         if m.item_id is not None and m.item_id != case.expect:
             wrong.append("%s: matched %s, expected %s (%s)" % (case.name, m.item_id, case.expect, m.reason))
@@ -35,10 +36,11 @@ def _run(ident, cases):
     return wrong, unexplained, results
 
 
-def test_corpus_has_no_wrong_match_and_every_miss_says_why(corpus):
+@pytest.mark.parametrize("confirm", [True, False], ids=["confirmed", "lookup"])
+def test_corpus_has_no_wrong_match_and_every_miss_says_why(corpus, confirm):
     world, ident, index = corpus
     assert len(world.cases) >= 240
-    wrong, unexplained, results = _run(ident, world.cases)
+    wrong, unexplained, results = _run(ident, world.cases, confirm)
     assert wrong == []
     assert unexplained == [], "\n".join(unexplained)
     assert {c.category for c in world.cases} >= set(CATEGORIES) - {"replaced"}
@@ -52,7 +54,10 @@ def test_corpus_replaced_server_never_answers_from_the_old_index(corpus):
     # the index of plex2 holds the first server's keys
     assert ident.identify_one("plex2", before[0].media, wait=20).item_id == "101"
     world.replace_plex2()
-    ident.identity_ttl = 0  # as after a settings reload or once the identity check is due
+    # what a write uses is confirmed with the server (whatever the identity's age)
     wrong, unexplained, _ = _run(ident, before)
+    assert wrong == [] and unexplained == []
+    ident.identity_ttl = 0  # a lookup: as after a settings reload or once the identity check is due
+    wrong, unexplained, _ = _run(ident, before, confirm=False)
     assert wrong == [] and unexplained == []
     assert len(before) + len(world.cases) >= 250

@@ -53,7 +53,11 @@ def test_plex_path_through_mapping_after_one_paged_refresh(plex, tmp_path):
     # the next file is answered from the index, no more requests
     plex.clear_log()
     r = ident.identify(MediaRef(path="/mnt/nas/TV/Show/Season 01/Show - S01E03.mkv"))
-    # (and confirmed with the server: one request for that item, no listing)
+    # a lookup: answered from the index alone (its identity was asked by the refresh just now)
+    assert (r["plex"].item_id, r["plex"].method) == ("203", "path")
+    assert [q.path for q in plex.requests] == []
+    # what a write uses is confirmed with the server: one request for that item, no listing
+    r = ident.identify(MediaRef(path="/mnt/nas/TV/Show/Season 01/Show - S01E03.mkv"), confirm=True)
     assert (r["plex"].item_id, r["plex"].method) == ("203", "path")
     assert [q.path for q in plex.requests] == ["/library/metadata/203"]
     backend.close()
@@ -127,9 +131,13 @@ def test_plex_down_keeps_the_index_and_says_so(plex, tmp_path):
     ident.refresh()
     plex.go_down()
     clock.t += 3600  # stale: a refresh is tried (and fails) in the background
-    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
-    # it may come back as another server (a reinstall is downtime): the old rows answer nothing meanwhile
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"), confirm=True)
+    # it may come back as another server (a reinstall is downtime): nothing is written from the old rows
     assert r["plex"].item_id is None and "cannot confirm item 102 with the server" in r["plex"].reason
+    # a lookup past the identity's time cannot ask who answers: it names nothing either
+    ident.identity_ttl = 0
+    r = ident.identify(MediaRef(path="/mnt/nas/Movies/Movie 2 (2002)/Movie 2.mkv"))
+    assert r["plex"].item_id is None and "cannot check which server answers" in r["plex"].reason
     assert ident.close(timeout=10)
     err = index.info("plex").last_error
     assert err and plex.token not in err

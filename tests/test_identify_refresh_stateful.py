@@ -88,15 +88,20 @@ class LibraryChanges(RuleBasedStateMachine):
     @rule(full=st.booleans())
     def refresh(self, full):
         assert self.ident.refresh(full=full, timeout=30) == {"jf": None}
+        # just refreshed, nothing changed since: a lookup (the index alone, no request) is right too
+        self._check(confirm=False)
 
     @invariant()
     def never_another_existing_item(self):
+        self._check(confirm=True)  # what a change is written to: whatever changed since the refresh
+
+    def _check(self, confirm):
         now = {iid: (i.path, i.provider_ids.get("Imdb")) for iid, i in self.fake.items.items()}
         for path, imdb in zip(PATHS, IMDB):
             for media, held in ((MediaRef(path=path.replace("/srv/media", "/mnt/media")), lambda v: v[0] == path),
                                 (MediaRef(path="/elsewhere/x.mkv", provider_ids={"imdb": imdb}),
                                  lambda v: v[1] == imdb)):
-                match = self.ident.identify_one("jf", media, wait=0)
+                match = self.ident.identify_one("jf", media, wait=0, confirm=confirm)
                 if match.item_id is not None and match.item_id in now:
                     assert held(now[match.item_id]), (media, match, now[match.item_id])
                 assert match.item_id is not None or match.reason

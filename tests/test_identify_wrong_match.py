@@ -43,8 +43,13 @@ def test_replaced_server_is_not_answered_from_the_old_index(tmp_path):
         for key, item in items.items():
             new_key = {"101": "901", "102": "101"}.get(key, key)
             plex.library.add_item(Item(**{**item.__dict__, "rating_key": new_key}))
-        found = ident.identify(film)["plex"]
+        # what a write uses is confirmed with the server at once: never 101
+        found = ident.identify(film, confirm=True)["plex"]
         assert found.item_id in ("901", None)  # the new id, or a miss while it refreshes; never 101
+        # a lookup asks who answers once its identity is due (identity_ttl; every new process)
+        ident.identity_ttl = 0
+        found = ident.identify(film)["plex"]
+        assert found.item_id in ("901", None)
         assert ident.identify(film, wait=10)["plex"].item_id == "901"
         ident.close()
         backend.close()
@@ -139,5 +144,24 @@ def test_settings_pointing_a_server_id_at_another_server_drop_its_old_index(tmp_
         ident, backend = _plex(second, tmp_path)  # same index file, as after a settings reload
         assert ident.identify(film, wait=0)["plex"].item_id in ("555", None)
         assert ident.identify(film, wait=10)["plex"].item_id == "555"
+        ident.close()
+        backend.close()
+
+
+def test_player_ids_that_contradict_a_stream_urls_item_refuse_it_and_nothing_else_is_tried(tmp_path):
+    """The URL names the streamed item; the player says it is another film (its imdb names one in
+    the library): no guess either way."""
+    with JellyfinFake() as fake:
+        matrix = fake.add_item("The Matrix", "/srv/media/Movies/Matrix.mkv", {"Imdb": "tt0133093"})
+        fake.add_item("Other", "/srv/media/Movies/Other.mkv", {"Imdb": "tt0000001"})
+        ident, backend = _jellyfin(fake, tmp_path)
+        url = fake.url + "/Videos/%s/stream" % matrix
+        for confirm in (True, False):
+            r = ident.identify(MediaRef(path=url, provider_ids={"imdb": "tt0000001"}), confirm=confirm)
+            assert r["jf"].item_id is None and "disagree" in r["jf"].reason, r
+            # the same URL with the streamed item's own ids, or none, is that item
+            assert ident.identify(MediaRef(path=url, provider_ids={"imdb": "tt0133093"}),
+                                  confirm=confirm)["jf"].item_id == matrix
+            assert ident.identify(MediaRef(path=url), confirm=confirm)["jf"].item_id == matrix
         ident.close()
         backend.close()

@@ -495,3 +495,84 @@ def test_backlog_after_an_offline_spell_reads_states_in_batches(env, version):
     assert len(reads) == 1 and len(reads[0].query.get("ids", [""])[0].split(",")) == 30
     assert env.row(rows[7]).resolution == SUPERSEDED
     assert all(abs(s.position_s(i) - (600 + i)) < 1 for i in range(30) if i != 7)
+
+
+def test_an_identified_item_gone_from_the_server_is_identified_again_not_failed(env):
+    """Stale identification: the row names an item the server no longer has (deleted, the file
+    re-added as a new item since). Not a hard failure, never a guess: the row waits to be
+    identified again, the index refreshes, and the change lands on the item that has the file now."""
+    from dataclasses import replace as dc_replace
+
+    from playbacksync.config import Config
+    from playbacksync.identify import Identifier, ItemIndex
+    from playbacksync.tracker.events import MediaRef
+
+    s = env.server()
+    ident = Identifier(Config(servers=(s.config(),)), {"jf": s.backend()}, ItemIndex(env.tmp / "index"),
+                       clock=env.clock)
+    try:
+        assert ident.refresh("jf", timeout=10) == {"jf": None}
+        w = env.worker(s, identifier=ident)
+        ident.on_refreshed.append(w.index_refreshed)
+        assert online(w, "jf")
+        w.pause()
+        change = dc_replace(s.change(0, WATCHED, created_at=env.clock()), media=MediaRef(path="/m/0.mkv"))
+        rid = env.queue.enqueue_change(change)  # identified as item 0 when it was played
+        old = s.items[0]
+        s.fake.remove_item(old)
+        new = s.fake.add_item("Item 0", path="/m/0.mkv", runtime_s=3600)
+        w.resume()
+        w.notify()
+        assert settled(env, rid, SYNCED)
+        row = env.row(rid)
+        assert row.media_item_id == new and s.fake.user_data(s.user_id, new).played
+        assert not env.events.of("failed")
+    finally:
+        ident.close()
+
+
+def test_changes_identified_on_a_server_since_replaced_are_never_sent_to_the_new_one(env, tmp_path):
+    """Changes identified while one Plex answered; another Plex (a reinstall: same files, other
+    rating keys, 101 now another film) answers at the address when the sender comes back. The
+    change goes to the new server's item for its file; a change played from the old server's URL
+    fails with the reason; the film that now has key 101 is never touched."""
+    from playbacksync.backends import make_backend
+    from playbacksync.changes import Change
+    from playbacksync.config import Config, PathMapping, ServerConfig
+    from playbacksync.identify import Identifier, ItemIndex
+    from playbacksync.tracker.events import MediaRef
+    from tests.fakes.plex import FakePlex
+    from tests.fakes.plex_state import Item
+
+    with FakePlex() as plex:
+        server = ServerConfig(id="plex", type="plex", url=plex.url, token=plex.token, device_id="d",
+                              path_mappings=(PathMapping("/mnt/nas", "/srv/media"),))
+        ident = Identifier(Config(servers=(server,)), {"plex": make_backend(server)}, ItemIndex(tmp_path / "ix"),
+                           clock=env.clock)
+        try:
+            assert ident.refresh("plex", timeout=10) == {"plex": None}
+            film = MediaRef(path="/mnt/nas/Movies/Movie 1 (2001)/Movie 1.mkv")
+            by_path = env.queue.enqueue_change(Change("101", "plex", "", WATCHED, created_at=env.clock(),
+                                                      media=film))
+            by_url = env.queue.enqueue_change(Change("102", "plex", "", WATCHED, created_at=env.clock(),
+                                                     media=MediaRef(path=plex.url + "/library/metadata/102")))
+            # reinstalled behind the same address while nothing was sent
+            plex.machine_id = "f" * 32
+            items = dict(plex.library.items)
+            plex.library.items.clear()
+            for key, item in items.items():
+                new_key = {"101": "901", "102": "101", "103": "102"}.get(key, key)
+                plex.library.add_item(Item(**{**item.__dict__, "rating_key": new_key}))
+            w = SyncWorker(env.queue, {"plex": make_backend(server)}, clock=env.clock, poll_interval=0.2,
+                           rng=NoJitter(), identifier=ident)
+            ident.on_refreshed.append(w.index_refreshed)
+            ident.on_replaced.append(w.server_replaced)
+            env.workers.append(w)
+            w.start()
+            assert settled(env, by_path, SYNCED) and env.row(by_path).media_item_id == "901"
+            assert settled(env, by_url, FAILED) and "another server answers" in env.row(by_url).error_message
+            assert plex.library.state(plex.token, "901").view_count == 1
+            for key in ("101", "102"):  # what the old keys name now: untouched
+                assert plex.library.state(plex.token, key).view_count == 0
+        finally:
+            ident.close()

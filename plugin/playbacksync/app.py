@@ -232,6 +232,7 @@ class SyncService:
         self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
         # Changes waiting to identify go out as soon as their server's index is refreshed.
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
+        self.identifier.on_replaced.append(self.worker.server_replaced)
         self.identifier.refresh_stale()  # a stale index fills while the first seconds play
         self._worker_unsubs = {cb: self.worker.subscribe(cb) for cb in self._subscribers}
         self._start_live()
@@ -314,7 +315,7 @@ class SyncService:
         """A file started: look it up now (never waiting), so a refresh its miss needs is
         under way by the time its first change is synced."""
         for server_id in self.backends:
-            self.identifier.identify_one(server_id, media, wait=0)
+            self.identifier.identify_one(server_id, media, wait=0, confirm=False)  # a lookup: no request
 
     def _changes_for(self, tracked) -> List:
         """One change per enabled server, recorded against the media reference (no item yet)."""

@@ -49,6 +49,7 @@ class EmbyFake(MediaBrowserFake):
         r("GET", "/Users/{UserId}/Items", lambda q, UserId: self._list(q, UserId))
         r("GET", "/Items", lambda q: self._list(q, q.args.get("UserId")))
         r("GET", "/Sessions", self.list_sessions)
+        r("GET", "/Videos/{Id}/AdditionalParts", lambda q, Id: self.additional_parts(q, q.args.get("UserId"), Id))
         for suffix, kind in (("", "start"), ("/Progress", "progress"), ("/Stopped", "stopped")):
             r("POST", "/Sessions/Playing" + suffix, lambda q, kind=kind: self._session(q, kind))
 

@@ -105,6 +105,8 @@ class JellyfinFake(MediaBrowserFake):
         r("POST", "/Sessions/Playing/Stopped", self.session_stopped)
         r("GET", "/Items", self.list_items)
         r("GET", "/Users/Me", self.users_me)
+        r("GET", "/Videos/{itemId}/AdditionalParts",
+          lambda q, itemId: self.additional_parts(q, q.args.get("userId"), itemId))
         # 10.8 routes; newer servers still serve them though their specs hide them.
         r("POST", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_played)
         r("DELETE", "/Users/{userId}/PlayedItems/{itemId}", self.legacy_unplayed)
@@ -166,7 +168,7 @@ class JellyfinFake(MediaBrowserFake):
         return json_response({"message": "Invalid username or password entered."}, 401)
 
     def saved_since(self, args, items):
-        # SqliteItemRepository.cs:3557-3566 at v10.8.13 (same in 10.9/10.10): minDateLastSaved adds
+        # SqliteItemRepository.cs:3557-3566 at v10.8.13 (3256-3265 at v10.10.7): minDateLastSaved adds
         # "DateLastSaved>=@MinDateLastSavedForUser" but binds another name, so alone it compares with
         # NULL and matches nothing; minDateLastSavedForUser binds the name both clauses read.
         for_user = args.get("minDateLastSavedForUser")

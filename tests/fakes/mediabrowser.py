@@ -15,6 +15,7 @@ Per-user item data is real state the tests seed and read back:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import secrets
 import time
@@ -68,6 +69,9 @@ class FakeItem:
     type: str = "Movie"
     extra_paths: List[str] = field(default_factory=list)  # other versions (MediaSources)
     saved_at: float = 0.0  # DateLastSaved: when the server last wrote the item (epoch s)
+    # A stacked file's further parts (cd2, cd3…): Video.AdditionalParts holds their paths, and
+    # Video.Path is the first part (MediaBrowser.Controller/Entities/Video.cs:45,160 at v10.10.7)
+    parts: List[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -152,12 +156,12 @@ class MediaBrowserFake(FakeServer):
 
     def add_item(self, name: str, path: str = "", provider_ids: Optional[Dict[str, str]] = None,
                  runtime_s: Optional[float] = 3600.0, type: str = "Movie", item_id: Optional[str] = None,
-                 extra_paths: Optional[List[str]] = None) -> str:
+                 extra_paths: Optional[List[str]] = None, parts: Optional[List[str]] = None) -> str:
         iid = item_id or self.new_item_id()
         ticks = None if runtime_s is None else int(runtime_s * TICKS_PER_SECOND)
         with self.lock:
             self.items[iid] = FakeItem(iid, name, path, dict(provider_ids or {}), ticks, type,
-                                       list(extra_paths or ()), self.now())
+                                       list(extra_paths or ()), self.now(), list(parts or ()))
         return iid
 
     def update_item(self, item_id: str, **changes) -> None:
@@ -281,7 +285,32 @@ class MediaBrowserFake(FakeServer):
             out["MediaSources"] = [{"Id": item.id if n == 0 else "%s%02d" % (item.id[:30], n), "Path": p,
                                     "Protocol": "File", "Type": "Default", "Name": item.name}
                                    for n, p in enumerate([item.path] + item.extra_paths)]
+        if item.parts and not folder:
+            # PartCount only on a stacked video: its additional parts + 1
+            # (Emby.Server.Implementations/Dto/DtoService.cs:1047-1050 at v10.10.7). The parts'
+            # paths are not in the item's answer (nor among its MediaSources): only
+            # /Videos/{id}/AdditionalParts names them.
+            out["PartCount"] = len(item.parts) + 1
         return out
+
+    def part_id(self, owner: FakeItem, n: int) -> str:
+        """An additional part's own id (the server derives it from the part's path and type:
+        Video.cs:341-344 at v10.10.7); such owned parts are not listed among the library's items."""
+        return self.item_key(hashlib.md5(("%s|%d|%s" % (owner.id, n, owner.parts[n])).encode()).hexdigest())
+
+    def additional_parts(self, req: Request, asked: Optional[str], item_id):
+        """GET /Videos/{id}/AdditionalParts: each further part as an item, with its Path (a
+        DtoOptions() of every field), ordered by name; none for an item that is not stacked
+        (Jellyfin.Api/Controllers/VideosController.cs:93-130, Video.cs:377-384 at v10.10.7)."""
+        uid, item, err = self.user_item(req, asked, item_id)
+        if err is not None:
+            return err
+        parts = [{"Name": "%s (part %d)" % (item.name, n + 2), "ServerId": self.server_id,
+                  "Id": self.part_id(item, n), "Type": "Video", "IsFolder": False, "MediaType": "Video",
+                  "Path": path, "UserData": self.user_data_json(uid, self.part_id(item, n))}
+                 for n, path in enumerate(item.parts)]
+        parts.sort(key=lambda d: d["Name"].lower())
+        return {"Items": parts, "TotalRecordCount": len(parts), "StartIndex": 0}
 
     def unauthorized(self) -> Response:
         return Response("", status=401)
@@ -325,8 +354,21 @@ class MediaBrowserFake(FakeServer):
         return items
 
     def saved_since(self, args, items: List[FakeItem]) -> List[FakeItem]:
-        """The MinDateLastSaved filter (Emby: as documented)."""
+        """The MinDateLastSaved filter, as Emby's last published source has it.
+
+        Emby 4.8 is closed source and its spec describes both parameters only as "The minimum
+        premiere date" (emby-openapi_v3-4.8.11.json, GET /Users/{UserId}/Items), so the rule
+        cannot be confirmed for 4.8. The code Jellyfin forked from Emby 3.5 (jellyfin v10.0.0,
+        Emby.Server.Implementations/Data/SqliteItemRepository.cs:3847-3863) adds, for
+        MinDateLastSaved, "DateLastSaved>=@MinDateLastSavedForUser" but binds @MinDateLastSaved:
+        alone it compares with NULL and matches nothing; MinDateLastSavedForUser binds the name
+        both clauses read (the item's DateLastSaved, not the user's data). Modelled as that code.
+        """
         since = args.get(self.qname("minDateLastSaved"))
+        for_user = args.get(self.qname("minDateLastSavedForUser"))
+        if since and not for_user:
+            return []
+        since = for_user or since
         return items if not since else [i for i in items if i.saved_at >= parse_iso(since)]
 
     def played_date(self, req: Request, played: bool):

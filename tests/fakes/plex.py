@@ -129,9 +129,13 @@ class FakePlex(FakeServer):
             return self._plain(400, "Bad Request")
         items = [i for i in self.library.items.values()
                  if i.section == sectionId and TYPE_NUMBERS.get(i.type) == want]
-        # Filter syntax of the listing (python-plexapi, library.py _validateFilterField): "updatedAt>>=N"
-        # arrives as the parameter "updatedAt>>" and keeps items updated after N; a field of another
-        # type than the section's own is prefixed with that type ("episode.updatedAt>>").
+        # Filter syntax of the listing, as python-plexapi 4.16.1 builds it (plexapi/library.py):
+        # updatedAt is a "date" field Plex serves but does not list (_manualFields, 2775-2848); a field
+        # of a type other than movie is prefixed with that type, "episode.updatedAt" (2835); the date
+        # operator ">>" means "is after" (1469) and goes out as the parameter "updatedAt>>" = epoch
+        # seconds (_validateFilterField 1061-1093, _validateFieldValueDate). Plex is closed source: what
+        # bumps updatedAt (a rescan, a moved file) is not confirmed, and a deleted item leaves no trace
+        # in a filtered listing, so the client compares item counts to catch deletions.
         if self.refuse_filters and any(k.endswith(">>") for k in req.args):
             return self._plain(400, "Bad Request")
         own = "movie" if section.type == "movie" else "show"

@@ -43,6 +43,10 @@ class PermanentError(BackendError):
     """404 (item gone), 400 and the like: retrying cannot help."""
 
 
+class NotFoundError(PermanentError):
+    """404: the item (or route) is not on the server."""
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     name: str

@@ -14,7 +14,7 @@ import requests
 from .. import __version__
 from ..config import ServerConfig
 from ..redact import redact, register_secret  # noqa: F401  (re-exported: older imports)
-from .base import AuthError, PermanentError, TransientError
+from .base import AuthError, NotFoundError, PermanentError, TransientError  # noqa: F401
 from .wording import in_words
 
 USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version__})"
@@ -23,10 +23,6 @@ USER_AGENT = f"PlaybackSync/{__version__} (+python-requests/{requests.__version_
 TOKEN_HEADERS = ("Authorization", "X-Emby-Authorization", "X-Emby-Token", "X-MediaBrowser-Token",
                  "X-Plex-Token", "Proxy-Authorization")
 
-
-
-class NotFoundError(PermanentError):
-    """404: the item (or route) is not on the server."""
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

@@ -16,16 +16,16 @@ comes from /System/Info.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
 from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
 from .http import HttpClient, NotFoundError
-from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, indexed_item, iso_utc,
-                           item_state, listing_states, ms_to_ticks, need_json_dict, paged_items,
+from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, iso_utc,
+                           item_state, listing_states, ms_to_ticks, need_json_dict, paged_items, part_paths,
                            refuse_other_users_token, session_report, since_param, sign_in_request, ticks_to_ms,
-                           version_tuple)
+                           version_tuple, with_parts)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,12 @@ class JellyfinBackend(Backend):
             d = need_json_dict(self.http.request("GET", path, params=params), "GET item")
         except NotFoundError:
             return None
-        return indexed_item(d)
+        return with_parts(d, self._additional_parts)
+
+    def _additional_parts(self, item_id: str) -> List[str]:
+        """The files of a stacked video's further parts (VideosController.cs:93-130 at v10.10.7)."""
+        answer = self.http.request("GET", f"/Videos/{item_id}/AdditionalParts", params={"userId": self._uid()})
+        return part_paths(answer)
 
     def identity(self) -> str:
         d = need_json_dict(self.http.request("GET", "/System/Info/Public"), "GET /System/Info/Public")
@@ -167,7 +172,7 @@ class JellyfinBackend(Backend):
             params = dict(base, startIndex=start)
             return need_json_dict(self.http.request("GET", "/Items", params=params), "GET /Items")
 
-        yield from paged_items(fetch, size)
+        yield from paged_items(fetch, size, self._additional_parts)
 
     def count_items(self) -> Optional[int]:
         d = need_json_dict(self.http.request("GET", "/Items", params=dict(self._list_params(None), limit=0)),

@@ -7,7 +7,8 @@ import datetime as dt
 import hashlib
 import re
 import socket
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from dataclasses import replace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .. import __version__
 from ..config import ServerConfig
@@ -119,8 +120,35 @@ def item_state(user_data: Any) -> ItemState:
                      play_count=count, last_played_at=parse_date(u.get("LastPlayedDate")))
 
 
-def paged_items(fetch_page: Callable[[int], dict], page_size: int) -> Iterator[IndexedItem]:
-    """Each item of a paged listing once; ``fetch_page(start)`` returns one page's answer."""
+def with_parts(raw: dict, parts_of: Optional[Callable[[str], List[str]]]) -> IndexedItem:
+    """An item of a listing, with the files of a stacked video's further parts (cd2, cd3…).
+
+    Jellyfin and Emby list only the first part (``Path``); a ``PartCount`` above 1 says there
+    are more (DtoService.cs:1047-1050 at v10.10.7), whose paths ``parts_of(item id)`` asks
+    for (``/Videos/{id}/AdditionalParts``). Playing any part identifies the item the library
+    shows (the parts are owned by it, not listed on their own).
+    """
+    item = indexed_item(raw)
+    try:
+        count = int(raw.get("PartCount") or 0)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 2 or parts_of is None or not item.item_id:
+        return item
+    extra = tuple(p for p in parts_of(item.item_id) if p and p not in item.paths)
+    return replace(item, paths=item.paths + extra, path=item.path or (extra[0] if extra else ""))
+
+
+def part_paths(answer: Any) -> List[str]:
+    """The paths in a /Videos/{id}/AdditionalParts answer."""
+    items = answer.get("Items") if isinstance(answer, dict) else None
+    return [str(d["Path"]) for d in items or () if isinstance(d, dict) and d.get("Path")]
+
+
+def paged_items(fetch_page: Callable[[int], dict], page_size: int,
+                parts_of: Optional[Callable[[str], List[str]]] = None) -> Iterator[IndexedItem]:
+    """Each item of a paged listing once; ``fetch_page(start)`` returns one page's answer;
+    ``parts_of``: see ``with_parts``."""
     start, seen = 0, set()
     while True:
         d = fetch_page(start)
@@ -130,7 +158,7 @@ def paged_items(fetch_page: Callable[[int], dict], page_size: int) -> Iterator[I
             if isinstance(raw, dict) and raw.get("Id") and raw["Id"] not in seen:
                 seen.add(raw["Id"])
                 new += 1
-                yield indexed_item(raw)
+                yield with_parts(raw, parts_of)
         start += len(items)
         total = d.get("TotalRecordCount")
         # A page with nothing new means the server ignores paging: stop, don't loop.

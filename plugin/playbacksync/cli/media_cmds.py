@@ -58,7 +58,7 @@ def cmd_identify(args) -> int:
             media = media_ref(target)
             if args.provider_id:
                 media = type(media)(path=media.path, title=media.title, provider_ids=dict(args.provider_id))
-            results[target] = identifier.identify(media)
+            results[target] = identifier.identify(media, confirm=True)  # what a write would use
             titles[target] = {sid: _title(index, sid, m.item_id) for sid, m in results[target].items()}
     finally:
         if identifier.close(0.5):  # a refresh still winding down keeps its connection

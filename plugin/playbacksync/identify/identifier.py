@@ -8,15 +8,24 @@ uncertain (ambiguous, contradicting, unknown) is no match with the reason: a
 change is never sent to an item that might be the wrong one. No title or
 fuzzy matching.
 
-Every answer the index gives is confirmed with the server before it is given
-(one request: the item, with its files and ids): the index may be minutes old,
-and another server may answer at the same address now. An answer the server
-does not bear out is a miss that starts a refresh. Each refresh first asks the
-server who it is (``ServerId``, ``machineIdentifier``): another server at the
-address drops the rows and the refresh reads everything. Item kinds cached
-from stream URLs are used only after that same question (``identity_ttl`` > 0
-lets answers within that many seconds share one). When the server cannot be
-asked, nothing is answered.
+Two kinds of answer:
+
+- A lookup (``identify``, ``identify_one(confirm=False)``: the ``identify``
+  command, the start-of-file prefetch) answers from the index and its cache
+  without a request: the index is tied to the identity the server gave
+  itself (``ServerId``, ``machineIdentifier``) and an item in it carries its
+  kind. That identity is asked again once ``identity_ttl`` seconds passed
+  (and at the first lookup of each Identifier: every process, every settings
+  reload); another server at the address drops the rows and a full refresh
+  starts. An item id from a stream URL that the index does not hold is asked
+  of the server once; the answer is cached with the index and goes with it.
+- An answer something will be written to (``identify_one``, the default: the
+  worker before it sends, a live session) is confirmed with the server (one
+  request: the item, with its files and ids), because the index may be
+  minutes old or another server may answer at the address now. An answer the
+  server does not bear out is a miss ("tried again after the refresh") that
+  asks the server's identity and starts a refresh. When the server cannot be
+  asked, nothing is answered.
 
 Refresh policy: answers come from the index. A stale index (older than
 ``max_age``) is refreshed in the background without waiting. A miss that a
@@ -88,12 +97,13 @@ class _Media:
     provider_ids: List[Tuple[str, str]]
     kind: str  # movie | episode | "" (as the host said, else from the file name)
     host_kind: str  # as the host said
+    confirm: bool = True  # ask the server before answering (something will be written to the item)
 
 
 class Identifier:
     def __init__(self, config: Config, backends: Mapping[str, object], index: ItemIndex, *,
                  max_age: float = 1800.0, miss_wait: float = 20.0, min_refresh_interval: float = 60.0,
-                 page_size: Optional[int] = None, clock=time.time, identity_ttl: float = 0.0,
+                 page_size: Optional[int] = None, clock=time.time, identity_ttl: float = 60.0,
                  on_progress: Optional[Callable[[RefreshProgress], None]] = None):
         self.config = config
         self.backends = backends
@@ -107,31 +117,38 @@ class Identifier:
                                           clock=clock, on_progress=on_progress, on_identity=self._confirmed)
         # callback(server_id) after a refresh that succeeded (the worker retries what waits to be identified)
         self.on_refreshed: List = self.refresher.on_refreshed
+        # callback(server_id) when another server answers at a server's address (its index was dropped):
+        # what was identified from the old one must not be sent to the new one (the worker's queue)
+        self.on_replaced: List = index.on_rebound if isinstance(getattr(index, "on_rebound", None), list) else []
 
     # -- public ----------------------------------------------------------------------
 
-    def identify(self, media: MediaRef, *, wait: Optional[float] = None) -> Dict[str, Match]:
+    def identify(self, media: MediaRef, *, wait: Optional[float] = None, confirm: bool = False) -> Dict[str, Match]:
         """One Match per configured server. Never raises.
 
         ``wait``: how long a miss may wait for a refresh (default ``miss_wait``; 0: never).
+        ``confirm``: ask the server whether each answer holds (one request per answer);
+        without it the answer is a lookup in the index (see the module doc).
         """
-        return self._identify(media, list(self.config.servers), wait)
+        return self._identify(media, list(self.config.servers), wait, confirm)
 
-    def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> Match:
-        """The Match on one configured server (the worker's lane asks this). Never raises."""
+    def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0, confirm: bool = True) -> Match:
+        """The Match on one configured server (the worker's lane asks this before it writes: the
+        answer is confirmed with the server unless ``confirm=False``). Never raises."""
         servers = [s for s in self.config.servers if s.id == server_id]
         if not servers:
             return Match(None, None, "server %s is not in the settings" % server_id, final=True)
-        return self._identify(media, servers, wait)[server_id]
+        return self._identify(media, servers, wait, confirm)[server_id]
 
     def refresh_progress(self) -> Dict[str, RefreshProgress]:
         """How far each running refresh is (for ``status`` and ``sync``)."""
         return self.refresher.progress()
 
-    def _identify(self, media: MediaRef, servers: List[ServerConfig], wait: Optional[float]) -> Dict[str, Match]:
+    def _identify(self, media: MediaRef, servers: List[ServerConfig], wait: Optional[float],
+                  confirm: bool) -> Dict[str, Match]:
         wait = self.miss_wait if wait is None else wait
         try:
-            parsed = self._parse(media)
+            parsed = self._parse(media, confirm)
         except Exception as e:  # odd input must not break playback
             log.exception("cannot read what is playing")
             return {s.id: Match(None, None, "cannot read what is playing: %s" % _describe(e)) for s in servers}
@@ -182,14 +199,15 @@ class Identifier:
 
     # -- who answers -----------------------------------------------------------------
 
-    def _check_identity(self, server: ServerConfig) -> Optional[str]:
-        """None when the index may answer for this server, else why not."""
+    def _check_identity(self, server: ServerConfig, *, force: bool = False) -> Optional[str]:
+        """None when the index may answer for this server, else why not. The server is asked
+        who it is unless it was within ``identity_ttl`` seconds (``force``: ask now)."""
         backend = self.backends.get(server.id)
         identity_of = getattr(backend, "identity", None)
         if identity_of is None:
             return None  # no connection to check with (and none to send changes through)
         seen = self._verified_at.get(server.id)
-        if seen is not None and self.identity_ttl > 0 and time.monotonic() - seen < self.identity_ttl:
+        if not force and seen is not None and self.identity_ttl > 0 and time.monotonic() - seen < self.identity_ttl:
             return None
         try:
             identity = identity_of()
@@ -200,12 +218,23 @@ class Identifier:
         self._confirmed(server.id)
         return None
 
+    def server_answers_as(self, server_id: str, identity: str) -> bool:
+        """Someone (the sender's check that a server is back) heard the server give this identity.
+        True when it is not the one the index belongs to: the index is dropped (``on_replaced``
+        runs) and a full refresh starts."""
+        if not identity or self.index.info(server_id).identity in (None, "", identity):
+            return False
+        if self.index.bind_identity(server_id, identity):
+            self.refresher.start(server_id, force=True, full=True)
+        self._confirmed(server_id)
+        return True
+
     def _confirmed(self, server_id: str) -> None:
         self._verified_at[server_id] = time.monotonic()
 
     # -- matching --------------------------------------------------------------------
 
-    def _parse(self, media: MediaRef) -> _Media:
+    def _parse(self, media: MediaRef, confirm: bool = True) -> _Media:
         path = media.path or ""
         is_http = parse_origin(path) is not None
         servers = self.config.enabled_servers()
@@ -221,7 +250,8 @@ class Identifier:
         if not kind and path and any(not usable_without_kind(*pv) for pv in ids):
             kind = guess_kind(path)  # only when an id needs it: guessit is slow to load
         forms = () if is_http else local_forms(path)
-        return _Media(media, is_http, owners(path, servers) if is_http else [], forms, ids, kind, host_kind)
+        return _Media(media, is_http, owners(path, servers) if is_http else [], forms, ids, kind, host_kind,
+                      confirm)
 
     def _safe_match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         try:
@@ -235,9 +265,13 @@ class Identifier:
     def _match(self, server: ServerConfig, m: _Media) -> Tuple[Match, bool]:
         """(match, whether a refresh could turn this miss into a match)."""
         why: List[str] = []
+        if not m.confirm:  # a lookup answers from the index only while it is that server's
+            unsure = self._check_identity(server)
+            if unsure:
+                return Match(None, None, unsure), False
         if m.is_http:
             found = self._by_url(server, m, why)
-            if found is not None:
+            if found is not None:  # the item, or a refusal (nothing else is tried)
                 return found, False
         candidates: Set[str] = set()
         refreshable = False
@@ -269,26 +303,35 @@ class Identifier:
         if ref is None:
             why.append("URL %s of this server names no playable %s item" % (safe_url(url), server.type))
             return None
-        if ref.kind == "part":
-            return self._plex_part(server, ref.id, why)
-        kind = self._url_item_kind(server, ref.id, why)
-        if kind is None:
-            return None
+        if ref.kind == "part":  # that part's item, or nothing
+            return self._plex_part(server, m, ref.id, why) or Match(None, None, why[-1])
+        fresh: Dict[str, List[str]] = {}
+        kind = self._url_item_kind(server, m, ref.id, why, fresh)
+        if kind is None:  # this server streams that item: it, or nothing (never another by its ids)
+            return Match(None, None, why[-1])
         if kind not in PLAYABLE_KINDS and kind != "":
             raise _Final("stream URL %s names item %s, a %s, not a playable item" % (ref.route, ref.id, kind))
+        if m.provider_ids or m.host_kind:  # ids (or a kind) the player gave that contradict it refuse it, and
+            # nothing else is tried: the server streams that item, the player says it is another
+            known = fresh or self.index.provider_ids(server.id, ref.id)
+            # (an item whose ids are not known here is held to the kind only)
+            refused = contradiction(ref.id, kind, known, m.provider_ids if known else (), m.host_kind)
+            if refused:
+                return Match(None, None, "stream URL %s: %s" % (ref.route, refused))
         return Match(ref.id, URL_METHOD, "stream URL %s" % ref.route)
 
-    def _url_item_kind(self, server: ServerConfig, item_id: str, why: List[str]) -> Optional[str]:
-        """The kind of an item named by a stream URL, asked of the server once (then cached
-        with the index); None, with the reason in ``why``, when it has no such item."""
-        unsure = self._check_identity(server)  # the cache belongs to the server that answered it
-        if unsure:
-            why.append(unsure)
-            return None
-        kind = self.index.kind_of(server.id, item_id)
+    def _url_item_kind(self, server: ServerConfig, m: _Media, item_id: str, why: List[str],
+                       fresh: Dict[str, List[str]]) -> Optional[str]:
+        """The kind of an item named by a stream URL: a lookup takes it from the index (or a
+        check cached with it), else asks the server once and caches the answer with the index;
+        a confirmation always asks (``fresh`` gets the item's provider ids then). None, with
+        the reason in ``why``, when it has no such item."""
+        cached = self.index.kind_of(server.id, item_id)
+        get_item = getattr(self.backends.get(server.id), "get_item", None)
+        kind = None if m.confirm and get_item is not None else cached  # (no connection: nothing is sent either)
+        if kind is not None and get_item is not None and m.provider_ids and self.index.get(server.id, item_id) is None:
+            kind = None  # a cached check holds no ids to hold the player's against: ask
         if kind is None:
-            backend = self.backends.get(server.id)
-            get_item = getattr(backend, "get_item", None)
             if get_item is None:
                 why.append("item %s of the stream URL cannot be checked: no connection to this server" % item_id)
                 return None
@@ -298,6 +341,10 @@ class Identifier:
                 why.append("item %s of the stream URL: checking it failed: %s" % (item_id, _describe(e)))
                 return None
             kind = None if item is None else (item.kind or "")
+            for name, value in ((item.provider_ids or {}) if item is not None else {}).items():
+                pv = normalize_provider(name, value)
+                if pv:
+                    fresh.setdefault(pv[0], []).append(pv[1])
             self.index.remember_check(server.id, item_id, kind)
             kind = "missing" if kind is None else kind
         if kind == "missing":
@@ -305,9 +352,9 @@ class Identifier:
             return None
         return kind
 
-    def _plex_part(self, server: ServerConfig, part_id: str, why: List[str]) -> Optional[Match]:
+    def _plex_part(self, server: ServerConfig, m: _Media, part_id: str, why: List[str]) -> Optional[Match]:
         item_id = self.index.item_for_part(server.id, part_id)
-        if item_id and self._confirm(server, item_id, why, part_id=part_id)[0]:
+        if item_id and self._confirm(server, m, item_id, why, part_id=part_id)[0]:
             return Match(item_id, URL_METHOD, "stream URL of media part %s (index)" % part_id)
         backend = self.backends.get(server.id)
         lookup = getattr(backend, "item_for_part", None)
@@ -324,7 +371,7 @@ class Identifier:
             why.append("the server has no item with media part %s" % part_id)
             return None
         item_id = str(item_id)
-        if not self._confirm(server, item_id, why, part_id=part_id)[0]:
+        if not self._confirm(server, m, item_id, why, part_id=part_id)[0]:
             return None
         self.index.remember_part(server.id, part_id, item_id)
         return Match(item_id, URL_METHOD, "stream URL of media part %s" % part_id)
@@ -364,7 +411,7 @@ class Identifier:
             if refused:
                 why.append("path %s: %s" % (shown, refused))
                 return None, False
-            confirmed, refreshable = self._confirm(server, item_id, why, keys=keys, ids=m.provider_ids,
+            confirmed, refreshable = self._confirm(server, m, item_id, why, keys=keys, ids=m.provider_ids,
                                                    kind=m.host_kind)
             if not confirmed:
                 return None, refreshable
@@ -376,14 +423,17 @@ class Identifier:
         why.append("%s%s not in server index%s" % (shown, via, _MISS))
         return None, True
 
-    def _confirm(self, server: ServerConfig, item_id: str, why: List[str], *, keys=(), ids=(), kind: str = "",
-                 part_id: Optional[str] = None, need_id: bool = False) -> Tuple[bool, bool]:
+    def _confirm(self, server: ServerConfig, m: _Media, item_id: str, why: List[str], *, keys=(), ids=(),
+                 kind: str = "", part_id: Optional[str] = None, need_id: bool = False) -> Tuple[bool, bool]:
         """Ask the server whether the index's answer still holds: the item exists and has that
         file (or part), and the player's ids and kind agree with it. (confirmed, refreshable)
 
         The index may be minutes old, or another server may answer at the address now: an
-        answer the server itself does not bear out is never given.
+        answer something is written to is given only when the server itself bears it out.
+        A lookup takes the index's word (no request).
         """
+        if not m.confirm:
+            return True, False
         get_item = getattr(self.backends.get(server.id), "get_item", None)
         if get_item is None:
             return True, False  # no connection: nothing is sent through this server either
@@ -398,7 +448,7 @@ class Identifier:
         why.append(refuted + _MISS)
         # The index was wrong about this item: is another server answering at the address now?
         # (If so its rows are dropped and a full refresh starts, whatever the interval.)
-        unsure = self._check_identity(server)
+        unsure = self._check_identity(server, force=True)
         if unsure:
             why.append(unsure)
         return False, True
@@ -412,7 +462,7 @@ class Identifier:
         decision = decide(m.provider_ids, m.kind, lambda p, v: self.index.candidates(server.id, p, v),
                           lambda item_id: self.index.provider_ids(server.id, item_id), candidates)
         if decision.item_id is not None:
-            confirmed, refreshable = self._confirm(server, decision.item_id, why, ids=m.provider_ids, kind=m.kind,
+            confirmed, refreshable = self._confirm(server, m, decision.item_id, why, ids=m.provider_ids, kind=m.kind,
                                                    need_id=True)
             if not confirmed:
                 return None, refreshable

@@ -82,6 +82,12 @@ def _rows_of(item: IndexedItem):
 class ItemIndex(IndexFile):
     """Per-server item index in ``<data_dir>/index.sqlite``. Safe to share across threads."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # callback(server_id) when another server answers at a server's address (its rows were
+        # dropped): what was identified from them must be identified again (the worker's queue)
+        self.on_rebound: List = []
+
     # -- writing -----------------------------------------------------------------
 
     def replace(self, server_id: str, items: Iterable[IndexedItem]) -> int:
@@ -230,13 +236,20 @@ class ItemIndex(IndexFile):
             row = con.execute("SELECT identity FROM meta WHERE server_id = ?", (server_id,)).fetchone()
             if row is not None and row[0] == identity:
                 return False
-            if row is not None and row[0]:
+            another = row is not None and bool(row[0])
+            if another:
                 log.warning("server %s now answers as another server (%s, was %s): its index is dropped",
                             server_id, identity, row[0])
             for t in _SERVER_TABLES + ("meta",):
                 con.execute("DELETE FROM %s WHERE server_id = ?" % t, (server_id,))
             con.execute("INSERT INTO meta (server_id, item_count, identity) VALUES (?, 0, ?)", (server_id, identity))
-            return True
+        if another:
+            for callback in list(self.on_rebound):
+                try:
+                    callback(server_id)
+                except Exception:  # a listener's failure must not stop identification
+                    log.exception("server %s: a listener of the server's replacement failed", server_id)
+        return True
 
     def remember_part(self, server_id: str, part_id: str, item_id: str) -> None:
         """Cache a Plex part → item lookup until the next refresh."""

@@ -181,6 +181,8 @@ def local_forms(path: str, *, cwd: Optional[str] = None) -> Tuple[SplitPath, ...
     sp = split_path(path, cwd=cwd)
     if sp is None or sp.style != POSIX or os.sep != "/":
         return (sp,) if sp else ()
+    if "\x00" in path:  # no file has such a name (the OS refuses it): nothing to resolve or match
+        return ()
     text = path if path.startswith("/") else os.path.join(cwd or os.getcwd(), path)
     raw = [p for p in text.split("/") if p not in ("", ".")]
     forms = []

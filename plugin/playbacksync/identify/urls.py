@@ -176,7 +176,9 @@ def _plex_ref(rest: Tuple[str, ...], query: str) -> Optional[UrlRef]:
         return None
     if low[:3] == ["video", ":", "transcode"]:
         # the transcoder names the item in its path= parameter
-        # (a path, or a full URL of the server as the transcoder sees it: http://127.0.0.1:32400/library/…)
+        # (a path, or a full URL of the server as the transcoder sees it: http://127.0.0.1:32400/library/…);
+        # two path= naming different items: which one the transcoder takes is not known, so neither
+        found = set()
         for name, value in parse_qsl(query, keep_blank_values=True):
             if name != "path":
                 continue
@@ -189,6 +191,8 @@ def _plex_ref(rest: Tuple[str, ...], query: str) -> Optional[UrlRef]:
             inner = tuple(p for p in unquote(inner_path).split("/") if p)
             ref = _plex_ref(inner, "")
             if ref is not None and ref.kind == "item":
-                return UrlRef("item", ref.id, "/video/:/transcode/…?path=/library/metadata/{key}")
+                found.add(ref.id)
+        if len(found) == 1:
+            return UrlRef("item", found.pop(), "/video/:/transcode/…?path=/library/metadata/{key}")
         return None
     return None

@@ -82,7 +82,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..changes import APPLIED, Change, QueuedChange
 from ..sqlite_file import SqliteFile, StorageError
@@ -226,6 +226,24 @@ class SyncQueue(QueueReads):
                      "AND status IN ('pending', 'syncing', 'failed')",
                      item=str(item_id), now=now, s=me["source_id"], k=me["media_key"], u=me["user_id"]).rowcount
 
+    def forget_identified(self, source_id: str, before: float, why: str) -> Tuple[int, int]:
+        """Another server answers at ``source_id``'s address now: its item ids mean other items.
+        Open rows not yet sent that were identified there wait to be identified again (by their
+        file or provider ids); rows recorded before ``before`` from a stream URL of the old server,
+        or with nothing to identify them by, fail with ``why``. Rows in flight or in doubt are left
+        to their sender. Returns (identified again, failed)."""
+        url = "(CAST(media_path AS TEXT) LIKE 'http://%' OR CAST(media_path AS TEXT) LIKE 'https://%')"
+        nothing = "(COALESCE(CAST(media_path AS TEXT), '') = '' AND COALESCE(media_provider_ids, '{}') = '{}')"
+        now = self.clock()
+        with self._tx("forget items of a replaced server") as q:
+            failed = q(f"UPDATE {TABLE} SET status = 'failed', error_message = :why, updated_at = :now "
+                       f"WHERE source_id = :s AND status = 'pending' AND sent_at IS NULL AND created_at <= :before "
+                       f"AND ({url} OR {nothing})", s=source_id, why=why, now=now, before=before).rowcount
+            again = q(f"UPDATE {TABLE} SET media_item_id = NULL, next_attempt_at = 0, updated_at = :now "
+                      f"WHERE source_id = :s AND status IN ('pending', 'failed') AND sent_at IS NULL "
+                      f"AND media_item_id IS NOT NULL AND NOT ({url} OR {nothing})", s=source_id, now=now).rowcount
+        return again, failed
+
     def make_unresolved_due(self, source_id: str) -> int:
         """The server's index was refreshed: rows still waiting to identify are due at once."""
         with self._tx("wake changes waiting to identify") as q:
@@ -324,14 +342,16 @@ class SyncQueue(QueueReads):
         return bool(n)
 
     def mark_retry(self, row_id: int, error: str, next_attempt_at: float, *, count_attempt: bool = True,
-                   in_doubt: bool = False) -> bool:
+                   in_doubt: bool = False, unresolve: bool = False) -> bool:
         """syncing → pending, not to be sent before ``next_attempt_at``; False if not our claim.
 
         ``in_doubt``: our write may still land (no answer came); the row keeps its
         send time and waits out ``unsure_until``. Otherwise a recorded send is settled.
+        ``unresolve``: the item it was identified as is gone: it waits to be identified again.
         """
         now = self.clock()
         keep = "" if in_doubt else ", sent_at = NULL, unsure_until = 0, seen_play_count = NULL"
+        keep += ", media_item_id = NULL" if unresolve else ""
         with self._tx("schedule a retry") as q:
             n = q(f"UPDATE {TABLE} SET status = 'pending', error_message = :err, next_attempt_at = :at, "
                   "attempt_count = attempt_count + :inc, updated_at = :now, claim_owner = NULL, "

@@ -7,7 +7,7 @@ each call promises. ``SyncQueue`` (queue/store.py) and ``Identifier``
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Protocol
+from typing import Iterable, List, Optional, Protocol, Tuple
 
 from ..changes import QueuedChange
 from ..tracker.events import MediaRef
@@ -27,6 +27,10 @@ class WorkerQueue(Protocol):
 
     def make_unresolved_due(self, source_id: str) -> int:
         """Rows of the server still waiting to identify are due now (its index refreshed)."""
+
+    def forget_identified(self, source_id: str, before: float, why: str) -> Tuple[int, int]:
+        """Another server answers at the address: identified rows not sent are identified again
+        (URL or nothing to go by: failed with ``why``)."""
 
     def begin_send(self, row_id: int, unsure_for: float, seen_play_count: Optional[int] = None) -> bool:
         """Durably note that a write of our claimed row goes out now; False: not ours, send nothing."""
@@ -65,4 +69,5 @@ class Resolver(Protocol):
 
     def identify_one(self, server_id: str, media: MediaRef, *, wait: float = 0) -> MatchLike:
         """The server's item for ``media`` (item_id None on a miss, with the reason; ``final``
-        True only when trying again later cannot help)."""
+        True only when trying again later cannot help). The answer is one the server has just
+        borne out (the Identifier's default), since the worker writes to it."""

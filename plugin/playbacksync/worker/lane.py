@@ -18,7 +18,7 @@ from ..changes import APPLIED, PROGRESS, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
 from .plan import ItemKey, conflict, landed, plan_batch, waited
-from .resolve import describe as _what, resolve_rows
+from .resolve import describe as _what, item_gone, resolve_rows
 from .sending import LeaseHeartbeat, send_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +148,7 @@ class Lane:
         """check(): online or not. Called while offline/unknown, and after a transient error."""
         backend, gen = self.backend, self.generation
         try:
-            backend.check()
+            info = backend.check()
         except AuthError as e:
             self._auth(e, gen)
             return False
@@ -158,6 +158,8 @@ class Lane:
             return False
         if gen != self.generation:
             return False
+        # another server at the address? (before anything identified on the old one goes out)
+        self.w.heard_identity(self.source_id, str(getattr(info, "server_id", "") or ""))
         was = self.state
         self.state, self.probe_attempts = ONLINE, 0
         self.online_since = self.w.clock()
@@ -306,7 +308,8 @@ class Lane:
                 self._release(rows[i:])
                 return
             except PermanentError as e:
-                self._fail(row, e)
+                for r in item_gone(self, [row], e):  # a 404: identified again, not failed
+                    self._fail(r, e)
                 continue
             except Exception as e:
                 self._transient(gen, key, row, e, rows[i + 1:])
@@ -322,8 +325,8 @@ class Lane:
         except AuthError as e:
             self._auth(e, gen)
             self._release(rows)
-        except PermanentError as e:  # the item is gone: nothing of it can be applied
-            for r in rows:
+        except PermanentError as e:  # the item is gone: identified again (a 404), else nothing can be applied
+            for r in item_gone(self, rows, e):
                 self._fail(r, e, in_doubt=r.sent_at is not None)  # an earlier send's doubt stays
         except Exception as e:
             self._transient(gen, key, rows[0], e, rows[1:], sent=False)

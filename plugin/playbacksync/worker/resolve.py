@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, List, Sequence
 
+from ..backends.base import NotFoundError
 from ..changes import WATCHED, QueuedChange
 from ..redact import redact
 from . import events as ev
@@ -55,6 +56,35 @@ def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChang
                 continue
             _unidentified(lane, row, getattr(match, "reason", "") or "no identification is running", final)
     return out
+
+
+def item_gone(lane: "Lane", rows: Sequence[QueuedChange], exc: BaseException) -> List[QueuedChange]:
+    """The server answered 404 for a resolved row's item: deleted or replaced since it was
+    identified (the index may be minutes old). A row recorded against a file or provider ids
+    waits to be identified again (a refresh of the index is started) instead of failing; never
+    written elsewhere on a guess. Returns the rows this does not cover (the caller fails them):
+    a row with nothing to identify it by, or one that has come back to this too often."""
+    if not isinstance(exc, NotFoundError):
+        return list(rows)
+    left: List[QueuedChange] = []
+    again = False
+    for row in rows:
+        media = row.media
+        if media is None or not (media.path or media.provider_ids) or row.attempt_count + 1 >= lane.w.max_attempts:
+            left.append(row)
+            continue
+        reason = f"{WAITING}item {row.media_item_id} is no longer on the server: identified again after its " \
+                 f"index refreshes ({redact(exc)})"
+        until = lane.w.clock() + backoff_delay(row.attempt_count + 1, base=lane.w.backoff_base,
+                                               cap=lane.w.backoff_cap, rng=lane.w.rng)
+        again |= lane._write([row.id], lane.w.queue.mark_retry, row.id, reason, until, count_attempt=True,
+                             unresolve=True)
+    if again and lane.w.identifier is not None:
+        try:
+            lane.w.identifier.refresh(lane.source_id, wait=False)
+        except Exception:  # the refresh is a help, not a condition
+            log.exception("server %s: could not start an index refresh", lane.source_id)
+    return left
 
 
 def _identify(lane: "Lane", row: QueuedChange):

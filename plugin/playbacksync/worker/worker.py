@@ -156,6 +156,34 @@ class SyncWorker:
         for lane in list(self._lanes.values()):
             lane.wake.set()
 
+    def server_replaced(self, source_id: str) -> None:
+        """Another server answers at that server's address (identification noticed it): the item ids
+        identified from the old one are not sent to the new one (queue.forget_identified)."""
+        lane = self._lanes.get(source_id)
+        if lane is None:
+            return
+        why = (f"not sent: another server answers at {source_id}'s address now, and this change names an item "
+               f"of the server that answered before (played from its URL, or nothing else to identify it by)")
+        try:
+            again, failed = self.queue.forget_identified(source_id, self.clock(), why)
+        except Exception:
+            log.exception("server %s: could not take back the items identified on the server it replaced", source_id)
+            return
+        if again or failed:
+            log.warning("server %s was replaced: %d change(s) to identify again, %d failed", source_id, again, failed)
+        lane.wake.set()
+
+    def heard_identity(self, source_id: str, identity: str) -> None:
+        """A server's check named the identity it gives itself; identification compares it with the
+        one its index belongs to (another one drops the index and calls ``server_replaced``)."""
+        answers = getattr(self.identifier, "server_answers_as", None)
+        if answers is None or not identity:
+            return
+        try:
+            answers(source_id, identity)
+        except Exception:  # identification must never stop a lane
+            log.exception("server %s: comparing the server's identity failed", source_id)
+
     def index_refreshed(self, source_id: str) -> None:
         """A server's item index was refreshed: changes waiting to identify are tried now."""
         lane = self._lanes.get(source_id)
