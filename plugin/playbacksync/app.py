@@ -26,29 +26,18 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .config import Config, ServerConfig
+from .config import Config
+from .host_api import HostApi
+from .messages import ServiceMessage
+from .recording import Recorder
 from .tracker.events import STARTED, MediaRef, PlaybackEvent
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
-# drain() wakes on the worker's events; this covers a close made without one (a change
-# superseded in a batch), so the wait is never longer than this after the last close.
-DRAIN_HEARTBEAT_S = 0.25
 
 
-class ServiceMessage:
-    """A message for the viewer that is not about a queued change (e.g. not identified)."""
-
-    def __init__(self, kind: str, source_id: Optional[str], message: str):
-        self.kind, self.source_id, self.message, self.change = kind, source_id, message, None
-
-    def __repr__(self):
-        return f"ServiceMessage({self.kind!r}, {self.source_id!r}, {self.message!r})"
-
-
-class SyncService:
-    RETRY_SAVE_SECONDS = 0.5
+class SyncService(HostApi):
     FLUSH_SECONDS = 20.0  # at quit, how long recording may hold the exit (a queue locked by another program)
 
     def __init__(self, config: Config, data_dir: Optional[str] = None, *, wall_clock=time.time,
@@ -64,14 +53,8 @@ class SyncService:
         self._inbox: "_stdqueue.Queue" = _stdqueue.Queue()
         self._subscribers: List[Callable] = []
         self._worker_unsubs: Dict[Callable, Callable] = {}  # subscriber -> its worker unsubscribe
-        self._unsaved: List = []  # changes made but not yet in the queue (storage fault)
-        self._unrecorded: Tuple[int, str] = (0, "")  # changes lost at quit, and why
-        self._write_lock = threading.Lock()  # queue writes vs. stop() giving up on the service thread
-        self._abandoned = False
+        self._recorder = Recorder(lambda: self.config.enabled_servers(), self._emit)
         self._folder: Optional[str] = None
-        self._told_storage = False
-        self._last_storage_error: Optional[BaseException] = None
-        self._told_no_server = False
         self._thread: Optional[threading.Thread] = None
         self._started = threading.Event()
         self._start_error: Optional[BaseException] = None
@@ -123,28 +106,20 @@ class SyncService:
 
     def _give_up(self) -> None:
         """Quit with changes the queue could not take: count them, say why (``unrecorded``)."""
-        with self._write_lock:
-            self._abandoned = True  # the service thread writes nothing from now on
-            left = len(self._unsaved)
-            self._unsaved = []
+        not_taken = 0
         while True:
             try:
                 item = self._inbox.get_nowait()
             except _stdqueue.Empty:
                 break
             if item is not _STOP and item[0] == "change":
-                left += max(1, len(self.config.enabled_servers()))
-        if left:
-            self._lost(left, str(self._start_error or self._last_storage_error or "the queue did not answer in time"))
-
-    def _lost(self, n: int, why: str) -> None:
-        total = self._unrecorded[0] + n
-        self._unrecorded = (total, why)
-        log.error("%d playback change(s) could not be recorded: %s", n, why)
+                not_taken += max(1, len(self.config.enabled_servers()))
+        why = self._start_error or self._recorder.last_storage_error or "the queue did not answer in time"
+        self._recorder.give_up(not_taken, str(why))
 
     def unrecorded(self) -> Tuple[int, str]:
         """(how many changes this service could not record, why): ``play`` exits non-zero on them."""
-        return self._unrecorded
+        return self._recorder.unrecorded()
 
     def reload(self, config: Config) -> None:
         """New settings while playing (the settings dialog was saved).
@@ -209,6 +184,7 @@ class SyncService:
 
         folder = self._folder = data_dir(self.data_dir)
         self.queue = SyncQueue(folder, retention_days=self.config.sync.retention_days, **self._queue_options)
+        self._recorder.queue = self.queue
         if self.queue.damage:  # the viewer must hear of it, not only the log
             self._emit(ServiceMessage("failed", None, self.queue.damage.message()))
         self._connect()
@@ -230,6 +206,7 @@ class SyncService:
         self.identifier = Identifier(self.config, self.backends, ItemIndex.open_or_temporary(self._folder))
         options = {"unidentified_after": self.config.sync.unidentified_days * 86400.0, **self._worker_options}
         self.worker = SyncWorker(self.queue, self.backends, identifier=self.identifier, **options)
+        self._recorder.on_saved = self.worker.notify
         # Changes waiting to identify go out as soon as their server's index is refreshed.
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
         self.identifier.on_replaced.append(self.worker.server_replaced)
@@ -272,7 +249,7 @@ class SyncService:
         from .queue import QueueError
 
         try:
-            legacy_journal.import_leftovers(self._folder, self.queue, self._changes_for,
+            legacy_journal.import_leftovers(self._folder, self.queue, self._recorder.changes_for,
                                             tell=lambda text: self._emit(ServiceMessage("failed", None, text)))
         except QueueError as exc:  # kept on disk: the next start tries again
             log.error("could not queue the changes an older version left: %s", exc)
@@ -288,13 +265,14 @@ class SyncService:
             return
         self._started.set()
         while True:
+            recorder = self._recorder
             try:  # with changes waiting for a locked or full disk, wake to try them again
-                item = self._inbox.get(timeout=self.RETRY_SAVE_SECONDS if self._unsaved else None)
+                item = self._inbox.get(timeout=recorder.RETRY_SAVE_SECONDS if recorder.holding else None)
             except _stdqueue.Empty:
                 item = None
-            self._save_unsaved()
+            recorder.save()
             if item is _STOP:
-                self._save_unsaved(final=True)
+                recorder.save(final=True)
                 return
             if item is None:
                 continue
@@ -307,7 +285,7 @@ class SyncService:
                 elif kind == "reload":
                     self._apply_reload(payload)
                 else:
-                    self._enqueue(payload)
+                    recorder.record(payload)
             except Exception:
                 log.exception("could not record a playback change")
 
@@ -317,61 +295,6 @@ class SyncService:
         for server_id in self.backends:
             self.identifier.identify_one(server_id, media, wait=0, confirm=False)  # a lookup: no request
 
-    def _changes_for(self, tracked) -> List:
-        """One change per enabled server, recorded against the media reference (no item yet)."""
-        from .changes import Change
-
-        return [Change(media_item_id=None, source_id=server.id, user_id=_user_of(server),
-                       change_type=tracked.change_type, position_ms=tracked.position_ms,
-                       duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
-                       created_at=tracked.created_at, media=tracked.media)
-                for server in self.config.enabled_servers()]
-
-    def _enqueue(self, tracked) -> None:
-        made = self._changes_for(tracked)
-        if not made and not self._told_no_server:
-            self._told_no_server = True
-            self._emit(ServiceMessage("not_identified", None, "no server is configured: nothing is synced"))
-        with self._write_lock:
-            if self._abandoned:  # stop() gave up on this change already
-                return
-            self._unsaved.extend(made)
-        self._save_unsaved()
-
-    def _save_unsaved(self, final: bool = False) -> None:
-        """Write held changes in order; on a storage fault keep them and try again later.
-
-        A change the queue refused (locked past its busy timeout, disk full,
-        read-only) stays in memory and is written when the fault clears; only
-        a process that dies while the fault lasts loses it, and the viewer was told.
-        """
-        from .queue import QueueError
-
-        tries = 3 if final else 1
-        while self._unsaved and tries:
-            try:
-                with self._write_lock:
-                    if self._abandoned:
-                        return
-                    self.queue.enqueue_change(self._unsaved[0])
-                    self._unsaved.pop(0)
-            except QueueError as exc:
-                tries -= 1
-                self._last_storage_error = exc
-                if not self._told_storage:
-                    self._told_storage = True
-                    log.error("could not save a playback change (kept, will retry): %s", exc)
-                    self._emit(ServiceMessage("failed", None, f"a change could not be saved yet: {exc}"))
-                if tries and final:
-                    time.sleep(self.RETRY_SAVE_SECONDS)
-                continue
-            self._told_storage = False
-            self.worker.notify()
-        if final and self._unsaved:  # the queue is still unusable: they are lost, and the viewer is told
-            with self._write_lock:
-                self._abandoned, left, self._unsaved = True, len(self._unsaved), []
-            self._lost(left, str(self._last_storage_error))
-
     def _emit(self, message) -> None:
         for callback in list(self._subscribers):
             try:
@@ -379,121 +302,10 @@ class SyncService:
             except Exception:
                 log.exception("a sync subscriber failed")
 
-
-    # -- host API: what a player host may ask of sync (hosts never touch .worker or .queue) --
-    def running(self) -> bool:
-        """True once the queue and worker are up (a host may ask before: answers are empty then)."""
-        return self._started.is_set() and self._start_error is None and self.worker is not None
-
-    def status(self) -> Dict[str, "ServerStatus"]:
-        """Per server (configured or still holding rows): its state and its queue counts.
-
-        State: online | offline | paused | auth_required | unknown, or ``not running`` before
-        the service is up. Counts: pending, syncing, synced, failed.
-        """
-        worker, queue = self.worker, self.queue
-        if not self.running() or worker is None or queue is None:
-            return {s.id: ServerStatus(s.id, "not running", {}) for s in self.config.enabled_servers()}
-        states = worker.server_states()
-        counts = queue.counts()
-        ids = sorted(set(states) | set(counts) | {s.id for s in self.config.enabled_servers()})
-        return {sid: ServerStatus(sid, states.get(sid, "unknown"), dict(counts.get(sid, {}))) for sid in ids}
-
-    def retry_failed(self, server_id: Optional[str] = None) -> int:
-        """Failed changes (of one server, or all) go back to pending and are sent now; how many."""
-        worker = self.worker
-        if not self.running() or worker is None:
-            return 0
-        n = worker.retry_failed(server_id)
-        worker.process_now()
-        return n
-
-    def sync_now(self) -> bool:
-        """Send what is queued now: skip backoff, probe offline servers. False if not running yet."""
-        worker = self.worker
-        if not self.running() or worker is None:
-            return False
-        worker.process_now()
-        return True
-
-    def drain(self, timeout: float) -> bool:
-        """Queue what was handed over, then send until nothing waits for a reachable server.
-
-        For a host whose player is gone (mpv's agent after mpv quit). Returns True if
-        everything was sent within ``timeout``; what is left stays queued.
-        """
-        deadline = time.monotonic() + max(0.0, timeout)
-        barrier = threading.Event()
-        self._inbox.put(("barrier", barrier))
-        if not barrier.wait(max(0.0, deadline - time.monotonic())) or not self.running():
-            return False
-        changed = threading.Event()
-        unsubscribe = self.subscribe(lambda event: changed.set())
-        try:
-            self.sync_now()
-            enabled = {s.id for s in self.config.enabled_servers()}
-            while True:
-                changed.clear()
-                left = [s for sid, s in self.status().items() if sid in enabled and s.waiting()]
-                if not left:
-                    return True
-                if all(s.state in ("offline", "auth_required", "paused") for s in left):
-                    return False  # nothing more will go out now
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                # Woken by the worker's events (a change closed, a server's state changed); the
-                # heartbeat covers closes made without one.
-                changed.wait(min(remaining, DRAIN_HEARTBEAT_S))
-        finally:
-            unsubscribe()
-
-    def pause(self, server_id: Optional[str] = None) -> None:
-        """Stop sending (to one server, or all) for this run; what is queued waits."""
-        if self.worker is not None:
-            self.worker.pause(server_id)
-
-    def resume(self, server_id: Optional[str] = None) -> None:
-        if self.worker is not None:
-            self.worker.resume(server_id)
-
-    # -- the user's pause (queue/pause.py): every process, across restarts, until resumed --
-    def paused(self) -> frozenset:
-        """Server ids the user paused ("*" = all); the OSD and Kodi show it."""
-        from .queue import pause
-
-        return pause.paused_servers(self._data_folder())
-
-    def set_paused(self, server_id: Optional[str], paused: bool) -> None:
-        """Pause or resume one server (or all, None) for good; the worker holds or sends at once."""
-        from .queue import pause
-
-        pause.set_paused(self._data_folder(), server_id, paused, all_servers=[s.id for s in self.config.servers])
-        if self.worker is not None and not paused:
-            self.worker.notify()
-
     def _data_folder(self) -> str:
         from .paths import data_dir
 
         return self._folder or data_dir(self.data_dir)
-
-
-class ServerStatus:
-    """One server as ``SyncService.status()`` reports it: ``state`` and ``counts`` (by row status)."""
-
-    def __init__(self, server_id: str, state: str, counts: Dict[str, int]):
-        self.server_id, self.state, self.counts = server_id, state, counts
-
-    def waiting(self) -> int:
-        """Rows not yet on the server (pending or being sent)."""
-        return self.counts.get("pending", 0) + self.counts.get("syncing", 0)
-
-    def __repr__(self):
-        return f"ServerStatus({self.server_id!r}, {self.state!r}, {self.counts!r})"
-
-
-def _user_of(server: ServerConfig) -> str:
-    return server.user_id or server.username or ""
 
 
 def set_paused_in(data_dir: str, server_id: Optional[str], paused: bool) -> None:
