@@ -3,7 +3,8 @@
 ``Identifier(config, backends, index).identify(media) -> {server_id: Match}``;
 ``ItemIndex(data_dir)`` is the per-server SQLite item index it answers from.
 """
-from .identifier import METHODS, Identifier, Match
+from .answers import METHODS, Match
+from .identifier import Identifier
 from .index import IndexInfo, IndexStorageError, ItemIndex
 from .report import identify_json, identify_report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Mapping
 
-from .identifier import Match
+from .answers import Match
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

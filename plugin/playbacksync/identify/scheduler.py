@@ -65,15 +65,29 @@ class RefreshScheduler:
 
     def refresh(self, server_ids: Iterable[str], *, wait: bool, timeout: Optional[float],
                 full: bool) -> Dict[str, Optional[str]]:
-        threads = {sid: self.start(sid, force=True, full=full) for sid in server_ids}
-        out: Dict[str, Optional[str]] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
-        for sid, thread in threads.items():
+
+        def left() -> Optional[float]:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        threads = {}
+        for sid in server_ids:
+            with self._lock:
+                running = self._threads.get(sid)
+            thread = self.start(sid, force=True, full=full)
+            threads[sid] = (thread, thread is not None and thread is running)
+        out: Dict[str, Optional[str]] = {}
+        for sid, (thread, joined) in threads.items():
             if thread is None:
                 out[sid] = "no connection to this server is configured"
                 continue
             if wait:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                thread.join(left())
+                if joined and not thread.is_alive():
+                    # That refresh was under way before this call and may have listed the library
+                    # before a change the caller knows of: one more, started now, answers for it.
+                    thread = self.start(sid, force=True, full=full) or thread
+                    thread.join(left())
             out[sid] = "still running" if thread.is_alive() else self.index.info(sid).last_error
         return out
 
