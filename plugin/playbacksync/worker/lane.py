@@ -336,6 +336,9 @@ class Lane:
         # A read that failed leaves an earlier doubt as it was; a send answered "not done"
         # settles it (an earlier send in doubt was judged not landed just before).
         in_doubt = (sent and not getattr(exc, "answered", False)) or (not sent and row.sent_at is not None)
+        if self.w._stopping.is_set():  # stop() cut it: back to pending, no probe; a send stays in doubt
+            self._release([row, *rest])
+            return
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
             # The server is down: not this change's fault, no attempt counted.
@@ -399,6 +402,13 @@ class Lane:
             ids = sorted(self.inflight)
         if ids:
             self._write(ids, self.w.queue.release, ids)
+
+    def abort_requests(self) -> None:
+        """stop()'s deadline is near: cut this lane's requests in flight (they fail at once)."""
+        try:
+            self.backend.abort_requests()
+        except Exception:
+            log.exception("server %s: could not cut the requests in flight", self.source_id)
 
     def abandon(self, timeout: float) -> bool:
         """stop(): give back every row still claimed; later answers are ignored."""

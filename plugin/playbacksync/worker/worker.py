@@ -8,8 +8,9 @@ delay another's changes. While a lane sends a batch it may add up to
 ``connections - 1`` short-lived helper threads so independent items go out
 in parallel (each item's changes stay in order on one thread), and a lease
 heartbeat (sending.py). Every thread is a daemon, so a request stuck in a
-slow server never holds the process; ``stop()`` gives such rows back to the
-queue (pending) at its deadline.
+slow server never holds the process; ``stop()`` cuts requests still running
+near its deadline, so every thread ends within it, and gives their rows back
+to the queue (pending, in doubt).
 
 Per change: resolve its media reference to the server's item (resolve.py;
 a miss waits, "waiting to identify"), dedup within the batch (the queue's
@@ -80,6 +81,9 @@ from .lane import Lane
 
 log = logging.getLogger(__name__)
 
+# stop(): seconds kept before its deadline to cut requests still running and let their threads end.
+STOP_UNWIND = 0.5
+
 
 class SyncWorker:
     def __init__(self, queue: WorkerQueue, backends: Mapping[str, Backend], *, clock: Callable[[], float] = time.time,
@@ -131,18 +135,33 @@ class SyncWorker:
             lane.start()
 
     def stop(self, timeout: float = 3.0) -> bool:
-        """Stop within ``timeout`` seconds. Requests still running then are abandoned and
-        their rows returned to pending. True when every thread finished in time."""
+        """Stop within ``timeout`` seconds, ending every thread ``start()`` started.
+
+        A request still running shortly before the deadline (``STOP_UNWIND``) is
+        cut (its connection shut down, http.py); its row goes back to pending,
+        in doubt when the write may have landed. True when every thread ended
+        in time (False only if one is stuck outside a request, e.g. on a locked
+        queue: the queue's lease recovers its rows)."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._stopping.set()
         lanes = list(self._lanes.values())
         for lane in lanes:
             lane.wake.set()
-        clean = True
+        # Requests in flight may finish (and close their rows) until shortly before the deadline;
+        # then they are cut (their rows stay in doubt) so every thread ends within it.
+        unwind = min(STOP_UNWIND, max(0.0, timeout) / 2)
         for lane in lanes:
             if lane.thread is not None:
-                lane.thread.join(max(0.0, deadline - time.monotonic()))
-                clean = clean and not lane.thread.is_alive()
+                lane.thread.join(max(0.0, deadline - unwind - time.monotonic()))
+        while True:
+            alive = [lane for lane in lanes if lane.thread is not None and lane.thread.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                break
+            for lane in alive:  # again each round: a request may have started after the last cut
+                lane.abort_requests()
+            alive[0].thread.join(min(0.05, left))
+        clean = not alive
         for lane in lanes:
             try:
                 clean = lane.abandon(max(0.05, deadline - time.monotonic())) and clean
