@@ -119,6 +119,7 @@ class Lane:
     # -- one pass ------------------------------------------------------------
     def step(self) -> bool:
         """Probe or send one batch. True when more is due right away."""
+        self.w.recover_claims()
         now = self.w.clock()
         if self.held() or self.auth_required or now < self.not_before:
             return False

@@ -16,7 +16,8 @@ Per change: resolve its media reference to the server's item (resolve.py;
 a miss waits, "waiting to identify"), dedup within the batch (the queue's
 own coalescing rule), a conflict check for changes that waited, apply, then
 close the row (applied / superseded), retry it with backoff, or mark it
-failed. Per server: online/offline from ``check()`` and from errors, probing
+failed. Each pass also takes back (at most every ``recover_interval``) claims
+of a process that died while running (``recover_claims``). Per server: online/offline from ``check()`` and from errors, probing
 with backoff while offline; Retry-After; auth errors pause the server until
 ``set_backend``. The worker uses the queue only through the small contract
 in contract.py.
@@ -90,7 +91,8 @@ class SyncWorker:
                  poll_interval: float = 5.0, max_attempts: int = 5, backoff_base: float = 1.0,
                  backoff_cap: float = 60.0, rng: Optional[random.Random] = None, conflict_age: float = 60.0,
                  connections: int = 2, batch_size: int = 100, identifier: Optional[Resolver] = None,
-                 unidentified_after: float = 3 * 86400.0, send_window: Optional[float] = None):
+                 unidentified_after: float = 3 * 86400.0, send_window: Optional[float] = None,
+                 recover_interval: float = 10.0):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if poll_interval <= 0:
@@ -108,6 +110,11 @@ class SyncWorker:
         self.identifier = identifier  # resolves media references (None: rows without an item wait)
         self.unidentified_after = float(unidentified_after)
         self.send_window = send_window  # None: from each backend's timeouts (sending.py)
+        # Claims of a dead process (owner lock free) or an expired lease are taken back this often
+        # while running (at most; a lane pass does it, lanes wake at least every poll_interval).
+        self.recover_interval = max(0.0, float(recover_interval))
+        self._next_recovery = 0.0  # monotonic
+        self._recovery_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -174,6 +181,27 @@ class SyncWorker:
         """A change was enqueued: look at the queue now instead of at the next poll."""
         for lane in list(self._lanes.values()):
             lane.wake.set()
+
+    def recover_claims(self) -> int:
+        """Take back claims whose owner died (its owner lock is free, whatever PID namespace it ran
+        in) or whose lease ran out, at most every ``recover_interval`` s; lanes call it each pass.
+
+        The queue does this at open; a long-running host (Kodi's service, the mpv agent) would
+        otherwise leave a killed player's or ``sync``'s rows stranded in ``syncing`` until its next
+        start. Rows sent before the owner died keep their doubt (they wait out their send window)."""
+        now = time.monotonic()
+        with self._recovery_lock:
+            if now < self._next_recovery:
+                return 0
+            self._next_recovery = now + self.recover_interval
+        try:
+            n = self.queue.recover_stale()
+        except Exception as exc:  # a locked queue: the next pass tries again
+            log.warning("could not recover the changes of a stopped process: %s", exc)
+            return 0
+        if n:
+            self.notify()
+        return n
 
     def index_refreshed(self, source_id: str) -> None:
         """A server's item index was refreshed: changes waiting to identify are tried now."""
