@@ -20,6 +20,16 @@ A trial, for one fresh item (its own clip path) and one fresh queue folder:
    ``replay``:   no player: an older version's journal (a claimed ``.<pid>`` file) is
                  in the data folder; the ``sync`` that imports it is killed at a
                  random moment, then ``sync`` runs again;
+   ``stall``:    the server's item list hangs (past the read timeout) the whole time the
+                 file plays: identification stalls instead of failing;
+   ``namespace``: the player runs as PID 1 of its own PID namespace (a container, a
+                 sandbox) and is killed while a write request is held; ``sync`` runs in
+                 this namespace, where PID 1 is alive: only the owner lock tells it died
+                 (root and unshare(1) only; otherwise the trial runs the player here);
+   ``damage``:   killed while a write request is held (so the queue holds changes in
+                 flight), then the queue file is damaged from outside
+                 before ``sync`` (queue_damage.py): every acknowledged row must reach the
+                 server, stay queued, or be counted lost by the salvage's report;
 3. wait until the fake finished any request the dead process left in it, then
    read the queue file: every row in it was acknowledged (committed);
 4. run ``playback-sync sync`` and read the queue and the server again.
@@ -28,7 +38,9 @@ Figures per trial: ``lost`` (acknowledged changes neither on the server nor
 still queued), ``stranded`` (rows left in ``syncing`` after the restart),
 ``duplicates`` (watched applied more than once on the server, counted in the
 fake), ``dropped_unidentified`` (a viewing played to its end whose watched mark is
-neither on the server nor queued after ``sync``), ``position_error_s`` (last position the player reached minus the
+neither on the server nor queued after ``sync``), ``lost_to_damage`` (rows the
+damage report counts as lost; rows gone that it does not count are ``lost``),
+``position_error_s`` (last position the player reached minus the
 server's resume position; 0 when the item is watched).
 """
 from __future__ import annotations
@@ -50,10 +62,15 @@ from typing import Dict, List, Optional
 
 from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
+from tests.faults import queue_damage
+from tests.faults.cli import can_unshare, in_new_pid_namespace
 
 KILL_MODES = ("playback", "enqueue", "request")  # the player is killed with SIGKILL
 FAULT_MODES = ("slow", "quit", "identify", "replay")  # issue 11's faults (see the docstring)
-MODES = KILL_MODES + FAULT_MODES
+# More of issue 11's faults, run by `make soak` (not in CI's one-trial-per-fault test: a killed or
+# damaged trial need not end watched).
+SOAK_MODES = ("stall", "namespace", "damage")
+MODES = KILL_MODES + FAULT_MODES + SOAK_MODES
 # Per mode: (read timeout of the player's config, how long the fake holds each write).
 SLOW_MODES = {"slow": (1.0, 2.0), "quit": (4.0, 6.0)}
 TOKEN = "crashTOKENq7w3e9r1t5y0u2"
@@ -76,11 +93,14 @@ class CrashFake(JellyfinFake):
         self.inflight = 0
         self.arrivals = 0  # write requests that reached the server while held
         self.listing_broken = False  # the item list answers 503: identification cannot finish
+        self.listing_free = threading.Event()  # cleared: the item list hangs until set (a stall)
+        self.listing_free.set()
 
     def list_items(self, req):
         if self.listing_broken:
             from werkzeug.wrappers import Response
             return Response("busy", status=503)
+        self.listing_free.wait(60)
         return super().list_items(req)
 
     def mark_played(self, uid, iid, when=None):
@@ -123,6 +143,7 @@ class TrialResult:
     notes: List[str] = field(default_factory=list)
     unsaved_clean_exit: int = 0  # play ended by itself, yet the watched mark never got saved
     dropped_unidentified: int = 0  # played to the end while identification could not finish: mark lost
+    lost_to_damage: int = 0  # rows the salvage's report counts as lost (damage mode)
 
     @property
     def saved_before_kill(self) -> bool:
@@ -199,6 +220,7 @@ class CrashRig:
                                                       f"connect_timeout = 1.0\nread_timeout = {read}\n")
                              for mode, (read, _hold) in SLOW_MODES.items()}
         (self.dir / "mpv-config").mkdir(exist_ok=True)
+        self.namespaces = can_unshare()  # `namespace` trials need root and unshare(1)
 
     def _write_config(self, name: str, extra: str) -> Path:
         path = self.dir / name
@@ -241,17 +263,21 @@ class CrashRig:
         env = self.env(tdir, self.slow_configs.get(mode))
         if mode == "replay":
             return self._replay_trial(n, tdir, clip, item, db, env)
-        self.fake.hold_writes = (self.hold_s if mode == "request" else SLOW_MODES[mode][1] if mode in SLOW_MODES
-                                 else 0.0)
+        self.fake.hold_writes = (self.hold_s if mode in ("request", "namespace", "damage") else SLOW_MODES[mode][1]
+                                 if mode in SLOW_MODES else 0.0)
         self.fake.listing_broken = mode == "identify"
+        if mode == "stall":
+            self.fake.listing_free.clear()
         self.fake.arrivals = 0
         cmd = self.cli("play", str(clip), "--vo=null", "--ao=null", f"--input-ipc-server={sock_path}")
+        if mode == "namespace" and self.namespaces:
+            cmd = in_new_pid_namespace() + cmd
         start = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
         # playback: anywhere from process start to shortly after the clip's natural end.
         kill_at = start + rng.uniform(0.0, 1.2 + self.clip_seconds)
-        if mode in ("slow", "quit", "identify"):
+        if mode in ("slow", "quit", "identify", "stall"):
             kill_at = float("inf")  # these play to the end and quit by themselves
         writes_to_wait = rng.randint(1, 8)  # enqueue: the k-th write of ~8 (open, changes, claims, closes)
         arrival_to_wait = rng.randint(1, 2)  # request: the progress or the watched request
@@ -286,7 +312,7 @@ class CrashRig:
                         wal_seen = stamp
                         writes += 1
                         fire = writes >= writes_to_wait
-                elif mode == "request":
+                elif mode in ("request", "namespace", "damage"):
                     if hold_kill_at is None and self.fake.arrivals >= arrival_to_wait:
                         hold_kill_at = now + rng.uniform(0.0, self.hold_s * 0.9)
                     fire = hold_kill_at is not None and now >= hold_kill_at
@@ -296,7 +322,7 @@ class CrashRig:
                     if pos is not None:
                         last_pos = pos
                 if fire:
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)  # the player, and unshare's child in a namespace
                     killed = True
                     break
                 time.sleep(0.001 if mode == "enqueue" else 0.01)
@@ -312,6 +338,8 @@ class CrashRig:
                 proc.stderr.close()
         kill_after = time.monotonic() - start
         notes = []
+        if mode == "namespace" and not self.namespaces:
+            notes.append("no PID namespace here (needs root and unshare): the player ran in this one")
         if not killed:
             notes.append(f"play ended by itself (exit {proc.returncode})")
             if proc.returncode != 0:
@@ -323,7 +351,11 @@ class CrashRig:
                 time.sleep(0.01)
         self.fake.hold_writes = 0.0
         self.fake.listing_broken = False
+        self.fake.listing_free.set()
         acknowledged = read_rows(db)
+        if mode == "damage":
+            kind = queue_damage.damage(db.parent, rng)
+            notes.append(f"damage: {kind or 'no queue file'}")
 
         t_sync = time.monotonic()
         # 40 s: a send in doubt is judged only after its window (connect + read timeout + 5 s, twice
@@ -338,22 +370,32 @@ class CrashRig:
         final = {r["id"]: r for r in read_rows(db)}
         data = self.fake.user_data(self.uid, item)
         server_pos = data.position_ticks / TICKS_PER_SECOND
-        lost, queued = self._lost(acknowledged, final, data, notes)
+        found = queue_damage.report(db.parent) if mode == "damage" else None
+        damaged = int(found.get("lost", 0)) if found else 0
+        if mode == "damage" and (set(r["id"] for r in acknowledged) - set(final)
+                                 or any(r["status"] == "failed" for r in final.values())):
+            # Rows were dropped or kept as failed by the salvage: each must be counted by its report.
+            lost = queue_damage.unaccounted(acknowledged, final, found)
+            queued = sum(1 for r in final.values() if r["status"] in ("pending", "failed"))
+            if lost:
+                notes.append(f"{lost} row(s) gone that no damage report counts ({found})")
+        else:
+            lost, queued = self._lost(acknowledged, final, data, notes)
         stranded = sum(1 for r in final.values() if r["status"] == "syncing")
         dup = max(0, self.fake.played_applied[item] - 1)
         error = 0.0 if data.played else max(0.0, last_pos - server_pos)
         unsaved = int(not killed and proc.returncode == 0 and not data.played)
         if unsaved:
             notes.append("clean exit, but the watched mark was never saved")
-        if not killed and proc.returncode not in (0, None) and mode in ("slow", "quit", "identify"):
+        if not killed and proc.returncode not in (0, None) and mode in ("slow", "quit", "identify", "stall"):
             lost += 1  # the trial never played: count it, never pass it silently
-        dropped = int(mode == "identify" and not killed and not data.played
+        dropped = int(mode in ("identify", "stall") and not killed and not data.played
                       and not any(r["status"] in ("pending", "failed") for r in final.values()))
         if dropped:
             notes.append("played to the end while identification could not finish: the watched mark was dropped")
         return TrialResult(n, mode, killed, round(kill_after, 3), round(last_pos, 3), len(acknowledged), lost,
                            stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes,
-                           unsaved, dropped)
+                           unsaved, dropped, damaged)
 
     def _replay_trial(self, n: int, tdir: Path, clip: Path, item: str, db: Path, env) -> TrialResult:
         """An older version's journal is imported by a `sync` killed at a random moment; `sync` again."""
@@ -449,6 +491,7 @@ def summarize(results: List[TrialResult]) -> Dict[str, object]:
                                                     if not r.saved_before_kill), default=0.0),
         "clean_exits_unsaved": sum(r.unsaved_clean_exit for r in results),
         "dropped_unidentified": sum(r.dropped_unidentified for r in results),
+        "lost_to_damage_reported": sum(r.lost_to_damage for r in results),
         "trials_by_mode": dict(Counter(r.mode for r in results)),
         "progress_interval_s": PROGRESS_INTERVAL,
         "position_error_over_interval": sum(1 for r in results if r.position_error_s > PROGRESS_INTERVAL),
