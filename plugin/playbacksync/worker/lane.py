@@ -17,8 +17,9 @@ from ..redact import redact
 from ..changes import APPLIED, PROGRESS, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
+from .lane_writes import LaneWrites
 from .plan import ItemKey, conflict, landed, plan_batch, waited
-from .resolve import describe as _what, resolve_rows
+from .resolve import resolve_rows
 from .sending import LeaseHeartbeat, send_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +31,7 @@ ONLINE, OFFLINE, UNKNOWN = "online", "offline", "unknown"
 _WAITING = "waiting for an earlier change of this item"
 
 
-class Lane:
+class Lane(LaneWrites):
     def __init__(self, worker: "SyncWorker", source_id: str, backend: Backend):
         self.w = worker
         self.source_id = source_id
@@ -363,67 +364,3 @@ class Lane:
                     in_doubt=in_doubt)
         for r in rest:
             self._retry(r, _WAITING, until, count=False)
-
-    # -- queue writes (none after stop() abandoned the lane) ----------------------
-    def _write(self, ids, fn, *args, **kw) -> bool:
-        with self.lock:
-            if self.abandoned:
-                return False
-            fn(*args, **kw)
-            self.inflight.difference_update(ids)
-            return True
-
-    def _close(self, row: QueuedChange, resolution: str, note: Optional[str], *, event: bool) -> None:
-        if not self._write([row.id], self.w.queue.mark_synced, row.id, resolution=resolution, note=note):
-            return
-        if not event:
-            log.debug("server %s: change #%s closed: %s", self.source_id, row.id, note)
-        elif resolution == SUPERSEDED:
-            self.w._emit(ev.SUPERSEDED, self.source_id, f"{_what(row)} not sent to {self.source_id}: {note}", row)
-        else:
-            self.w._emit(ev.COMPLETED, self.source_id, f"{_what(row)} saved on {self.source_id}", row)
-
-    def _fail(self, row: QueuedChange, exc, *, in_doubt: bool = False) -> None:
-        """``in_doubt``: a write of ``row`` may still land (no answer); else the server answered."""
-        message = redact(exc)
-        if self._write([row.id], self.w.queue.mark_failed, row.id, message, in_doubt=in_doubt):
-            self.w._emit(ev.FAILED, self.source_id, f"{_what(row)} could not be saved on {self.source_id}: "
-                         f"{message}", row)
-
-    def _retry(self, row: QueuedChange, message: str, until: float, *, count: bool) -> None:
-        self._write([row.id], self.w.queue.mark_retry, row.id, message, until, count_attempt=count)
-
-    def _release(self, rows: Sequence[QueuedChange]) -> None:
-        ids = [r.id for r in rows]
-        if ids:
-            self._write(ids, self.w.queue.release, ids)
-
-    def _release_all(self) -> None:
-        with self.lock:
-            ids = sorted(self.inflight)
-        if ids:
-            self._write(ids, self.w.queue.release, ids)
-
-    def abort_requests(self) -> None:
-        """stop()'s deadline is near: cut this lane's requests in flight (they fail at once)."""
-        try:
-            self.backend.abort_requests()
-        except Exception:
-            log.exception("server %s: could not cut the requests in flight", self.source_id)
-
-    def abandon(self, timeout: float) -> bool:
-        """stop(): give back every row still claimed; later answers are ignored."""
-        got = self.lock.acquire(timeout=max(0.0, timeout))
-        try:
-            ids = sorted(self.inflight)
-            self.abandoned = True
-            if not got:
-                return False  # a queue write is stuck; the queue's lease recovers these rows
-            if ids:
-                self.w.queue.release(ids)
-            self.inflight.clear()
-            return True
-        finally:
-            if got:
-                self.lock.release()
-
