@@ -219,6 +219,33 @@ def test_a_damaged_wal_commit_holding_many_rows_counts_each_row_lost(tmp_path):
         q.close()
 
 
+def test_a_damaged_wal_commit_that_only_updated_a_row_loses_no_change(tmp_path):
+    """A claim and a recorded send are commits that change a row, not new changes: losing them
+    reverts the row's state (it is saved, to be judged again), and no change is counted lost."""
+    src = tmp_path / "src"
+    q = SyncQueue(str(src))
+    rid = q.enqueue_change(change("W", item="only"))
+    [claimed] = q.claim("srv")
+    assert q.begin_send(claimed.id, 30.0)
+    dst = tmp_path / "q"
+    dst.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(src / ("queue.sqlite" + suffix), dst / ("queue.sqlite" + suffix))
+    q.close()
+    wal_path = dst / "queue.sqlite-wal"
+    wal = bytearray(wal_path.read_bytes())
+    page_size, frames = wal_frames(wal)
+    wal[frames[-1] + 24 + page_size // 2] ^= 0xFF  # the recorded send's commit is gone
+    wal_path.write_bytes(bytes(wal))
+    q = SyncQueue(str(dst))
+    try:
+        report = q.damage
+        assert report is not None and [r.id for r in q.rows()] == [rid]
+        assert report.saved == 1 and report.lost == 0, report
+    finally:
+        q.close()
+
+
 def test_a_value_no_queue_writes_is_found_and_kept_as_failed(tmp_path):
     path, ids = make_queue(tmp_path, 3)
     con = sqlite3.connect(path)

@@ -71,8 +71,9 @@ def carry_over(db: SqliteFile, report: DamageReport, dropped_pages=()) -> Damage
     """Copy every usable row of ``report.moved_to`` into the (fresh) ``db``; counts into ``report``.
 
     ``dropped_pages``: pages of -wal frames SQLite dropped; ``report.lost`` counts their
-    commits, but one commit may hold many rows: the rows found in those pages that could not
-    be read count instead when there are more of them."""
+    commits, but a commit may write many rows (an import, a salvage's carry-over) or only
+    update some (a claim): when those pages hold rows of the queue, the ones that could not be
+    read are what was lost (the commit count stays when no row of them can be found)."""
     with db.session("read the new queue's schema") as con:
         schema = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")}
     rows, unreadable, maybe_more = salvage.read_rows(report.moved_to, schema)
@@ -80,8 +81,9 @@ def carry_over(db: SqliteFile, report: DamageReport, dropped_pages=()) -> Damage
     if dropped_pages:
         with db.session("read the new queue's columns") as con:
             width = len(con.execute(f"PRAGMA table_info({TABLE})").fetchall())
-        gone = table_rows(dropped_pages, width) - {row.get("id") for row in rows}
-        report.lost = max(report.lost, len(gone))
+        held = table_rows(dropped_pages, width)
+        if held:  # the rows those commits wrote: the ones not read are the changes lost
+            report.lost = len(held - {row.get("id") for row in rows})
     if unreadable is None:
         report.unreadable_file = True
     else:
