@@ -5,14 +5,16 @@ Each trial plays a generated 4 s clip in a real `playback-sync play` (libmpv,
 SIGKILL at a random moment (during playback, right after a queue write, or
 while a write request is held in the slowed server), or lets it run into the
 faults of issue 11 (writes applied after the client gave up, a quit during a
-held write then `sync` at once, identification failing the whole viewing, a
-killed `sync` importing an older version's journal), then drains with
-`playback-sync sync`; see tests/faults/crash.py. Prints lost, applied twice,
-dropped unidentified and stranded. Exit status 1 when any acknowledged change
+held write then `sync` at once, identification failing or stalling the whole
+viewing, a killed `sync` importing an older version's journal, a player killed
+in another PID namespace mid-request, the queue file damaged after a kill),
+then drains with `playback-sync sync`; see tests/faults/crash.py. Prints lost,
+applied twice, dropped unidentified and stranded (and the rows a damage report
+counts as lost). Exit status 1 when any acknowledged change
 was lost, left in `syncing`, or applied twice, a viewing was dropped while
 unidentified, or a play that ended by itself never saved its watched mark.
 
-    .venv/bin/python bench/soak.py --trials 200 [--jobs 4] [--seed N] [--json]
+    .venv/bin/python bench/soak.py --trials 200 [--jobs 4] [--seed N] [--modes a,b] [--json]
 
 ``--jobs N`` runs the trials in N shards at once, each with its own fake server,
 folder and seed (seed, seed+1, …): most of a trial is waiting (a send in doubt
@@ -43,9 +45,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
     ap.add_argument("--jobs", type=int, default=1, help="shards of trials run at once (default 1)")
     ap.add_argument("--clip-seconds", type=float, default=4.0)
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"trial modes, taken in turn (default: all: {','.join(MODES)})")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON only")
     ap.add_argument("--keep", action="store_true", help="keep the trial folders (printed)")
     args = ap.parse_args(argv)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        ap.error(f"unknown trial mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     work = Path(tempfile.mkdtemp(prefix="playback-sync-soak-"))
     started = time.monotonic()
@@ -61,8 +69,9 @@ def main(argv=None) -> int:
             flag = "" if not (r.lost or r.stranded or r.duplicates or r.still_queued or r.unsaved_clean_exit
                               or r.dropped_unidentified) \
                 else "  <-- " + "; ".join(r.notes)
-            print(f"trial {count:4d}/{args.trials} {r.mode:8s} {'killed' if r.killed else 'ended '} "
-                  f"at {r.kill_after_s:5.2f}s  acked {r.acknowledged}  err {r.position_error_s:4.2f}s{flag}",
+            damage = "".join(f"  ({n}, {r.lost_to_damage} reported lost)" for n in r.notes if n.startswith("damage:"))
+            print(f"trial {count:4d}/{args.trials} {r.mode:9s} {'killed' if r.killed else 'ended '} "
+                  f"at {r.kill_after_s:5.2f}s  acked {r.acknowledged}  err {r.position_error_s:4.2f}s{damage}{flag}",
                   flush=True)
 
     try:
@@ -70,7 +79,7 @@ def main(argv=None) -> int:
         shares = [args.trials // jobs + (1 if k < args.trials % jobs else 0) for k in range(jobs)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             shards = [pool.submit(run_trials, work / f"trials-{k}", n, seed=seed + k, clip_seconds=args.clip_seconds,
-                                  progress=progress, modes=MODES) for k, n in enumerate(shares)]
+                                  progress=progress, modes=modes) for k, n in enumerate(shares)]
             results = [r for shard in shards for r in shard.result()]
     finally:
         if not args.keep:
@@ -92,6 +101,7 @@ def main(argv=None) -> int:
                 ("changes still queued after the restart's drain", figures["still_queued_after_restart"]),
                 ("clean exits whose watched mark was never saved", figures["clean_exits_unsaved"]),
                 ("viewings dropped while unidentified", figures["dropped_unidentified"]),
+                ("rows lost to queue damage, counted in its report", figures["lost_to_damage_reported"]),
                 ("max position error (s), all trials", figures["max_position_error_s"]),
                 ("max position error (s), once a change was saved", figures["max_position_error_after_first_save_s"]),
                 ("max position error (s), killed before the first save",

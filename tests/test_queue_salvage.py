@@ -192,6 +192,66 @@ def test_damaged_or_cut_wal_is_moved_aside_untouched_and_its_readable_rows_saved
         q.close()
 
 
+def last_commit_damaged(tmp_path, write):
+    """A copy, taken while open, of a queue ``write(queue)`` wrote to, with a byte of the -wal's
+    last frame flipped (its commit is dropped)."""
+    src, dst = tmp_path / "src", tmp_path / "q"
+    q = SyncQueue(str(src))
+    write(q)
+    dst.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(src / ("queue.sqlite" + suffix), dst / ("queue.sqlite" + suffix))
+    q.close()
+    wal_path = dst / "queue.sqlite-wal"
+    wal = bytearray(wal_path.read_bytes())
+    page_size, frames = wal_frames(wal)
+    wal[frames[-1] + 24 + page_size // 2] ^= 0xFF
+    wal_path.write_bytes(bytes(wal))
+    return dst
+
+
+def test_a_damaged_wal_commit_holding_many_rows_counts_each_row_lost(tmp_path):
+    """One commit may hold many rows (an older version's journal is imported in one, a salvage
+    carries its rows in one): losing it loses them all, and the report must say how many."""
+    ids = []
+
+    def write(q):
+        ids.append(q.enqueue_change(change("W", item="before")))
+        assert q.import_once("journal-1", [change("W", item=f"imported-{i}") for i in range(6)])
+
+    dst = last_commit_damaged(tmp_path, write)  # the import's commit is gone
+    first = ids[0]
+    q = SyncQueue(str(dst))
+    try:
+        report = q.damage
+        assert report is not None and [r.id for r in q.rows()] == [first]
+        assert report.saved == 1 and report.lost == 6, report  # six changes, not "1 could not be read"
+        assert "6 could not be read" in report.message()
+    finally:
+        q.close()
+
+
+def test_a_damaged_wal_commit_that_only_updated_a_row_loses_no_change(tmp_path):
+    """A claim and a recorded send are commits that change a row, not new changes: losing them
+    reverts the row's state (it is saved, to be judged again), and no change is counted lost."""
+    ids = []
+
+    def write(q):
+        ids.append(q.enqueue_change(change("W", item="only")))
+        [claimed] = q.claim("srv")
+        assert q.begin_send(claimed.id, 30.0)
+
+    dst = last_commit_damaged(tmp_path, write)  # the recorded send's commit is gone
+    rid = ids[0]
+    q = SyncQueue(str(dst))
+    try:
+        report = q.damage
+        assert report is not None and [r.id for r in q.rows()] == [rid]
+        assert report.saved == 1 and report.lost == 0, report
+    finally:
+        q.close()
+
+
 def test_a_value_no_queue_writes_is_found_and_kept_as_failed(tmp_path):
     path, ids = make_queue(tmp_path, 3)
     con = sqlite3.connect(path)

@@ -388,7 +388,7 @@ def test_stop_abandons_a_stuck_request_within_its_deadline_and_loses_nothing(env
     rid = env.enqueue(s, 0, WATCHED)
     assert wait_for(lambda: env.row(rid).sent_at is not None)  # the write is out
     t = time.monotonic()
-    assert w.stop(0.4) is False
+    assert w.stop(0.4) is True  # the request is cut near the deadline: no thread outlives stop()
     assert time.monotonic() - t < 0.7
     row = env.row(rid)
     assert row.status == PENDING and row.unsure_until > env.clock()  # given back, in doubt
@@ -576,3 +576,21 @@ def test_changes_identified_on_a_server_since_replaced_are_never_sent_to_the_new
                 assert plex.library.state(plex.token, key).view_count == 0
         finally:
             ident.close()
+
+
+def test_stop_ends_a_lane_stuck_in_a_slow_request_within_its_deadline(env):
+    """A request the server holds past stop()'s deadline is abandoned, not waited out: no thread the
+    worker started outlives stop() (a lingering one kept a stopped worker's lane alive for up to the read
+    timeout), and the change goes back to the queue in doubt, not lost."""
+    s = env.server("held", read_timeout=30.0)
+    w = env.worker(s)
+    assert online(w, "held")
+    s.fake.late_write(20.0)  # the next write: held 20 s, well inside the 30 s read timeout
+    rid = env.enqueue(s, 0, UNWATCHED, w)
+    assert wait_for(lambda: s.fake.requests and s.fake.requests[-1].method == "DELETE", 5.0)  # it is out
+    t = time.monotonic()
+    assert w.stop(1.0) is True
+    assert time.monotonic() - t < 1.5
+    assert not [th.name for th in threading.enumerate() if th.name.startswith("playback-sync-") and ":held" in th.name]
+    row = env.row(rid)
+    assert row.status == PENDING and row.sent_at is not None  # back in the queue, its send in doubt

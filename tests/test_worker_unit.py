@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+from dataclasses import replace
+
 import pytest
 
 from playbacksync.backends.base import ItemState
@@ -88,6 +90,8 @@ def test_waited_means_retried_old_or_from_before_the_server_came_back():
     assert waited(row(1, created=T), now, online_since=T + 1, conflict_age=60)
     assert waited(row(1, created=T), now, online_since=T, conflict_age=60)  # pending when it came back
     assert not waited(row(1, created=T), now, online_since=None, conflict_age=60)
+    # Sent before, no answer, no attempt counted (its process died mid-send): it waited out its window.
+    assert waited(replace(row(1, created=T), sent_at=T + 1), now, online_since=T - 5, conflict_age=60)
 
 
 def test_conflict_server_newer_wins_older_loses():

@@ -132,10 +132,12 @@ def _current_frame_after(wal: bytes, off: int, frame: int, salts: bytes) -> bool
     return False
 
 
-def wal_damage(path: str) -> Optional[Tuple[str, int, bool]]:
-    """(what is wrong, how many commits SQLite would drop, whether more may be gone) when
-    ``path``-wal is damaged, else None. "More may be gone" when the log was cut: whatever
-    followed the cut cannot be counted.
+def wal_damage(path: str) -> Optional[Tuple[str, int, bool, list]]:
+    """(what is wrong, how many commits SQLite would drop, whether more may be gone, the pages
+    of the frames it drops as (page number, bytes)) when ``path``-wal is damaged, else None.
+    "More may be gone" when the log was cut: whatever followed the cut cannot be counted. One
+    commit may hold many rows (a salvage carries all its rows in one): :func:`table_rows`
+    counts the rows in the dropped pages.
 
     Frames of an older generation (other salts) end a -wal normally, and so does
     a last frame cut right after its header (a write interrupted between its two
@@ -151,7 +153,7 @@ def wal_damage(path: str) -> Optional[Tuple[str, int, bool]]:
     if not wal:
         return None
     if len(wal) < 32:
-        return "the -wal is cut inside its header", 0, True
+        return "the -wal is cut inside its header", 0, True, []
     magic, _version, page_size = (int.from_bytes(wal[i:i + 4], "big") for i in (0, 4, 8))
     big = magic & 1 == 1
     sums = _wal_checksum(wal[:24], 0, 0, big)
@@ -161,11 +163,13 @@ def wal_damage(path: str) -> Optional[Tuple[str, int, bool]]:
         # and the first frame's salts (the first frame always belongs to the current log).
         layout = _layout(path)
         if layout is None or len(wal) < 56:
-            return "the -wal header is damaged", 0, True
+            return "the -wal header is damaged", 0, True, []
         frame = 24 + layout[1]
-        return "the -wal header is damaged", _commits(wal, 32, frame, wal[40:48]), False
+        return ("the -wal header is damaged", _commits(wal, 32, frame, wal[40:48]), False,
+                _dropped_pages(wal, 32, frame, wal[40:48]))
     frame, salts = 24 + page_size, wal[16:24]
     off, problem = 32, None
+    kept = 32  # the end of the last good commit: SQLite drops every frame after it
     layout = _layout(path)
     size_before = layout[2] if layout else 0  # database size (pages) at the last good commit
     while off + 24 <= len(wal):
@@ -177,7 +181,7 @@ def wal_damage(path: str) -> Optional[Tuple[str, int, bool]]:
             break
         if off + frame > len(wal):
             if len(wal) - off > 24:
-                return "the -wal is cut inside its last frame", 1, True
+                return "the -wal is cut inside its last frame", 1, True, []
             break
         sums = _wal_checksum(head[:8] + wal[off + 24:off + frame], *sums, big)
         if sums != (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")):
@@ -185,9 +189,61 @@ def wal_damage(path: str) -> Optional[Tuple[str, int, bool]]:
             break
         size_before = int.from_bytes(head[4:8], "big") or size_before
         off += frame
+        if head[4:8] != b"\0\0\0\0":
+            kept = off
     if problem is None:
         return None
-    return problem, _lost_commits(wal, off, frame, salts, size_before), False
+    return problem, _lost_commits(wal, off, frame, salts, size_before), False, _dropped_pages(wal, kept, frame, salts)
+
+
+def _dropped_pages(wal: bytes, off: int, frame: int, salts: bytes) -> list:
+    """(page number, page) of each whole frame of the log with ``salts`` from ``off`` on."""
+    pages = []
+    while off + frame <= len(wal) and wal[off + 8:off + 16] == salts:
+        pages.append((int.from_bytes(wal[off:off + 4], "big"), wal[off + 24:off + frame]))
+        off += frame
+    return pages
+
+
+def _varint(buf: bytes, at: int) -> Tuple[int, int]:
+    """SQLite's varint at ``at``: (value, offset after it); IndexError past the end."""
+    value = 0
+    for k in range(9):
+        byte = buf[at]
+        at += 1
+        if k == 8:
+            return (value << 8) | byte, at
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            break
+    return value, at
+
+
+def table_rows(pages: list, min_columns: int) -> set:
+    """Row ids of the records with at least ``min_columns`` columns in the table-leaf pages of
+    ``pages`` ((number, bytes) pairs, e.g. from :func:`wal_damage`): the rows a dropped part of a
+    -wal held. A damaged page may yield a wrong id, not more ids than it has cells."""
+    ids = set()
+    for number, page in pages:
+        head = 100 if number == 1 else 0  # page 1 starts with the file header
+        try:
+            if page[head] != 0x0D:  # not a table leaf
+                continue
+            cells = int.from_bytes(page[head + 3:head + 5], "big")
+            for c in range(min(cells, len(page) // 4)):
+                at = int.from_bytes(page[head + 8 + 2 * c:head + 10 + 2 * c], "big")
+                _size, at = _varint(page, at)
+                rowid, at = _varint(page, at)
+                header, p = _varint(page, at)
+                end, columns = min(at + header, len(page)), 0
+                while p < end:
+                    _type, p = _varint(page, p)
+                    columns += 1
+                if columns >= min_columns and 0 < rowid < 1 << 48:
+                    ids.add(rowid)
+        except IndexError:
+            continue
+    return ids
 
 
 def _commits(wal: bytes, off: int, frame: int, salts: bytes) -> int:

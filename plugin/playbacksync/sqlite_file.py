@@ -46,13 +46,15 @@ class Damaged(Exception):
     """The file is damaged (corrupt, truncated, not a database); the message says how.
 
     ``lost``: how many commits are known to be unreadable (a damaged -wal); ``maybe_more``:
-    more may be gone that cannot be counted (the -wal was cut).
+    more may be gone that cannot be counted (the -wal was cut); ``pages``: the pages of the
+    -wal frames SQLite drops, (number, bytes) (sqlite_damage.wal_damage).
     """
 
-    def __init__(self, message: str, lost: int = 0, maybe_more: bool = False):
+    def __init__(self, message: str, lost: int = 0, maybe_more: bool = False, pages=()):
         super().__init__(message)
         self.lost = lost
         self.maybe_more = maybe_more
+        self.pages = list(pages)
 
 
 def error_code(exc: BaseException) -> Tuple[Optional[int], str]:

@@ -20,6 +20,16 @@ A trial, for one fresh item (its own clip path) and one fresh queue folder:
    ``replay``:   no player: an older version's journal (a claimed ``.<pid>`` file) is
                  in the data folder; the ``sync`` that imports it is killed at a
                  random moment, then ``sync`` runs again;
+   ``stall``:    the server's item list hangs (past the read timeout) the whole time the
+                 file plays: identification stalls instead of failing;
+   ``namespace``: the player runs as PID 1 of its own PID namespace (a container, a
+                 sandbox) and is killed while a write request is held; ``sync`` runs in
+                 this namespace, where PID 1 is alive: only the owner lock tells it died
+                 (root and unshare(1) only; otherwise the trial runs the player here);
+   ``damage``:   killed while a write request is held (so the queue holds changes in
+                 flight), then the queue file is damaged from outside
+                 before ``sync`` (queue_damage.py): every acknowledged row must reach the
+                 server, stay queued, or be counted lost by the salvage's report;
 3. wait until the fake finished any request the dead process left in it, then
    read the queue file: every row in it was acknowledged (committed);
 4. run ``playback-sync sync`` and read the queue and the server again.
@@ -28,7 +38,9 @@ Figures per trial: ``lost`` (acknowledged changes neither on the server nor
 still queued), ``stranded`` (rows left in ``syncing`` after the restart),
 ``duplicates`` (watched applied more than once on the server, counted in the
 fake), ``dropped_unidentified`` (a viewing played to its end whose watched mark is
-neither on the server nor queued after ``sync``), ``position_error_s`` (last position the player reached minus the
+neither on the server nor queued after ``sync``), ``lost_to_damage`` (rows the
+damage report counts as lost; rows gone that it does not count are ``lost``),
+``position_error_s`` (last position the player reached minus the
 server's resume position; 0 when the item is watched).
 """
 from __future__ import annotations
@@ -38,31 +50,34 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from tests.fakes.jellyfin import JellyfinFake
 from tests.fakes.mediabrowser import TICKS_PER_SECOND
+from tests.faults import queue_damage
+from tests.faults.figures import (PROGRESS_INTERVAL, TrialResult, lost_and_queued, read_rows,  # noqa: F401
+                                  summarize)
+from tests.faults.cli import can_unshare, in_new_pid_namespace
 
 KILL_MODES = ("playback", "enqueue", "request")  # the player is killed with SIGKILL
 FAULT_MODES = ("slow", "quit", "identify", "replay")  # issue 11's faults (see the docstring)
-MODES = KILL_MODES + FAULT_MODES
+# More of issue 11's faults, run by `make soak` (not in CI's one-trial-per-fault test: a killed or
+# damaged trial need not end watched).
+SOAK_MODES = ("stall", "namespace", "damage")
+MODES = KILL_MODES + FAULT_MODES + SOAK_MODES
 # Per mode: (read timeout of the player's config, how long the fake holds each write).
 SLOW_MODES = {"slow": (1.0, 2.0), "quit": (4.0, 6.0)}
 TOKEN = "crashTOKENq7w3e9r1t5y0u2"
-PROGRESS_INTERVAL = 2  # the settings' minimum: the tightest bound the figures can show
 # The mpv host samples the position once a second and the tracker sends at most one
 # progress per interval from those samples, so the server may trail the player by the
 # interval plus one sample period (plus the few ms of the hand-off to the queue).
 SAMPLE_PERIOD = 1.0
-TABLE = "playback_sync_queue"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,11 +91,14 @@ class CrashFake(JellyfinFake):
         self.inflight = 0
         self.arrivals = 0  # write requests that reached the server while held
         self.listing_broken = False  # the item list answers 503: identification cannot finish
+        self.listing_free = threading.Event()  # cleared: the item list hangs until set (a stall)
+        self.listing_free.set()
 
     def list_items(self, req):
         if self.listing_broken:
             from werkzeug.wrappers import Response
             return Response("busy", status=503)
+        self.listing_free.wait(60)
         return super().list_items(req)
 
     def mark_played(self, uid, iid, when=None):
@@ -103,31 +121,6 @@ class CrashFake(JellyfinFake):
         finally:
             with self.lock:
                 self.inflight -= 1
-
-
-@dataclass
-class TrialResult:
-    n: int
-    mode: str
-    killed: bool
-    kill_after_s: float
-    last_position_s: float
-    acknowledged: int
-    lost: int
-    stranded: int
-    duplicates: int
-    still_queued: int
-    position_error_s: float
-    server_played: bool
-    server_position_s: float
-    notes: List[str] = field(default_factory=list)
-    unsaved_clean_exit: int = 0  # play ended by itself, yet the watched mark never got saved
-    dropped_unidentified: int = 0  # played to the end while identification could not finish: mark lost
-
-    @property
-    def saved_before_kill(self) -> bool:
-        """A change was in the queue when the process died (past the startup window)."""
-        return self.acknowledged > 0
 
 
 def _ipc_time_pos(sock: socket.socket, buf: bytearray, request_id: int, timeout: float = 0.2) -> Optional[float]:
@@ -160,23 +153,6 @@ def _ipc_time_pos(sock: socket.socket, buf: bytearray, request_id: int, timeout:
     return None
 
 
-def read_rows(db: Path) -> List[dict]:
-    """Every row of the queue file (committed WAL frames included), by id."""
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        con.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in con.execute(f"SELECT * FROM {TABLE} ORDER BY id")]
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []  # killed while the schema was being made: nothing acknowledged
-            raise
-    finally:
-        con.close()
-
-
 class CrashRig:
     """One fake Jellyfin, one base clip, a config; ``trial(n, mode)`` runs one trial."""
 
@@ -199,6 +175,7 @@ class CrashRig:
                                                       f"connect_timeout = 1.0\nread_timeout = {read}\n")
                              for mode, (read, _hold) in SLOW_MODES.items()}
         (self.dir / "mpv-config").mkdir(exist_ok=True)
+        self.namespaces = can_unshare()  # `namespace` trials need root and unshare(1)
 
     def _write_config(self, name: str, extra: str) -> Path:
         path = self.dir / name
@@ -241,17 +218,21 @@ class CrashRig:
         env = self.env(tdir, self.slow_configs.get(mode))
         if mode == "replay":
             return self._replay_trial(n, tdir, clip, item, db, env)
-        self.fake.hold_writes = (self.hold_s if mode == "request" else SLOW_MODES[mode][1] if mode in SLOW_MODES
-                                 else 0.0)
+        self.fake.hold_writes = (self.hold_s if mode in ("request", "namespace", "damage") else SLOW_MODES[mode][1]
+                                 if mode in SLOW_MODES else 0.0)
         self.fake.listing_broken = mode == "identify"
+        if mode == "stall":
+            self.fake.listing_free.clear()
         self.fake.arrivals = 0
         cmd = self.cli("play", str(clip), "--vo=null", "--ao=null", f"--input-ipc-server={sock_path}")
+        if mode == "namespace" and self.namespaces:
+            cmd = in_new_pid_namespace() + cmd
         start = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
         # playback: anywhere from process start to shortly after the clip's natural end.
         kill_at = start + rng.uniform(0.0, 1.2 + self.clip_seconds)
-        if mode in ("slow", "quit", "identify"):
+        if mode in ("slow", "quit", "identify", "stall"):
             kill_at = float("inf")  # these play to the end and quit by themselves
         writes_to_wait = rng.randint(1, 8)  # enqueue: the k-th write of ~8 (open, changes, claims, closes)
         arrival_to_wait = rng.randint(1, 2)  # request: the progress or the watched request
@@ -286,7 +267,7 @@ class CrashRig:
                         wal_seen = stamp
                         writes += 1
                         fire = writes >= writes_to_wait
-                elif mode == "request":
+                elif mode in ("request", "namespace", "damage"):
                     if hold_kill_at is None and self.fake.arrivals >= arrival_to_wait:
                         hold_kill_at = now + rng.uniform(0.0, self.hold_s * 0.9)
                     fire = hold_kill_at is not None and now >= hold_kill_at
@@ -296,7 +277,7 @@ class CrashRig:
                     if pos is not None:
                         last_pos = pos
                 if fire:
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)  # the player, and unshare's child in a namespace
                     killed = True
                     break
                 time.sleep(0.001 if mode == "enqueue" else 0.01)
@@ -312,6 +293,8 @@ class CrashRig:
                 proc.stderr.close()
         kill_after = time.monotonic() - start
         notes = []
+        if mode == "namespace" and not self.namespaces:
+            notes.append("no PID namespace here (needs root and unshare): the player ran in this one")
         if not killed:
             notes.append(f"play ended by itself (exit {proc.returncode})")
             if proc.returncode != 0:
@@ -323,7 +306,11 @@ class CrashRig:
                 time.sleep(0.01)
         self.fake.hold_writes = 0.0
         self.fake.listing_broken = False
+        self.fake.listing_free.set()
         acknowledged = read_rows(db)
+        if mode == "damage":
+            kind = queue_damage.damage(db.parent, rng)
+            notes.append(f"damage: {kind or 'no queue file'}")
 
         t_sync = time.monotonic()
         # 40 s: a send in doubt is judged only after its window (connect + read timeout + 5 s, twice
@@ -338,22 +325,32 @@ class CrashRig:
         final = {r["id"]: r for r in read_rows(db)}
         data = self.fake.user_data(self.uid, item)
         server_pos = data.position_ticks / TICKS_PER_SECOND
-        lost, queued = self._lost(acknowledged, final, data, notes)
+        found = queue_damage.report(db.parent) if mode == "damage" else None
+        damaged = int(found.get("lost", 0)) if found else 0
+        if mode == "damage" and (set(r["id"] for r in acknowledged) - set(final)
+                                 or any(r["status"] == "failed" for r in final.values())):
+            # Rows were dropped or kept as failed by the salvage: each must be counted by its report.
+            lost = queue_damage.unaccounted(acknowledged, final, found)
+            queued = sum(1 for r in final.values() if r["status"] in ("pending", "failed"))
+            if lost:
+                notes.append(f"{lost} row(s) gone that no damage report counts ({found})")
+        else:
+            lost, queued = lost_and_queued(acknowledged, final, data, notes)
         stranded = sum(1 for r in final.values() if r["status"] == "syncing")
         dup = max(0, self.fake.played_applied[item] - 1)
         error = 0.0 if data.played else max(0.0, last_pos - server_pos)
         unsaved = int(not killed and proc.returncode == 0 and not data.played)
         if unsaved:
             notes.append("clean exit, but the watched mark was never saved")
-        if not killed and proc.returncode not in (0, None) and mode in ("slow", "quit", "identify"):
+        if not killed and proc.returncode not in (0, None) and mode in ("slow", "quit", "identify", "stall"):
             lost += 1  # the trial never played: count it, never pass it silently
-        dropped = int(mode == "identify" and not killed and not data.played
+        dropped = int(mode in ("identify", "stall") and not killed and not data.played
                       and not any(r["status"] in ("pending", "failed") for r in final.values()))
         if dropped:
             notes.append("played to the end while identification could not finish: the watched mark was dropped")
         return TrialResult(n, mode, killed, round(kill_after, 3), round(last_pos, 3), len(acknowledged), lost,
                            stranded, dup, queued, round(error, 3), data.played, round(server_pos, 3), notes,
-                           unsaved, dropped)
+                           unsaved, dropped, damaged)
 
     def _replay_trial(self, n: int, tdir: Path, clip: Path, item: str, db: Path, env) -> TrialResult:
         """An older version's journal is imported by a `sync` killed at a random moment; `sync` again."""
@@ -395,66 +392,6 @@ class CrashRig:
         queued = sum(1 for r in final.values() if r["status"] in ("pending", "failed"))
         return TrialResult(n, "replay", killed, round(kill_after, 3), 0.0, len(acknowledged), lost, stranded, dup,
                            queued, 0.0, data.played, 0.0, notes)
-
-    @staticmethod
-    def _lost(acknowledged: List[dict], final: Dict[int, dict], data, notes: List[str]):
-        """Acknowledged rows that neither reached the server nor are still queued."""
-        lost = queued = 0
-        watched = [r for r in acknowledged if r["change_type"] == "mark_watched"]
-        progress = [r for r in acknowledged if r["change_type"] == "progress_update"]
-        for r in acknowledged:
-            now = final.get(r["id"])
-            if now is None:
-                lost += 1
-                notes.append(f"row {r['id']} vanished")
-            elif now["status"] in ("pending", "failed"):
-                queued += 1
-        if watched:
-            if not data.played:
-                still = any(final.get(r["id"], {}).get("status") in ("pending", "failed") for r in watched)
-                if not still:
-                    lost += 1
-                    notes.append("an acknowledged watched mark is not on the server")
-        elif progress:
-            # The item's latest acknowledged position is what the server must hold
-            # (earlier ones are replaced on purpose: coalescing and dedup).
-            last = max(progress, key=lambda r: (r["created_at"], r["id"]))
-            want = last["position_ms"]
-            now = final.get(last["id"])
-            have = data.position_ticks * 1000 // TICKS_PER_SECOND
-            if have != want and (now is None or now["status"] not in ("pending", "failed")):
-                lost += 1
-                notes.append(f"server position {have} ms, last acknowledged {want} ms (row {last['id']} "
-                             f"{now and now['status']}/{now and now['resolution']})")
-        return lost, queued
-
-
-def summarize(results: List[TrialResult]) -> Dict[str, object]:
-    killed = [r for r in results if r.killed]
-    return {
-        "trials": len(results),
-        "killed": len(killed),
-        "by_mode": dict(Counter(r.mode for r in killed)),
-        "acknowledged_changes": sum(r.acknowledged for r in results),
-        "lost": sum(r.lost for r in results),
-        "stranded_in_syncing": sum(r.stranded for r in results),
-        "watched_applied_twice": sum(r.duplicates for r in results),
-        "still_queued_after_restart": sum(r.still_queued for r in results),
-        "max_position_error_s": max((r.position_error_s for r in results), default=0.0),
-        # Once a change is in the queue the server trails the player by at most one interval;
-        # before that (the first 2-3 s of a file, plus identification) everything played is at stake.
-        "max_position_error_after_first_save_s": max((r.position_error_s for r in results if r.saved_before_kill),
-                                                     default=0.0),
-        "max_position_error_startup_window_s": max((r.position_error_s for r in results
-                                                    if not r.saved_before_kill), default=0.0),
-        "clean_exits_unsaved": sum(r.unsaved_clean_exit for r in results),
-        "dropped_unidentified": sum(r.dropped_unidentified for r in results),
-        "trials_by_mode": dict(Counter(r.mode for r in results)),
-        "progress_interval_s": PROGRESS_INTERVAL,
-        "position_error_over_interval": sum(1 for r in results if r.position_error_s > PROGRESS_INTERVAL),
-        "watched_on_server": sum(1 for r in results if r.server_played),
-    }
-
 
 def run_trials(workdir: Path, trials: int, *, seed: Optional[int] = None, clip_seconds: float = 4.0,
                hold_s: float = 1.0, progress=None, modes=KILL_MODES) -> List[TrialResult]:

@@ -162,6 +162,13 @@ class Backend:
         """How many playable items the server lists (None: cannot tell cheaply)."""
         return None
 
+    def abort_requests(self) -> None:
+        """Cut this backend's requests in flight (called from another thread by the worker's
+        ``stop()`` at its deadline); each fails at once as a lost connection, outcome unknown."""
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.abort()
+
     def close(self) -> None:
         """Release the HTTP session."""
 

@@ -5,11 +5,17 @@ tokens kept out of every message and away from every other host.
 from __future__ import annotations
 
 import email.utils
+import socket
+import threading
 import time
+import weakref
 from typing import Any, Dict, Iterable, Optional
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .. import __version__
 from ..config import ServerConfig
@@ -68,6 +74,58 @@ class _SameOriginSession(requests.Session):
                 prepared_request.headers.pop(h, None)
 
 
+class _AbortableAdapter(HTTPAdapter):
+    """An adapter whose open connections can be cut from another thread (``abort``).
+
+    A thread blocked reading a slow server's answer cannot be interrupted in
+    Python; shutting its socket down makes the read return at once with an
+    error. The worker does this when ``stop()`` reaches its deadline, so no
+    thread it started outlives it (the request's outcome is then unknown: the
+    row stays in doubt). Connections are tracked while open, per adapter.
+    """
+
+    def __init__(self):
+        self._open: "weakref.WeakSet" = weakref.WeakSet()
+        self._open_lock = threading.Lock()
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        opened, lock = self._open, self._open_lock
+
+        def tracked(base):
+            class Tracked(base):
+                def connect(self):
+                    super().connect()
+                    with lock:
+                        opened.add(self)
+            return Tracked
+
+        class Pool(HTTPConnectionPool):
+            ConnectionCls = tracked(HTTPConnection)
+
+        class TlsPool(HTTPSConnectionPool):
+            ConnectionCls = tracked(HTTPSConnection)
+
+        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TlsPool}
+
+    def abort(self) -> int:
+        """Shut down every open connection's socket; how many were cut."""
+        with self._open_lock:
+            conns = list(self._open)
+        cut = 0
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+            except OSError:  # already closed
+                pass
+        return cut
+
+
 class HttpClient:
     """One server's session. ``request`` returns the parsed JSON (or None) or raises a BackendError."""
 
@@ -76,6 +134,9 @@ class HttpClient:
         self.base_url = server.url.rstrip("/")
         self.timeout = (float(server.connect_timeout), float(server.read_timeout))
         self.session = _SameOriginSession(self.base_url)
+        self._adapter = _AbortableAdapter()
+        self.session.mount("http://", self._adapter)
+        self.session.mount("https://", self._adapter)
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         if headers:
@@ -140,6 +201,10 @@ class HttpClient:
             # A 200 that isn't JSON: a proxy or captive portal in the way, or a cut body.
             raise TransientError(f"{what}: " + (WEB_PAGE if _web_page(resp) else "the answer is not valid JSON")) \
                 from None
+
+    def abort(self) -> None:
+        """Cut the requests in flight (from another thread): each fails at once as a lost connection."""
+        self._adapter.abort()
 
     def close(self) -> None:
         self.session.close()

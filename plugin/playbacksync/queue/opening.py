@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 from urllib.parse import quote
 
 from ..changes import CHANGE_TYPES, STATUSES
-from ..sqlite_damage import header_damage, truncation, wal_damage
+from ..sqlite_damage import header_damage, table_rows, truncation, wal_damage
 from ..sqlite_file import (NEEDS_CHECK, Damaged, SqliteFile, StorageError, error_code, is_damaged, is_db_error,
                            move_aside, quick_check)
 from . import salvage
@@ -56,22 +56,34 @@ def open_queue(db: SqliteFile, *, unclean: bool = False, check_wal: bool = True,
     except Damaged as damaged:
         db.close()
         found = DamageReport(db.path, "", str(damaged), lost=damaged.lost, maybe_more=damaged.maybe_more, at=now)
+        dropped_pages = damaged.pages
     moved = move_aside(db.path, "corrupt", what=db.what, error=db.error_class)
     _forget(db.path + NEEDS_CHECK)
     _open_once(db, probe=probe)
     found.moved_to = moved
-    report = carry_over(db, found)
+    report = carry_over(db, found, dropped_pages)
     log.error("%s", report.message())
     report.write()
     return report
 
 
-def carry_over(db: SqliteFile, report: DamageReport) -> DamageReport:
-    """Copy every usable row of ``report.moved_to`` into the (fresh) ``db``; counts into ``report``."""
+def carry_over(db: SqliteFile, report: DamageReport, dropped_pages=()) -> DamageReport:
+    """Copy every usable row of ``report.moved_to`` into the (fresh) ``db``; counts into ``report``.
+
+    ``dropped_pages``: pages of -wal frames SQLite dropped; ``report.lost`` counts their
+    commits, but a commit may write many rows (an import, a salvage's carry-over) or only
+    update some (a claim): when those pages hold rows of the queue, the ones that could not be
+    read are what was lost (the commit count stays when no row of them can be found)."""
     with db.session("read the new queue's schema") as con:
         schema = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")}
     rows, unreadable, maybe_more = salvage.read_rows(report.moved_to, schema)
     report.maybe_more = report.maybe_more or maybe_more
+    if dropped_pages:
+        with db.session("read the new queue's columns") as con:
+            width = len(con.execute(f"PRAGMA table_info({TABLE})").fetchall())
+        held = table_rows(dropped_pages, width)
+        if held:  # the rows those commits wrote: the ones not read are the changes lost
+            report.lost = len(held - {row.get("id") for row in rows})
     if unreadable is None:
         report.unreadable_file = True
     else:
@@ -134,7 +146,7 @@ def _check_read_only(db: SqliteFile, *, unclean: bool, check_wal: bool) -> Tuple
         raise Damaged(cut)
     wal = wal_damage(db.path) if check_wal else None
     if wal:
-        raise Damaged(wal[0], lost=wal[1], maybe_more=wal[2])
+        raise Damaged(wal[0], lost=wal[1], maybe_more=wal[2], pages=wal[3])
     try:
         con = sqlite3.connect(f"file:{quote(db.path)}?mode=ro", uri=True, timeout=db.busy_timeout)
     except sqlite3.Error as exc:

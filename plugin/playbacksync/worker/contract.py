@@ -51,6 +51,9 @@ class WorkerQueue(Protocol):
     def release(self, ids: Iterable[int]) -> int:
         """Our rows back to pending, due now, no attempt counted (a send in doubt stays in doubt)."""
 
+    def recover_stale(self) -> int:
+        """Rows in syncing whose owner is provably dead (owner lock free) or whose lease ran out → pending."""
+
     def retry_failed(self, source_id: Optional[str] = None) -> int:
         """Failed rows back to pending."""
 

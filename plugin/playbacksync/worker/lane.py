@@ -17,8 +17,9 @@ from ..redact import redact
 from ..changes import APPLIED, PROGRESS, SUPERSEDED, WATCHED, QueuedChange
 from . import events as ev
 from .backoff import backoff_delay, retry_delay
+from .lane_writes import LaneWrites
 from .plan import ItemKey, conflict, landed, plan_batch, waited
-from .resolve import describe as _what, item_gone, resolve_rows
+from .resolve import item_gone, resolve_rows
 from .sending import LeaseHeartbeat, send_window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +31,7 @@ ONLINE, OFFLINE, UNKNOWN = "online", "offline", "unknown"
 _WAITING = "waiting for an earlier change of this item"
 
 
-class Lane:
+class Lane(LaneWrites):
     def __init__(self, worker: "SyncWorker", source_id: str, backend: Backend):
         self.w = worker
         self.source_id = source_id
@@ -119,6 +120,7 @@ class Lane:
     # -- one pass ------------------------------------------------------------
     def step(self) -> bool:
         """Probe or send one batch. True when more is due right away."""
+        self.w.recover_claims()
         now = self.w.clock()
         if self.held() or self.auth_required or now < self.not_before:
             return False
@@ -339,6 +341,9 @@ class Lane:
         # A read that failed leaves an earlier doubt as it was; a send answered "not done"
         # settles it (an earlier send in doubt was judged not landed just before).
         in_doubt = (sent and not getattr(exc, "answered", False)) or (not sent and row.sent_at is not None)
+        if self.w._stopping.is_set():  # stop() cut it: back to pending, no probe; a send stays in doubt
+            self._release([row, *rest])
+            return
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
             # The server is down: not this change's fault, no attempt counted.
@@ -362,60 +367,3 @@ class Lane:
                     in_doubt=in_doubt)
         for r in rest:
             self._retry(r, _WAITING, until, count=False)
-
-    # -- queue writes (none after stop() abandoned the lane) ----------------------
-    def _write(self, ids, fn, *args, **kw) -> bool:
-        with self.lock:
-            if self.abandoned:
-                return False
-            fn(*args, **kw)
-            self.inflight.difference_update(ids)
-            return True
-
-    def _close(self, row: QueuedChange, resolution: str, note: Optional[str], *, event: bool) -> None:
-        if not self._write([row.id], self.w.queue.mark_synced, row.id, resolution=resolution, note=note):
-            return
-        if not event:
-            log.debug("server %s: change #%s closed: %s", self.source_id, row.id, note)
-        elif resolution == SUPERSEDED:
-            self.w._emit(ev.SUPERSEDED, self.source_id, f"{_what(row)} not sent to {self.source_id}: {note}", row)
-        else:
-            self.w._emit(ev.COMPLETED, self.source_id, f"{_what(row)} saved on {self.source_id}", row)
-
-    def _fail(self, row: QueuedChange, exc, *, in_doubt: bool = False) -> None:
-        """``in_doubt``: a write of ``row`` may still land (no answer); else the server answered."""
-        message = redact(exc)
-        if self._write([row.id], self.w.queue.mark_failed, row.id, message, in_doubt=in_doubt):
-            self.w._emit(ev.FAILED, self.source_id, f"{_what(row)} could not be saved on {self.source_id}: "
-                         f"{message}", row)
-
-    def _retry(self, row: QueuedChange, message: str, until: float, *, count: bool) -> None:
-        self._write([row.id], self.w.queue.mark_retry, row.id, message, until, count_attempt=count)
-
-    def _release(self, rows: Sequence[QueuedChange]) -> None:
-        ids = [r.id for r in rows]
-        if ids:
-            self._write(ids, self.w.queue.release, ids)
-
-    def _release_all(self) -> None:
-        with self.lock:
-            ids = sorted(self.inflight)
-        if ids:
-            self._write(ids, self.w.queue.release, ids)
-
-    def abandon(self, timeout: float) -> bool:
-        """stop(): give back every row still claimed; later answers are ignored."""
-        got = self.lock.acquire(timeout=max(0.0, timeout))
-        try:
-            ids = sorted(self.inflight)
-            self.abandoned = True
-            if not got:
-                return False  # a queue write is stuck; the queue's lease recovers these rows
-            if ids:
-                self.w.queue.release(ids)
-            self.inflight.clear()
-            return True
-        finally:
-            if got:
-                self.lock.release()
-

@@ -49,12 +49,14 @@ def plan_batch(rows: Sequence[QueuedChange]) -> Batch:
 
 
 def waited(row: QueuedChange, now: float, online_since: Optional[float], conflict_age: float) -> bool:
-    """Did this change wait (retried, old, or made before the server last came back)?
+    """Did this change wait (retried, old, made before the server last came back, or sent
+    before without an answer: it waited out its send window, e.g. taken back from a process
+    that died mid-send, which counts no attempt)?
 
     Only such changes get the conflict check; live ones are applied as made, so
     a deliberate rewind or unwatch is kept.
     """
-    if row.attempt_count > 0:
+    if row.attempt_count > 0 or row.sent_at is not None:
         return True
     if now - row.created_at > conflict_age:
         return True

@@ -8,14 +8,16 @@ delay another's changes. While a lane sends a batch it may add up to
 ``connections - 1`` short-lived helper threads so independent items go out
 in parallel (each item's changes stay in order on one thread), and a lease
 heartbeat (sending.py). Every thread is a daemon, so a request stuck in a
-slow server never holds the process; ``stop()`` gives such rows back to the
-queue (pending) at its deadline.
+slow server never holds the process; ``stop()`` cuts requests still running
+near its deadline, so every thread ends within it, and gives their rows back
+to the queue (pending, in doubt).
 
 Per change: resolve its media reference to the server's item (resolve.py;
 a miss waits, "waiting to identify"), dedup within the batch (the queue's
 own coalescing rule), a conflict check for changes that waited, apply, then
 close the row (applied / superseded), retry it with backoff, or mark it
-failed. Per server: online/offline from ``check()`` and from errors, probing
+failed. Each pass also takes back (at most every ``recover_interval``) claims
+of a process that died while running (``recover_claims``). Per server: online/offline from ``check()`` and from errors, probing
 with backoff while offline; Retry-After; auth errors pause the server until
 ``set_backend``. The worker uses the queue only through the small contract
 in contract.py.
@@ -80,13 +82,17 @@ from .lane import Lane
 
 log = logging.getLogger(__name__)
 
+# stop(): seconds kept before its deadline to cut requests still running and let their threads end.
+STOP_UNWIND = 0.5
+
 
 class SyncWorker:
     def __init__(self, queue: WorkerQueue, backends: Mapping[str, Backend], *, clock: Callable[[], float] = time.time,
                  poll_interval: float = 5.0, max_attempts: int = 5, backoff_base: float = 1.0,
                  backoff_cap: float = 60.0, rng: Optional[random.Random] = None, conflict_age: float = 60.0,
                  connections: int = 2, batch_size: int = 100, identifier: Optional[Resolver] = None,
-                 unidentified_after: float = 3 * 86400.0, send_window: Optional[float] = None):
+                 unidentified_after: float = 3 * 86400.0, send_window: Optional[float] = None,
+                 recover_interval: float = 10.0):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if poll_interval <= 0:
@@ -104,6 +110,11 @@ class SyncWorker:
         self.identifier = identifier  # resolves media references (None: rows without an item wait)
         self.unidentified_after = float(unidentified_after)
         self.send_window = send_window  # None: from each backend's timeouts (sending.py)
+        # Claims of a dead process (owner lock free) or an expired lease are taken back this often
+        # while running (at most; a lane pass does it, lanes wake at least every poll_interval).
+        self.recover_interval = max(0.0, float(recover_interval))
+        self._next_recovery = 0.0  # monotonic
+        self._recovery_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -131,18 +142,33 @@ class SyncWorker:
             lane.start()
 
     def stop(self, timeout: float = 3.0) -> bool:
-        """Stop within ``timeout`` seconds. Requests still running then are abandoned and
-        their rows returned to pending. True when every thread finished in time."""
+        """Stop within ``timeout`` seconds, ending every thread ``start()`` started.
+
+        A request still running shortly before the deadline (``STOP_UNWIND``) is
+        cut (its connection shut down, http.py); its row goes back to pending,
+        in doubt when the write may have landed. True when every thread ended
+        in time (False only if one is stuck outside a request, e.g. on a locked
+        queue: the queue's lease recovers its rows)."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._stopping.set()
         lanes = list(self._lanes.values())
         for lane in lanes:
             lane.wake.set()
-        clean = True
+        # Requests in flight may finish (and close their rows) until shortly before the deadline;
+        # then they are cut (their rows stay in doubt) so every thread ends within it.
+        unwind = min(STOP_UNWIND, max(0.0, timeout) / 2)
         for lane in lanes:
             if lane.thread is not None:
-                lane.thread.join(max(0.0, deadline - time.monotonic()))
-                clean = clean and not lane.thread.is_alive()
+                lane.thread.join(max(0.0, deadline - unwind - time.monotonic()))
+        while True:
+            alive = [lane for lane in lanes if lane.thread is not None and lane.thread.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                break
+            for lane in alive:  # again each round: a request may have started after the last cut
+                lane.abort_requests()
+            alive[0].thread.join(min(0.05, left))
+        clean = not alive
         for lane in lanes:
             try:
                 clean = lane.abandon(max(0.05, deadline - time.monotonic())) and clean
@@ -183,6 +209,27 @@ class SyncWorker:
             answers(source_id, identity)
         except Exception:  # identification must never stop a lane
             log.exception("server %s: comparing the server's identity failed", source_id)
+
+    def recover_claims(self) -> int:
+        """Take back claims whose owner died (its owner lock is free, whatever PID namespace it ran
+        in) or whose lease ran out, at most every ``recover_interval`` s; lanes call it each pass.
+
+        The queue does this at open; a long-running host (Kodi's service, the mpv agent) would
+        otherwise leave a killed player's or ``sync``'s rows stranded in ``syncing`` until its next
+        start. Rows sent before the owner died keep their doubt (they wait out their send window)."""
+        now = time.monotonic()
+        with self._recovery_lock:
+            if now < self._next_recovery:
+                return 0
+            self._next_recovery = now + self.recover_interval
+        try:
+            n = self.queue.recover_stale()
+        except Exception as exc:  # a locked queue: the next pass tries again
+            log.warning("could not recover the changes of a stopped process: %s", exc)
+            return 0
+        if n:
+            self.notify()
+        return n
 
     def index_refreshed(self, source_id: str) -> None:
         """A server's item index was refreshed: changes waiting to identify are tried now."""
