@@ -57,7 +57,7 @@ def offer_discovered(server_type: str, ask=input, say=print) -> Optional[str]:
     for n, f in enumerate(found, 1):
         say(f"  {n}) {f.name}  {f.url}")
     for _ in range(3):
-        choice = ask(f"Use which one? [1], or n to type an address: ").strip().lower()
+        choice = ask("Use which one? [1], or n to type an address: ").strip().lower()
         if not choice:
             return found[0].url
         if choice in ("n", "no"):
