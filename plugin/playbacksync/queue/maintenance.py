@@ -17,7 +17,7 @@ import os
 from typing import Dict, Iterable, Optional
 
 from . import coalesce, owners
-from .rows import TABLE
+from .rows import TABLE, narrowed
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,8 @@ class QueueMaintenance:
 
     def clear_failed(self, source_id: Optional[str] = None, ids: Optional[Iterable[int]] = None) -> int:
         """Delete failed rows (the viewer gave up on them), only ``ids`` when given. Returns how many."""
-        sql = f"DELETE FROM {TABLE} WHERE status = 'failed'"
-        params: dict = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if ids is not None:
-            sql += " AND id IN :ids"
-            params["ids"] = [int(i) for i in ids]
+        sql, params = narrowed(f"DELETE FROM {TABLE} WHERE status = 'failed'", source_id, "id",
+                               None if ids is None else [int(i) for i in ids])
         with self._tx("clear failed changes") as q:
             return q(sql, **params).rowcount
 

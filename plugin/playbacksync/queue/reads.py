@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional
 
 from ..changes import FAILED, STATUSES, QueuedChange
-from .rows import COLUMNS as _COLUMNS, TABLE, to_change as _to_change
+from .rows import COLUMNS as _COLUMNS, TABLE, narrowed, to_change as _to_change
 
 
 class QueueReads:
@@ -38,14 +38,7 @@ class QueueReads:
 
     def rows(self, source_id: Optional[str] = None, statuses: Optional[Iterable[str]] = None) -> List[QueuedChange]:
         """All rows (optionally of one server / some statuses), ordered by id; for status views."""
-        sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE 1 = 1"
-        params: dict = {}
-        if source_id is not None:
-            sql += " AND source_id = :s"
-            params["s"] = source_id
-        if statuses is not None:
-            sql += " AND status IN :ids"
-            params["ids"] = list(statuses)
+        sql, params = narrowed(f"SELECT {_COLUMNS} FROM {TABLE} WHERE 1 = 1", source_id, "status", statuses)
         with self._tx("read changes", write=False) as q:
             return [_to_change(r) for r in q(sql + " ORDER BY id", **params)]
 

@@ -16,12 +16,25 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Dict, Optional, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 from ..changes import PROGRESS, WATCHED, Change, QueuedChange
 from ..tracker.events import MediaRef
 
 TABLE = "playback_sync_queue"
+
+
+def narrowed(sql: str, source_id: Optional[str], column: str, values: Optional[Iterable]) -> Tuple[str, dict]:
+    """``sql`` (ending in a WHERE clause) narrowed to one server and to rows whose ``column``
+    is one of ``values``, each only when given; with its parameters."""
+    params: dict = {}
+    if source_id is not None:
+        sql += " AND source_id = :s"
+        params["s"] = source_id
+    if values is not None:
+        sql += f" AND {column} IN :ids"  # expanded by SyncQueue._expand
+        params["ids"] = list(values)
+    return sql, params
 
 COLUMNS = ("id, media_item_id, source_id, user_id, change_type, position_ms, duration_ms, completed, "
            "created_at, status, attempt_count, last_attempt_at, next_attempt_at, updated_at, "
