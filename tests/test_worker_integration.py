@@ -349,6 +349,31 @@ def test_live_changes_are_applied_as_made_rewind_and_unwatch(env):
     assert settled(env, r2, SYNCED) and not s.state(0).played
 
 
+def test_a_write_refused_at_connect_is_not_in_doubt_and_the_outage_costs_one_write(env):
+    """The server went away unnoticed: the next write is refused before any connection exists, so
+    nothing went out. That send is settled (not "in doubt"), the positions played meanwhile
+    coalesce into the same row, and the item costs one write when the server is back (it cost
+    two: the refused row waited out its doubt and was sent, then the newer one)."""
+    s = env.server()
+    w = env.worker(s)
+    assert online(w, "jf")
+    env.clock.advance(5)  # a change newer than the server's return: sent without a state read
+    s.fake.go_down()
+    first = env.enqueue(s, 0, PROGRESS, position_s=60)
+    assert wait_for(lambda: w.server_states()["jf"] == "offline")
+    assert wait_for(lambda: env.row(first).status == PENDING)
+    assert env.row(first).sent_at is None  # refused at connect: nothing can land
+    for pos in (120, 180):
+        env.enqueue(s, 0, PROGRESS, position_s=pos)
+    assert [r.id for r in env.queue.rows(statuses=(PENDING,))] == [first]  # one row for the item
+    s.fake.clear_log()
+    s.fake.come_back()
+    env.clock.advance(8)
+    w.notify()
+    assert settled(env, first, SYNCED)
+    assert s.position_s(0) == 180 and s.writes() == 1
+
+
 def test_change_from_before_the_server_came_back_is_checked(env):
     s = env.server()
     s.fake.go_down()

@@ -25,10 +25,12 @@ class TransientError(BackendError):
     an unreadable 2xx) a write may have been applied, or may still be.
     """
 
-    def __init__(self, message: str, retry_after: Optional[float] = None, *, answered: bool = False):
+    def __init__(self, message: str, retry_after: Optional[float] = None, *, answered: bool = False,
+                 not_sent: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.answered = answered
+        self.not_sent = not_sent  # no connection was made (refused, no route, name unknown): nothing went out
 
 
 class AuthError(BackendError):

@@ -162,7 +162,7 @@ class HttpClient:
                 requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as e:
             # Said in words (wording.py); TLS problems don't heal by retrying quickly, but the
             # server may be mid-renewal: the worker's backoff handles it.
-            raise TransientError(in_words(e, self.base_url, self.timeout[1])) from None
+            raise TransientError(in_words(e, self.base_url, self.timeout[1]), not_sent=_never_connected(e)) from None
         except requests.RequestException as e:
             raise PermanentError(f"{what}: {redact(_short(e))}") from None
         if resp.history and resp.status_code < 400 and _origin(resp.url) != _origin(self.base_url):
@@ -208,6 +208,19 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """The request failed before a connection existed (refused, unreachable, unknown name, or
+    the connect timed out): not one byte of it reached the server, so a write cannot land."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.exceptions.SSLError):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 WEB_PAGE = "a web page answered, not the server's API (is this the server's address?)"

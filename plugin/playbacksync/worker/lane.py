@@ -340,14 +340,22 @@ class Lane(LaneWrites):
         the write may still land, so the row stays in doubt (it waits out its send window)."""
         # A read that failed leaves an earlier doubt as it was; a send answered "not done"
         # settles it (an earlier send in doubt was judged not landed just before).
-        in_doubt = (sent and not getattr(exc, "answered", False)) or (not sent and row.sent_at is not None)
+        # A write that never connected did not go out: its send is settled, not in doubt, so the
+        # changes made while the server is away coalesce into it (one write when it is back).
+        went_out = sent and not getattr(exc, "not_sent", False)
+        in_doubt = (went_out and not getattr(exc, "answered", False)) or (not sent and row.sent_at is not None)
         if self.w._stopping.is_set():  # stop() cut it: back to pending, no probe; a send stays in doubt
             self._release([row, *rest])
             return
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
             # The server is down: not this change's fault, no attempt counted.
-            self._release([row, *rest])
+            if sent and not in_doubt:
+                self._write([row.id], self.w.queue.mark_retry, row.id, redact(exc), self.w.clock(),
+                            count_attempt=False, in_doubt=False)
+                self._release(rest)
+            else:
+                self._release([row, *rest])
             return
         if not isinstance(exc, TransientError):
             log.error("server %s: unexpected %s from the backend", self.source_id, type(exc).__name__,
