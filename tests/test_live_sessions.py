@@ -130,6 +130,7 @@ def run_reporter(server: Server, viewing, drop=frozenset()):
             reporter.flush()
             server.fake.reset_trouble()
             sent.append(len(server.now_playing()))
+        reporter.flush()  # the server answers again: what the viewing could not deliver then
         return reporter, sent
     finally:
         backend.close()
@@ -187,7 +188,9 @@ def test_count_and_played_end_as_the_servers_own_client_leaves_them(pair, data):
     official_client(ref, viewing)
     run_reporter(ours, viewing, drop=drop)
     (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
-    assert count <= rcount  # never above what the server's own client reaches
+    assert count <= rcount and played <= rplayed  # never above what the server's own client reaches
+    if ours.kind != "plex":  # a lost start is sent again once the server answers: the play is counted
+        assert count == rcount
     if not drop:
         assert (count, played) == (rcount, rplayed)
         if not played:
@@ -237,6 +240,7 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
         if worker_late:
             worker.start()
             assert wait_for(lambda: _drained(queue), 10)
+        reporter.flush()  # the live reports the server can take again (the reporter's thread does this)
     finally:
         worker.stop()
         queue.close()
@@ -262,9 +266,9 @@ def test_a_finished_viewing_counts_once_with_live_reports_and_the_queue(pair, tm
         assert ours.state()[0] > ref.state()[0]
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_live_and_queue_never_count_above_the_servers_own_client(pair, tmp_path, data):
+def test_live_and_queue_end_where_the_servers_own_client_does(pair, tmp_path, data):
     ours, ref = pair
     viewing, drop = data.draw(viewings(ours.runtime_s))
     late = data.draw(st.booleans())
@@ -273,9 +277,8 @@ def test_live_and_queue_never_count_above_the_servers_own_client(pair, tmp_path,
     official_client(ref, viewing)
     run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late)
     (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
-    assert count <= rcount
-    if not drop:
-        assert (count, played) == (rcount, rplayed)
+    # Whatever was lost, live reports and the queue together end where the server's own client does.
+    assert (count, played) == (rcount, rplayed)
 
 
 def test_a_paused_server_gets_no_live_reports(pair):

@@ -23,12 +23,14 @@ class TransientError(BackendError):
     ``answered``: the server itself answered that it did not do the request
     (429, 500, 501, 503); otherwise (no answer, a timeout, a gateway's 502/504,
     an unreadable 2xx) a write may have been applied, or may still be.
+    ``unsent``: no connection was made (refused, unreachable): the request never left.
     """
 
     def __init__(self, message: str, retry_after: Optional[float] = None, *, answered: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.answered = answered
+        self.unsent = False
 
 
 class AuthError(BackendError):

@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable, Optional
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from .. import __version__
 from ..config import ServerConfig
@@ -105,7 +106,9 @@ class HttpClient:
                 requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as e:
             # Said in words (wording.py); TLS problems don't heal by retrying quickly, but the
             # server may be mid-renewal: the worker's backoff handles it.
-            raise TransientError(in_words(e, self.base_url, self.timeout[1])) from None
+            err = TransientError(in_words(e, self.base_url, self.timeout[1]))
+            err.unsent = _never_sent(e)  # refused or not connected in time: the server got nothing
+            raise err from None
         except requests.RequestException as e:
             raise PermanentError(f"{what}: {redact(_short(e))}") from None
         if resp.history and resp.status_code < 400 and _origin(resp.url) != _origin(self.base_url):
@@ -147,6 +150,14 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _never_sent(e: Exception) -> bool:
+    """The connection was never made (refused, unreachable, connect timeout): no request left."""
+    if isinstance(e, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(e.args[0], "reason", None) if isinstance(e, requests.ConnectionError) and e.args else None
+    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError included
 
 
 WEB_PAGE = "a web page answered, not the server's API (is this the server's address?)"

@@ -285,6 +285,20 @@ class Lane:
             if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
                 self._close(row, SUPERSEDED, cover[1], event=False)  # routine while online: no message
                 continue
+            counts_play = cover is not None and cover[0] == "count"
+            if counts_play:  # this write also counts the viewing's play: from the count before it
+                state = self._read(backend, gen, key, rows[i:])
+                if state is None:
+                    return
+                if row.sent_at is not None and row.seen_play_count is not None:
+                    if state.play_count > row.seen_play_count:  # an earlier send got no answer and landed
+                        self.own_writes[key] = self.w.clock()
+                        self._close(row, APPLIED, f"an earlier send that got no answer was applied (play count "
+                                    f"{row.seen_play_count} → {state.play_count}): not sent again", event=True)
+                        continue
+                    seen = row.seen_play_count
+                else:
+                    seen = state.play_count
             # A live report of this viewing changed the server's state itself: that is not another
             # device's edit, so only a change the live session did not touch is checked for conflicts.
             ours = cover is not None or (self.w.live_reported is not None and self.w.live_reported(row))
@@ -300,7 +314,8 @@ class Lane:
                     return
             try:
                 undated = cover is not None and cover[0] == "undated"  # the play is counted: no 2nd count
-                backend.apply(replace(row, created_at=0.0) if undated else row)
+                backend.apply(replace(row, created_at=0.0) if undated
+                              else replace(row, play_count_to=seen + 1) if counts_play else row)
             except AuthError as e:
                 self._auth(e, gen)
                 self._release(rows[i:])
