@@ -370,7 +370,7 @@ def _drain(server: Server, queue, state_path: str):
     worker.live_cover, worker.live_reported = later.cover, later.reported
     worker.start()
     try:
-        assert wait_for(lambda: _drained(queue), 10)
+        assert wait_for(lambda: _drained(queue), 10), [(r.id, r.change_type, r.status, r.resolution, r.attempt_count, r.error_message, r.next_attempt_at) for r in queue.rows()]
     finally:
         worker.stop()
 
@@ -458,3 +458,48 @@ def test_a_live_start_whose_answer_never_came_is_not_counted_again(kind, tmp_pat
     finally:
         ours.stop()
         ref.stop()
+
+
+def test_plex_counts_one_view_when_the_player_is_killed_between_the_threshold_and_the_watched_mark(tmp_path):
+    # A seek past Plex's threshold: the queue's position there counts the view (as any Plex client's
+    # timeline would). The player is killed (SIGKILL) before the viewing's watched mark reached Plex;
+    # the next start sends what is queued: the mark must not count a second view.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from playbacksync.queue import SyncQueue
+
+    server = Server("plex")
+    lib, state, qpath = server.fake.library, str(tmp_path / "live-sessions.json"), str(tmp_path / "q")
+    server.new_item()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.faults.plex_restart", server.fake.url, server.token,
+                             server.item, str(server.runtime_s), qpath, state],
+                            cwd=str(Path(__file__).resolve().parents[1]), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout.readline().strip() == "counted"
+        assert lib.state(server.token, server.item).view_count == 1
+        proc.stdin.write("play on\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "held"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        queue = SyncQueue(qpath)
+        try:
+            _drain(server, queue, state)  # the player (or Kodi's service) started again
+            assert [r.change_type for r in queue.rows(statuses=("synced",))][-1] == "mark_watched"
+        finally:
+            queue.close()
+        assert lib.state(server.token, server.item).view_count == 1
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
