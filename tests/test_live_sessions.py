@@ -360,13 +360,17 @@ PARTIAL = [(STARTED, 0.0, 0.0), (POSITION, 40.0, 40.0), (SEEKED, 600.0, 41.0), (
            (ENDED, 600.0, 51.0)]
 
 
-def _drain(server: Server, queue, state_path: str):
+def _drain(server: Server, queue, state_path: str, read_timeout: float = 15.0):
     """A later process (`playback-sync sync`): a new reporter reads the saved state, a worker drains."""
+    import dataclasses
+
     from playbacksync.worker import SyncWorker
     from tests.test_worker_support import wait_for
 
     later = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: None, state_path=state_path)
-    worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
+    cfg = dataclasses.replace(server.cfg, read_timeout=read_timeout)
+    worker = SyncWorker(queue, {"live": make_backend(cfg)}, poll_interval=0.2, backoff_base=0.1,
+                        send_window=2.5 if read_timeout < 15 else None)
     worker.live_cover, worker.live_reported = later.cover, later.reported
     worker.start()
     try:
@@ -375,8 +379,9 @@ def _drain(server: Server, queue, state_path: str):
         worker.stop()
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["answered", "answer-lost"])
 @pytest.mark.parametrize("kind", MB_KINDS)
-def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_time(kind, tmp_path):
+def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_time(kind, late, tmp_path):
     # The server answered nothing while the film played an hour ago (every live report lost) and the
     # player quit; a later `sync` replays the queue. The server's own client would have counted the
     # play at the start: the queue's first write of that viewing counts it, stamped with the real time.
@@ -406,7 +411,10 @@ def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_ti
                                             duration_ms=c.duration_ms, created_at=c.created_at))
         ours.fake.reset_trouble()
         assert ours.state()[0] == 0  # nothing reached the server while it played
-        _drain(ours, queue, state)  # the first process is gone: only the queue and the saved state remain
+        if late:  # the counting write lands after the client gave up waiting for its answer: it is retried
+            ours.fake.late_write(1.5)
+        # The first process is gone: only the queue and the saved state remain.
+        _drain(ours, queue, state, read_timeout=1.0 if late else 15.0)
         queue.close()
         (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
         assert (count, played) == (rcount, rplayed) == (1, False)

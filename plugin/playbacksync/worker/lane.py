@@ -290,15 +290,12 @@ class Lane:
                 state = self._read(backend, gen, key, rows[i:])
                 if state is None:
                     return
+                seen = state.play_count
                 if row.sent_at is not None and row.seen_play_count is not None:
-                    if state.play_count > row.seen_play_count:  # an earlier send got no answer and landed
-                        self.own_writes[key] = self.w.clock()
-                        self._close(row, APPLIED, f"an earlier send that got no answer was applied (play count "
-                                    f"{row.seen_play_count} → {state.play_count}): not sent again", event=True)
-                        continue
                     seen = row.seen_play_count
-                else:
-                    seen = state.play_count
+                    # An earlier send got no answer, and counted the play (Jellyfin 10.8's start may land
+                    # without the position after it): the position goes again, the play not.
+                    counts_play = state.play_count <= seen
             # A live report of this viewing changed the server's state itself: that is not another
             # device's edit, so only a change the live session did not touch is checked for conflicts.
             ours = cover is not None or (self.w.live_reported is not None and self.w.live_reported(row))
