@@ -203,9 +203,13 @@ def _drained(queue):
     return not any(c.get(k) for c in queue.counts().values() for k in ("pending", "syncing"))
 
 
-def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True, worker_late=False):
+def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=True, worker_late=False,
+                   unanswered=None):
     """The whole path: live reports, and the tracker's changes through the durable queue. With
-    ``worker_late`` the queue is only drained after the viewing (a replay after an offline spell)."""
+    ``worker_late`` the queue is only drained after the viewing (a replay after an offline spell).
+    The reports of the event at index ``unanswered`` reach the server, but their answer does not
+    reach us (the server applies the first after our read timeout)."""
+    import dataclasses
     import time as _time
 
     from playbacksync.changes import Change
@@ -215,7 +219,8 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
     from tests.test_worker_support import wait_for
 
     queue = SyncQueue(str(tmp_path / uuid.uuid4().hex))
-    reporter = LiveReporter({"live": make_backend(server.cfg)}, lambda sid, media: server.item)
+    live_cfg = server.cfg if unanswered is None else dataclasses.replace(server.cfg, read_timeout=1.0)
+    reporter = LiveReporter({"live": make_backend(live_cfg)}, lambda sid, media: server.item)
     worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
     if hook:
         worker.live_cover = reporter.cover
@@ -228,7 +233,12 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
             reporter.handle(event)
             if i in drop:
                 server.fake.fail_next(503, times=10)
+            if i == unanswered:
+                held = server.fake.late_writes_applied
+                server.fake.late_write(1.5)
             reporter.flush()
+            if i == unanswered:  # it lands after all (a real server finishes what it started)
+                assert wait_for(lambda: server.fake.late_writes_applied > held, 10)
             server.fake.reset_trouble()
             for c in tracker.handle(event):
                 queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="",
@@ -272,10 +282,13 @@ def test_live_and_queue_end_where_the_servers_own_client_does(pair, tmp_path, da
     ours, ref = pair
     viewing, drop = data.draw(viewings(ours.runtime_s))
     late = data.draw(st.booleans())
+    # At most one report whose answer is lost though it landed (a time-out): never counted again.
+    reporting = [i for i, (kind, _, _) in enumerate(viewing) if kind != POSITION and i not in drop]
+    unanswered = data.draw(st.none() | st.sampled_from(reporting)) if reporting else None
     ours.new_item()
     ref.new_item()
     official_client(ref, viewing)
-    run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late)
+    run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late, unanswered=unanswered)
     (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
     # Whatever was lost, live reports and the queue together end where the server's own client does.
     assert (count, played) == (rcount, rplayed)
@@ -511,3 +524,19 @@ def test_plex_counts_one_view_when_the_player_is_killed_between_the_threshold_an
             proc.kill()
             proc.wait()
         server.stop()
+
+
+def test_plex_a_refused_stop_past_the_threshold_leaves_the_view_counted_once(tmp_path):
+    # Found by the property: the timeline at the seek past the threshold counted the view; the stop
+    # (also past it) was refused; that failure used to release the viewing's claim, and the queued
+    # watched mark then counted a second view.
+    ours, ref = Server("plex"), Server("plex")
+    try:
+        at = 0.9 * ours.runtime_s
+        viewing = [(STARTED, 0.0, 0.0), (SEEKED, at, 1.0), (ENDED, at, 2.0)]
+        official_client(ref, viewing)
+        run_with_queue(ours, viewing, tmp_path, drop=frozenset([2]))
+        assert ours.state()[:2] == ref.state()[:2] == (1, True)
+    finally:
+        ours.stop()
+        ref.stop()

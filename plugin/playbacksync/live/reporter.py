@@ -405,11 +405,13 @@ class LiveReporter:
         is not sent again (the play is never counted twice)."""
         key = (sid, session)
         counting = self._counts_play(sid, report, duration_ms)
+        took = False  # this report takes the claim (an earlier one of the viewing may hold it already)
         if counting:
             with self._lock:
                 claim = self._claims.get(key)
                 if claim is None:
                     self._claims[key] = claim = "live"
+                    took = True
                     self._save()  # on disk before the request: a kill mid-request never counts it twice
                 if claim != "live":  # a queued change counted this play already
                     self._lost_starts.pop(key, None)
@@ -425,12 +427,14 @@ class LiveReporter:
             log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
             not_done = (isinstance(e, (AuthError, PermanentError)) or getattr(e, "answered", False)
                         or getattr(e, "unsent", False))
-            if counting:
+            if took:
                 with self._lock:
                     if not not_done:
                         self._lost_starts.pop(key, None)  # may have landed: counted, never sent again
                     elif self._claims.get(key) == "live":
-                        del self._claims[key]  # not counted: a queued change or a later try may count it
+                        # Not counted: a queued change or a later try may count it. (A Plex stop past the
+                        # threshold that fails leaves the claim of the timeline that counted the view.)
+                        del self._claims[key]
                         self._save()
             return not not_done and counting
         with self._lock:
