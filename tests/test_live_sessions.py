@@ -230,6 +230,7 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
     try:
         for i, (kind, pos, t) in enumerate(viewing):
             event = PlaybackEvent(kind, media=MEDIA, position=pos, duration=server.runtime_s, at=t)
+            changes = tracker.handle(event)  # as the app does: the tracker first, then the live session
             reporter.handle(event)
             if i in drop:
                 server.fake.fail_next(503, times=10)
@@ -240,10 +241,10 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
             if i == unanswered:  # it lands after all (a real server finishes what it started)
                 assert wait_for(lambda: server.fake.late_writes_applied > held, 10)
             server.fake.reset_trouble()
-            for c in tracker.handle(event):
+            for c in changes:
                 queue.enqueue_change(Change(media_item_id=server.item, source_id="live", user_id="",
                                             change_type=c.change_type, position_ms=c.position_ms,
-                                            duration_ms=c.duration_ms, created_at=_time.time()))
+                                            duration_ms=c.duration_ms, created_at=c.created_at))
                 worker.notify()
             if not worker_late:
                 assert wait_for(lambda: _drained(queue), 10)
@@ -416,9 +417,10 @@ def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_ti
         ours.fake.fail_next(503, times=10_000)
         for kind_, pos, t in PARTIAL:
             event = PlaybackEvent(kind_, media=MEDIA, position=pos, duration=RUNTIME_S, at=t)
+            changes = tracker.handle(event)
             reporter.handle(event)
             reporter.flush()
-            for c in tracker.handle(event):
+            for c in changes:
                 queue.enqueue_change(Change(media_item_id=ours.item, source_id="live", user_id="",
                                             change_type=c.change_type, position_ms=c.position_ms,
                                             duration_ms=c.duration_ms, created_at=c.created_at))
@@ -462,15 +464,16 @@ def test_a_live_start_whose_answer_never_came_is_not_counted_again(kind, tmp_pat
         ours.fake.late_write(2.0)  # the start is applied after the client gave up on its answer
         for i, (kind_, pos, t) in enumerate(FINISHED):
             event = PlaybackEvent(kind_, media=MEDIA, position=pos, duration=RUNTIME_S, at=t)
+            changes = tracker.handle(event)
             reporter.handle(event)
             reporter.flush()
             if i == 0:
                 assert wait_for(lambda: ours.state()[0] == 1, 10)  # it landed after all
                 ours.fake.fail_next(503, times=10_000)  # then the server stops answering
-            for c in tracker.handle(event):
+            for c in changes:
                 queue.enqueue_change(Change(media_item_id=ours.item, source_id="live", user_id="",
                                             change_type=c.change_type, position_ms=c.position_ms,
-                                            duration_ms=c.duration_ms, created_at=_time.time()))
+                                            duration_ms=c.duration_ms, created_at=c.created_at))
         ours.fake.reset_trouble()
         reporter.flush()
         _drain(ours, queue, state)

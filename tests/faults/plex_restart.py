@@ -46,8 +46,9 @@ def main(url: str, token: str, key: str, duration_s: str, queue_path: str, state
 
     def play(kind: str, position: float, at: float) -> None:
         event = PlaybackEvent(kind, media=MEDIA, position=position, duration=duration, at=at)
+        changes = tracker.handle(event)  # as the app does: the tracker first, then the live session
         reporter.handle(event)
-        for c in tracker.handle(event):
+        for c in changes:
             queue.enqueue_change(Change(media_item_id=key, source_id="live", user_id="", change_type=c.change_type,
                                         position_ms=c.position_ms, duration_ms=c.duration_ms,
                                         created_at=c.created_at))

@@ -18,8 +18,9 @@ Best effort: a report that fails is logged and dropped (the queue sends the
 change later). Reports go out from one thread (a loop with a stop event), so a
 slow server never holds up the player.
 
+Which reports the server's own client would send is planned in plan.py (pure).
 The worker asks ``cover(row)`` before each queued write (``SyncWorker.live_cover``)
-and skips, or sends without a date, what the viewing's live reports already set.
+and skips, sends without a date, or lets the write count the viewing's play.
 Who counts a viewing's play is claimed once per viewing and server, first come:
 the live report that counts it (Jellyfin/Emby: the start; Plex: a timeline past
 the threshold) or the queue's dated watched mark; the other side then does not
@@ -34,81 +35,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from ..backends.base import AuthError, Backend, PermanentError
 from ..backends.jellyfin import MIN_RESUME_DURATION_MS
 from ..backends.plex import PLEX_WATCHED_SHARE
 from ..redact import redact
-from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
+from ..tracker.events import ENDED, STARTED, MediaRef, PlaybackEvent
+from .plan import START, STOPPED, Outcome, Report, Viewing, plan_reports
 
 log = logging.getLogger(__name__)
-
-START, PROGRESS, STOPPED = "start", "progress", "stopped"
-
-
-@dataclass(frozen=True)
-class Report:
-    state: str  # START | PROGRESS | STOPPED
-    position_ms: int
-    paused: bool
-
-
-@dataclass
-class _Viewing:
-    media: MediaRef
-    session_id: str
-    started_wall: float = 0.0
-    duration: Optional[float] = None
-    position: float = 0.0
-    paused: bool = False
-    last_report_at: float = 0.0
-
-
-def plan_reports(v: _Viewing, event: PlaybackEvent, progress_interval: float) -> List[Report]:
-    """What the server's own client would report for ``event`` (pure: updates ``v`` only)."""
-    duration = finite(event.duration)
-    if duration is not None and duration > 0:
-        v.duration = duration
-    position = finite(event.position)
-    if position is not None:
-        v.position = max(0.0, min(position, v.duration) if v.duration else position)
-    at = event.at
-    kind = event.kind
-    out: List[Report] = []
-
-    def report(state: str) -> None:
-        v.last_report_at = at
-        out.append(Report(state, int(round(v.position * 1000)), v.paused))
-
-    if kind == STARTED:
-        report(START)
-    elif kind == POSITION:
-        if not v.paused and at - v.last_report_at >= progress_interval:
-            report(PROGRESS)
-    elif kind in (PAUSED, RESUMED):
-        v.paused = kind == PAUSED
-        report(PROGRESS)
-    elif kind == SEEKED:
-        report(PROGRESS)
-    elif kind == ENDED:
-        report(STOPPED)
-    return out
-
-
-@dataclass
-class Outcome:
-    """What the live reports of one viewing set on one server (only reports the server accepted)."""
-
-    started: bool = False        # the start was accepted: the server counted it (Jellyfin/Emby)
-    stopped: bool = False        # the end was accepted: the resume point is where playback ended
-    furthest_ms: int = 0         # furthest position the server accepted a report for
-    duration_ms: Optional[int] = None
-    started_wall: float = 0.0    # the viewing's wall-clock window: queued changes made in it are its own
-    ended_wall: Optional[float] = None
-    reports: List[Tuple[str, int, bool]] = field(default_factory=list)
-
 
 class LiveReporter:
     """Feeds each configured server a live session for what plays.
@@ -131,7 +67,7 @@ class LiveReporter:
         self.resolve = resolve
         self.progress_interval = float(progress_interval)
         self.new_session_id = new_session_id
-        self._viewing: Optional[_Viewing] = None
+        self._viewing: Optional[Viewing] = None
         self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
         self._pending: Deque[Tuple] = deque()
         self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
@@ -159,7 +95,7 @@ class LiveReporter:
                 if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
                     self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
                     self._windows[self._viewing.session_id][1] = self.wall_clock()
-                self._viewing = _Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
+                self._viewing = Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
                                          last_report_at=event.at)
                 self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
                 self._forget_old()
@@ -202,10 +138,11 @@ class LiveReporter:
         with self._lock:
             return [o for (s, i, _), o in self._outcomes.items() if (s, i) == (server_id, item_id)]
 
-    def cover(self, row) -> Optional[Tuple[str, str]]:
+    def cover(self, row, state=None) -> Optional[Tuple[str, str]]:
         """What to do with a queued change (``row``: id, source_id, media_item_id, change_type,
         position_ms, duration_ms, created_at) given what the live reports of its viewing set on that
-        server: ``("skip", why)``, ``("undated", why)`` (mark played without a date: the viewing's play
+        server (``state``: the server's state of the item just read, when the worker has one):
+        ``("skip", why)``, ``("undated", why)`` (mark played without a date: the viewing's play
         is counted already, the mark must not count another), ``("count", why)`` (Jellyfin/Emby: the
         viewing's play is not counted yet, so this write counts it: the live start never reached the
         server), or None (send as queued).
@@ -255,6 +192,9 @@ class LiveReporter:
             return "skip", "this viewing's view is counted already (Plex counted it past its watched threshold)"
         if claim == "live" and o is not None and o.stopped:
             return "skip", "the live session counted this play and the server's rules decided played"
+        if (claim == "live" and o is not None and o.stop_unanswered_ms is not None and state is not None
+                and (state.played or abs(state.position_ms - o.stop_unanswered_ms) < 1000)):
+            return "skip", "the live session's end landed (its answer was lost): the server's rules decided"
         return "undated", "this viewing's play is counted already"
 
     def reported(self, row) -> bool:
@@ -436,6 +376,10 @@ class LiveReporter:
                         # threshold that fails leaves the claim of the timeline that counted the view.)
                         del self._claims[key]
                         self._save()
+            if report.state == STOPPED and not not_done:
+                with self._lock:
+                    o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
+                    o.stop_unanswered_ms = report.position_ms
             return not not_done and counting
         with self._lock:
             if report.state == START:

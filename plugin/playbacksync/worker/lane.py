@@ -281,7 +281,7 @@ class Lane:
                     self._close(row, APPLIED, why, event=True)
                     continue
                 seen = state.play_count
-            cover = self.w.live_cover(row) if self.w.live_cover is not None else None
+            cover = self.w.live_cover(row, state) if self.w.live_cover is not None else None
             if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
                 self._close(row, SUPERSEDED, cover[1], event=False)  # routine while online: no message
                 continue
