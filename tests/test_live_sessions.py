@@ -3,7 +3,10 @@
 The reference for each viewing is the same viewing reported by an independent model of the server's
 own client (``official_client``, written from the servers' playback APIs, not from the reporter),
 replayed against a second fake of the same kind: the reporter must leave the play count and the
-played flag where that client leaves them, and never above, also when reports are lost.
+played flag where that client leaves them, and never above, also when reports are lost. With the
+queue (``run_with_queue``) both must be EQUAL to that client's whatever was lost: refused reports
+(a lost start is completed by the reporter or by the queue's first write), a report whose answer
+never came though it landed, a replay after the viewing; and across a real SIGKILL (Plex).
 """
 from __future__ import annotations
 
