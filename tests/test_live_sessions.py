@@ -412,6 +412,8 @@ def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_ti
     then = lambda: _time.time() - 3600  # noqa: E731  (the viewing happened an hour ago)
     state = str(tmp_path / "live-sessions.json")
     try:
+        for s in (ours, ref):  # watched three times before: a start clears Played before Jellyfin 12
+            s.fake.set_user_data(s.uid, s.item, played=True, play_count=3)
         official_client(ref, PARTIAL)
         queue = SyncQueue(str(tmp_path / "q"))
         reporter = LiveReporter({"live": make_backend(ours.cfg)}, lambda sid, media: ours.item,
@@ -428,15 +430,16 @@ def test_a_viewing_offline_from_its_start_is_counted_by_the_queue_at_the_real_ti
                                             change_type=c.change_type, position_ms=c.position_ms,
                                             duration_ms=c.duration_ms, created_at=c.created_at))
         ours.fake.reset_trouble()
-        assert ours.state()[0] == 0  # nothing reached the server while it played
+        assert ours.state()[0] == 3  # nothing reached the server while it played
         if late:  # the counting write lands after the client gave up waiting for its answer: it is retried
             ours.fake.late_write(1.5)
         # The first process is gone: only the queue and the saved state remain.
         _drain(ours, queue, state, read_timeout=1.0 if late else 15.0)
         queue.close()
         (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
-        assert (count, played) == (rcount, rplayed) == (1, False)
-        assert abs(pos - rpos) <= 10
+        assert (count, played) == (rcount, rplayed) and count == 4
+        if not played:
+            assert abs(pos - rpos) <= 10
         if kind != "jellyfin-10.8.13":  # 10.8 can count a play only with a session start (dated now)
             assert abs(ours.fake.user_data(ours.uid, ours.item).last_played - then()) < 120
     finally:

@@ -91,6 +91,10 @@ class JellyfinBackend(Backend):
                     body["LastPlayedDate"] = iso_utc(when)
                 if change.play_count_to is not None:  # the viewing's play, as its start would have counted it
                     body["PlayCount"] = change.play_count_to
+                    if self._version and self._version < (12,):
+                        # ... and as that start clears the played flag before 12.0 (SessionManager's
+                        # OnPlaybackStart; this write is the viewing's first effect on the server).
+                        body["Played"] = False
                 self.http.request("POST", f"/UserItems/{iid}/UserData", params={"userId": uid}, json=body)
             else:
                 self._legacy_position(uid, iid, ticks, counts_play=change.play_count_to is not None)
