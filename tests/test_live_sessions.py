@@ -59,6 +59,13 @@ class Server:
         self.item = self.fake.add_item("Film", runtime_s=RUNTIME_S)
         return self.item
 
+    def watched_before(self, times: int) -> None:
+        """The item was played to the end ``times`` times before (on any device)."""
+        if self.kind == "plex":
+            self.fake.library.set_state(self.token, self.item, view_count=times)
+        else:
+            self.fake.set_user_data(self.uid, self.item, played=True, play_count=times)
+
     def state(self):
         """(play count, played, resume position in s)."""
         if self.kind == "plex":
@@ -289,8 +296,12 @@ def test_live_and_queue_end_where_the_servers_own_client_does(pair, tmp_path, da
     # At most one report whose answer is lost though it landed (a time-out): never counted again.
     reporting = [i for i, (kind, _, _) in enumerate(viewing) if kind != POSITION and i not in drop]
     unanswered = data.draw(st.none() | st.sampled_from(reporting)) if reporting else None
+    before = data.draw(st.sampled_from([0, 0, 2]))  # watched twice before: the start's effect on Played shows
     ours.new_item()
     ref.new_item()
+    if before:
+        ours.watched_before(before)
+        ref.watched_before(before)
     official_client(ref, viewing)
     run_with_queue(ours, viewing, tmp_path, drop=drop, worker_late=late, unanswered=unanswered)
     (count, played, pos), (rcount, rplayed, rpos) = ours.state(), ref.state()
