@@ -232,8 +232,8 @@ def run_with_queue(server: Server, viewing, tmp_path, drop=frozenset(), hook=Tru
     live_cfg = server.cfg if unanswered is None else dataclasses.replace(server.cfg, read_timeout=1.0)
     reporter = LiveReporter({"live": make_backend(live_cfg)}, lambda sid, media: server.item)
     worker = SyncWorker(queue, {"live": make_backend(server.cfg)}, poll_interval=0.2)
-    if hook:
-        worker.live_cover = reporter.cover
+    if hook:  # wired as the app wires them (app.py _start_live)
+        worker.live_cover, worker.live_reported = reporter.cover, reporter.reported
     tracker = Tracker(progress_interval=10, watched_percent=90)
     if not worker_late:
         worker.start()
