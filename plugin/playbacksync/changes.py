@@ -47,6 +47,10 @@ class Change:
     completed: bool = False
     created_at: float = 0.0
     media: Optional["MediaRef"] = None
+    # Set by the worker, never queued: this position write also counts the viewing's play, whose
+    # live start never reached the server; the server's play count becomes this number (an
+    # absolute value, so a retry after a lost answer cannot count it twice). See live/reporter.py.
+    play_count_to: Optional[int] = None
 
     def __post_init__(self):
         if self.change_type not in CHANGE_TYPES:

@@ -25,13 +25,25 @@ class EmbyFake(MediaBrowserFake):
     server_url = P  # the spec names http://emby.media/emby; here it's this host, same prefix
     product = "Emby Server"
     version = "4.8.11.0"
-    # Emby's source is closed and its SDK documentation (the 4.8.11 OpenAPI document) says only what
-    # the routes take, not what they do to play counts or resume points. NOT CONFIRMED for Emby: these
-    # are the MediaBrowser lineage's rules, which Jellyfin forked from Emby 3.5 and kept through 10.8
-    # (see tests/fakes/jellyfin.py): a session start counts a play and clears Played; progress and stop
-    # apply the 5 % / 90 % / 300 s resume rules; PlayedItems with DatePlayed counts one more play,
-    # without it at least one; UserData writes set what they name.
-    rules = PlayRules()
+    # Emby's source is closed since 3.5 and its SDK documentation (the 4.8.11 OpenAPI document) says
+    # only what the routes take, not what they do to play counts or resume points. What is modelled
+    # comes from Emby's last open source (github.com/MediaBrowser/Emby, the code Jellyfin forked), read
+    # at the commits the code index holds; CONFIRMED there, NOT CONFIRMED for 4.8 (closed):
+    #  - a session start counts a play and stamps LastPlayedDate = now, and leaves Played alone for
+    #    videos (it sets Played only for non-video items): Emby.Server.Implementations/Session/
+    #    SessionManager.cs, private OnPlaybackStart(Guid userId, BaseItem item), commit 035655f.
+    #    (Jellyfin differs here: its 10.8-10.11 start clears Played, see tests/fakes/jellyfin.py.)
+    #  - progress and stop run UpdatePlayState: under MinResumePct the position is dropped, over
+    #    MaxResumePct or at the runtime played at 0, shorter than MinResumeDurationSeconds played,
+    #    no runtime played: Emby.Server.Implementations/Library/UserDataManager.cs UpdatePlayState,
+    #    commit 04f1931. A stop without a position counts a play and sets Played (SessionManager.cs
+    #    OnPlaybackStopped(Guid, BaseItem, long?, bool), commit 035655f).
+    #  - idle sessions stopped after 5 minutes without a check-in (SessionManager.cs
+    #    CheckForIdlePlayback, timer of 5 min, commit 035655f).
+    # NOT CONFIRMED (no open source found for it): PlayedItems with DatePlayed counts one more play,
+    # without it at least one (Jellyfin's BaseItem.MarkPlayed, which both forked from); UserData
+    # writes set what they name.
+    rules = PlayRules(start_resets_played=False)
 
     def __init__(self, server_name: str = "Fake Emby", **kw):
         super().__init__(server_name=server_name, **kw)

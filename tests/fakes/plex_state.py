@@ -21,8 +21,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 #  - NOT CONFIRMED (modelled because a client must not depend on the opposite): one playback
 #    session (X-Plex-Session-Identifier, else the client identifier, per item) counts at most one
 #    view however many timelines past the threshold it sends; a "stopped" timeline ends the session.
-#  - NOT CONFIRMED: offline=1 with updated=<epoch> stamps lastViewedAt with that time (the document
-#    says only that sync clients send them when replaying timelines from an offline spell).
+#    Checked: the API document (/:/timeline: X-Plex-Session-Identifier "unique per client playback
+#    session", used when a client plays several items at once) and Plex's older "Media Feedback"
+#    API notes say what identifies a session, not how many views one counts; python-plexapi's
+#    Video.updateTimeline / updateProgress (pkkid/python-plexapi, plexapi/video.py) send no session
+#    identifier at all; no client source or issue thread found states the rule.
+#  - NOT CONFIRMED: offline=1 with updated=<epoch> stamps lastViewedAt with that time. Checked: the
+#    API document says only that sync clients send them when replaying timelines after an offline
+#    spell ("updated": "the time at which the playback state was last updated"); python-plexapi
+#    never sends them; no production client source using them was found. A scrobble stamps the
+#    server's own time (what third-party sync tools report too).
 WATCHED_THRESHOLD = 0.9
 TYPE_NUMBERS = {"movie": 1, "show": 2, "season": 3, "episode": 4}
 

@@ -23,6 +23,8 @@ class TransientError(BackendError):
     ``answered``: the server itself answered that it did not do the request
     (429, 500, 501, 503); otherwise (no answer, a timeout, a gateway's 502/504,
     an unreadable 2xx) a write may have been applied, or may still be.
+    ``not_sent``: no connection was made (refused, unreachable, connect timeout): the
+    request never left, so a write cannot land.
     """
 
     def __init__(self, message: str, retry_after: Optional[float] = None, *, answered: bool = False,
@@ -30,7 +32,7 @@ class TransientError(BackendError):
         super().__init__(message)
         self.retry_after = retry_after
         self.answered = answered
-        self.not_sent = not_sent  # no connection was made (refused, no route, name unknown): nothing went out
+        self.not_sent = not_sent
 
 
 class AuthError(BackendError):

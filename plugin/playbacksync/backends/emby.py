@@ -87,6 +87,8 @@ class EmbyBackend(Backend):
             body["PlaybackPositionTicks"] = ms_to_ticks(change.position_ms)
             if when:
                 body["LastPlayedDate"] = iso_utc(when)
+            if change.play_count_to is not None:  # the viewing's play, as its start would have counted it
+                body["PlayCount"] = change.play_count_to
             self.http.request("POST", f"/Users/{uid}/Items/{iid}/UserData", json=body, expect_json=False)
         elif change.change_type == WATCHED:
             params = {"DatePlayed": _emby_date(when)} if when else None

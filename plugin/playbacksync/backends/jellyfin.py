@@ -89,9 +89,15 @@ class JellyfinBackend(Backend):
                 body = {"PlaybackPositionTicks": ticks}
                 if when:
                     body["LastPlayedDate"] = iso_utc(when)
+                if change.play_count_to is not None:  # the viewing's play, as its start would have counted it
+                    body["PlayCount"] = change.play_count_to
+                    if self._version and self._version < (12,):
+                        # ... and as that start clears the played flag before 12.0 (SessionManager's
+                        # OnPlaybackStart; this write is the viewing's first effect on the server).
+                        body["Played"] = False
                 self.http.request("POST", f"/UserItems/{iid}/UserData", params={"userId": uid}, json=body)
             else:
-                self._legacy_position(uid, iid, ticks)
+                self._legacy_position(uid, iid, ticks, counts_play=change.play_count_to is not None)
         elif change.change_type in (WATCHED, UNWATCHED):
             method = "POST" if change.change_type == WATCHED else "DELETE"
             params = {"datePlayed": iso_utc(when)} if (when and method == "POST") else {}
@@ -102,8 +108,11 @@ class JellyfinBackend(Backend):
         else:  # Change validates its type; kept for safety
             raise PermanentError(f"unknown change type {change.change_type!r}")
 
-    def _legacy_position(self, uid: str, iid: str, ticks: int) -> None:
-        """10.8: a paused progress report and a stop at the position, without a start (see the module doc)."""
+    def _legacy_position(self, uid: str, iid: str, ticks: int, counts_play: bool = False) -> None:
+        """10.8: a paused progress report and a stop at the position, without a start (see the module
+        doc). ``counts_play``: the viewing's live start never reached the server, so this write starts
+        the session the viewing's own client would have started: 10.8 has no other way to count a
+        play without marking the item played (the date is the server's now, not the viewing's)."""
         d = need_json_dict(self.http.request("GET", f"/Users/{uid}/Items/{iid}"), "GET item")
         runtime_ms = ticks_to_ms(d.get("RunTimeTicks"))
         if runtime_ms < MIN_RESUME_DURATION_MS:
@@ -112,6 +121,8 @@ class JellyfinBackend(Backend):
             return
         report = {"ItemId": iid, "PositionTicks": ticks, "CanSeek": True, "IsPaused": True,
                   "PlayMethod": "DirectPlay"}
+        if counts_play:
+            self.http.request("POST", "/Sessions/Playing", json=report, expect_json=False)
         self.http.request("POST", "/Sessions/Playing/Progress", json=report, expect_json=False)
         self.http.request("POST", "/Sessions/Playing/Stopped", json={"ItemId": iid, "PositionTicks": ticks},
                           expect_json=False)

@@ -18,8 +18,9 @@ Best effort: a report that fails is logged and dropped (the queue sends the
 change later). Reports go out from one thread (a loop with a stop event), so a
 slow server never holds up the player.
 
+Which reports the server's own client would send is planned in plan.py (pure).
 The worker asks ``cover(row)`` before each queued write (``SyncWorker.live_cover``)
-and skips, or sends without a date, what the viewing's live reports already set.
+and skips, sends without a date, or lets the write count the viewing's play.
 Who counts a viewing's play is claimed once per viewing and server, first come:
 the live report that counts it (Jellyfin/Emby: the start; Plex: a timeline past
 the threshold) or the queue's dated watched mark; the other side then does not
@@ -34,81 +35,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
-from ..backends.base import Backend
+from ..backends.base import AuthError, Backend, PermanentError
 from ..backends.jellyfin import MIN_RESUME_DURATION_MS
 from ..backends.plex import PLEX_WATCHED_SHARE
 from ..redact import redact
-from ..tracker.events import ENDED, PAUSED, POSITION, RESUMED, SEEKED, STARTED, MediaRef, PlaybackEvent, finite
+from ..tracker.events import ENDED, STARTED, MediaRef, PlaybackEvent
+from .plan import START, STOPPED, Outcome, Report, Viewing, plan_reports
 
 log = logging.getLogger(__name__)
-
-START, PROGRESS, STOPPED = "start", "progress", "stopped"
-
-
-@dataclass(frozen=True)
-class Report:
-    state: str  # START | PROGRESS | STOPPED
-    position_ms: int
-    paused: bool
-
-
-@dataclass
-class _Viewing:
-    media: MediaRef
-    session_id: str
-    started_wall: float = 0.0
-    duration: Optional[float] = None
-    position: float = 0.0
-    paused: bool = False
-    last_report_at: float = 0.0
-
-
-def plan_reports(v: _Viewing, event: PlaybackEvent, progress_interval: float) -> List[Report]:
-    """What the server's own client would report for ``event`` (pure: updates ``v`` only)."""
-    duration = finite(event.duration)
-    if duration is not None and duration > 0:
-        v.duration = duration
-    position = finite(event.position)
-    if position is not None:
-        v.position = max(0.0, min(position, v.duration) if v.duration else position)
-    at = event.at
-    kind = event.kind
-    out: List[Report] = []
-
-    def report(state: str) -> None:
-        v.last_report_at = at
-        out.append(Report(state, int(round(v.position * 1000)), v.paused))
-
-    if kind == STARTED:
-        report(START)
-    elif kind == POSITION:
-        if not v.paused and at - v.last_report_at >= progress_interval:
-            report(PROGRESS)
-    elif kind in (PAUSED, RESUMED):
-        v.paused = kind == PAUSED
-        report(PROGRESS)
-    elif kind == SEEKED:
-        report(PROGRESS)
-    elif kind == ENDED:
-        report(STOPPED)
-    return out
-
-
-@dataclass
-class Outcome:
-    """What the live reports of one viewing set on one server (only reports the server accepted)."""
-
-    started: bool = False        # the start was accepted: the server counted it (Jellyfin/Emby)
-    stopped: bool = False        # the end was accepted: the resume point is where playback ended
-    furthest_ms: int = 0         # furthest position the server accepted a report for
-    duration_ms: Optional[int] = None
-    started_wall: float = 0.0    # the viewing's wall-clock window: queued changes made in it are its own
-    ended_wall: Optional[float] = None
-    reports: List[Tuple[str, int, bool]] = field(default_factory=list)
-
 
 class LiveReporter:
     """Feeds each configured server a live session for what plays.
@@ -131,14 +67,19 @@ class LiveReporter:
         self.resolve = resolve
         self.progress_interval = float(progress_interval)
         self.new_session_id = new_session_id
-        self._viewing: Optional[_Viewing] = None
+        self._viewing: Optional[Viewing] = None
         self._items: Dict[Tuple[str, str], Optional[str]] = {}  # (server id, session) -> item id
         self._pending: Deque[Tuple] = deque()
         self._outcomes: Dict[Tuple[str, str, str], Outcome] = {}
         self._windows: Dict[str, List[Optional[float]]] = {}  # session -> [started, ended] (wall clock)
         # Who counts a viewing's play on a server, first come: "live" (its counting report) or
-        # "queue" (a dated watched mark). The other side then does not count it again.
+        # "row:<id>" (the queued change whose write counts it). The others then do not count it again.
+        # Written to disk before the counting request goes out, so a kill never lets it count twice.
         self._claims: Dict[Tuple[str, str], str] = {}
+        # Jellyfin/Emby viewings whose start the server answered "not done" (unreachable, 5xx): the
+        # start goes out before the viewing's first report the server accepts, or once the server
+        # answers again after the viewing ended, unless a queued change counted the play meanwhile.
+        self._lost_starts: Dict[Tuple[str, str], dict] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -154,7 +95,7 @@ class LiveReporter:
                 if self._viewing is not None:  # the next entry starts: the open viewing ends where it was
                     self._queue(plan_reports(self._viewing, PlaybackEvent(ENDED, at=event.at), 0.0))
                     self._windows[self._viewing.session_id][1] = self.wall_clock()
-                self._viewing = _Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
+                self._viewing = Viewing(event.media, self.new_session_id(), started_wall=self.wall_clock(),
                                          last_report_at=event.at)
                 self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
                 self._forget_old()
@@ -197,43 +138,64 @@ class LiveReporter:
         with self._lock:
             return [o for (s, i, _), o in self._outcomes.items() if (s, i) == (server_id, item_id)]
 
-    def cover(self, row) -> Optional[Tuple[str, str]]:
-        """What to do with a queued change (``row``: source_id, media_item_id, change_type,
-        created_at) given what the live reports of its viewing set on that server:
-        ``("skip", why)``, ``("undated", why)`` (mark played without a date: the server already
-        counted this viewing's play, so the mark must not count another), or None (send as queued).
+    def cover(self, row, state=None) -> Optional[Tuple[str, str]]:
+        """What to do with a queued change (``row``: id, source_id, media_item_id, change_type,
+        position_ms, duration_ms, created_at) given what the live reports of its viewing set on that
+        server (``state``: the server's state of the item just read, when the worker has one):
+        ``("skip", why)``, ``("undated", why)`` (mark played without a date: the viewing's play
+        is counted already, the mark must not count another), ``("count", why)`` (Jellyfin/Emby: the
+        viewing's play is not counted yet, so this write counts it: the live start never reached the
+        server), or None (send as queued).
 
-        Jellyfin/Emby: an accepted start counted the play; an accepted stop ran the server's own
-        resume rules at the real end, so the viewing's queued progress and watched marks are what
-        the server's client would not send. Plex: an accepted timeline past the server's threshold
-        (90 % by default) counted the view; an accepted stop set the resume point.
+        Who counts a viewing's play is claimed once, first come, and kept on disk: the live report
+        that counts it (Jellyfin/Emby: the start; Plex: a timeline past the threshold) or the queued
+        change whose write counts it (a dated watched mark; a position that counts the play: on
+        Jellyfin/Emby the viewing's first queued write when the start was lost, on Plex one past the
+        threshold). An accepted live stop ran the server's own resume rules at the real end.
         """
         from ..changes import PROGRESS as Q_PROGRESS, WATCHED as Q_WATCHED
 
         sid, item = row.source_id, str(row.media_item_id)
+        plex = self._is_plex(sid)
         with self._lock:
             session = self._session_of(sid, item, row.created_at)
             if session is None:
                 return None
             o = self._outcomes.get((sid, item, session))
-            claim = self._claims.setdefault((sid, session), "queue") if row.change_type == Q_WATCHED else None
-            if row.change_type == Q_WATCHED:
-                self._save()
-        if row.change_type == Q_PROGRESS and o is not None:
-            if o.stopped:
-                return "skip", "the live session already set the resume point where playback ended"
-            if row.position_ms is not None and any(abs(pos - row.position_ms) < 1000
-                                                   for state, pos, _ in o.reports if state != START):
-                # Sent again it would be a second report of the same moment (on Plex, past the
-                # threshold, a second counted view: the queue's timeline is not the live session's).
-                return "skip", "the live session already reported this position"
-        if row.change_type != Q_WATCHED or claim == "queue":
+            if row.change_type == Q_PROGRESS and o is not None:
+                if o.stopped:
+                    return "skip", "the live session already set the resume point where playback ended"
+                if row.position_ms is not None and any(abs(pos - row.position_ms) < 1000
+                                                       for state, pos, _ in o.reports if state != START):
+                    # Sent again it would be a second report of the same moment (on Plex, past the
+                    # threshold, a second counted view: the queue's timeline is not the live session's).
+                    return "skip", "the live session already reported this position"
+            counting = row.change_type == Q_WATCHED or (
+                row.change_type == Q_PROGRESS and (self._plex_counts(row.position_ms, row.duration_ms) if plex
+                                                   else not self._short_for_resume_rules(sid, row.duration_ms)))
+            if not counting:
+                return None
+            mine = f"row:{row.id}"
+            claim = self._claims.get((sid, session))
+            if claim is None:
+                self._claims[(sid, session)] = claim = mine
+                self._save()  # on disk before the write goes out
+        if claim == mine:
+            if row.change_type == Q_PROGRESS and not plex:
+                return "count", "the live start of this viewing never reached the server: this write counts its play"
             return None
-        if self._is_plex(sid):
-            return "skip", "the live session passed the server's watched threshold: Plex counted the view"
-        if o is not None and o.stopped:
+        if row.change_type == Q_PROGRESS:
+            if plex:
+                return "skip", "this viewing's view is counted already: a timeline past the threshold would count another"
+            return None
+        if plex:
+            return "skip", "this viewing's view is counted already (Plex counted it past its watched threshold)"
+        if claim == "live" and o is not None and o.stopped:
             return "skip", "the live session counted this play and the server's rules decided played"
-        return "undated", "the live session's start already counted this play"
+        if (claim == "live" and o is not None and o.stop_unanswered_ms is not None and state is not None
+                and (state.played or abs(state.position_ms - o.stop_unanswered_ms) < 1000)):
+            return "skip", "the live session's end landed (its answer was lost): the server's rules decided"
+        return "undated", "this viewing's play is counted already"
 
     def reported(self, row) -> bool:
         """A live session of this viewing reported to that server: the server's recent changes to the
@@ -285,7 +247,7 @@ class LiveReporter:
         while len(self._windows) > self.KEEP_VIEWINGS:
             old = next(iter(self._windows))
             del self._windows[old]
-            for table in (self._claims, self._items):
+            for table in (self._claims, self._items, self._lost_starts):
                 for key in [k for k in table if k[1] == old]:
                     del table[key]
             for key in [k for k in self._outcomes if k[2] == old]:
@@ -310,11 +272,16 @@ class LiveReporter:
         session there; the queue sets their resume point directly."""
         return not self._is_plex(sid) and (not duration_ms or duration_ms < MIN_RESUME_DURATION_MS)
 
+    @staticmethod
+    def _plex_counts(position_ms: Optional[int], duration_ms: Optional[int]) -> bool:
+        """Plex counts a view for a timeline past its threshold (90 % by default)."""
+        return bool(duration_ms) and position_ms is not None and position_ms >= PLEX_WATCHED_SHARE * duration_ms
+
     def _counts_play(self, sid: str, report: Report, duration_ms: Optional[int]) -> bool:
         """Would the server count a play for this report? Jellyfin/Emby at the start; Plex past its
         threshold (90 % by default)."""
         if self._is_plex(sid):
-            return bool(duration_ms) and report.position_ms >= PLEX_WATCHED_SHARE * duration_ms
+            return self._plex_counts(report.position_ms, duration_ms)
         return report.state == START
 
     # -- sending ---------------------------------------------------------------
@@ -322,11 +289,13 @@ class LiveReporter:
         """Send every queued report now, in order (the thread does this; tests may call it).
 
         A report whose item is not identified yet waits (at most ``RESOLVE_WAIT`` seconds, so the
-        start of a viewing is not lost to a slow first identification), then is dropped."""
+        start of a viewing is not lost to a slow first identification), then is dropped. A lost
+        Jellyfin/Emby start is sent again before the viewing's next report, or (the viewing over)
+        with its last report once the server answers again: see ``_lost_starts``."""
         while True:
             with self._lock:
                 if not self._pending:
-                    return
+                    break
                 sid, media, session, report, duration_ms, started_wall, made_wall = self._pending[0]
             item = self._item(sid, media, session)
             if item is None and self.wall_clock() - made_wall < self.RESOLVE_WAIT:
@@ -335,35 +304,98 @@ class LiveReporter:
                 self._pending.popleft()
             if item is None or self.held(sid) or self._short_for_resume_rules(sid, duration_ms):
                 continue
-            counting = self._counts_play(sid, report, duration_ms)
-            if counting:
+            key = (sid, session)
+            lost = self._lost_starts.get(key)
+            if lost is not None and report.state != START:
+                lost["last"] = report  # what to send after the start when the server answers again
+                if not self._send(sid, item, session, Report(START, lost["start_ms"], False), duration_ms,
+                                  started_wall, made_wall):
+                    continue  # still not answering: the start goes first, when it answers again
+            delivered = self._send(sid, item, session, report, duration_ms, started_wall, made_wall)
+            if not delivered and report.state == START and not self._is_plex(sid):
                 with self._lock:
-                    claim = self._claims.setdefault((sid, session), "live")
-                if claim == "queue":  # the queue's watched mark counted this play already
-                    if report.state != STOPPED:
-                        continue
-                    report = Report(STOPPED, 0, report.paused)  # Plex: end the session, count nothing
-            backend = self.backends[sid]
-            try:
-                backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
-                                        paused=report.paused, play_session_id=session)
-            except Exception as e:  # best effort: the queue stays the record
-                log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
-                if counting:
-                    with self._lock:
-                        if self._claims.get((sid, session)) == "live":
-                            del self._claims[(sid, session)]  # not counted: the queue may count it
+                    self._lost_starts[key] = {"item": item, "start_ms": report.position_ms, "last": None,
+                                              "duration_ms": duration_ms, "started_wall": started_wall,
+                                              "tries": 0, "next_try": 0.0}
+        self._retry_lost_starts()
+
+    def _retry_lost_starts(self) -> None:
+        """A viewing that ended while its start (and everything after it) was lost: once the server
+        answers again its play is counted as its own client's start would have, followed by the
+        viewing's last report (normally the stop, where the resume rules run at the real end)."""
+        now = self.wall_clock()
+        with self._lock:
+            waiting = [(k, v) for k, v in self._lost_starts.items() if v["last"] is not None
+                       and v["next_try"] <= now and self._windows.get(k[1], [0, None])[1] is not None]
+        for (sid, session), lost in waiting:
+            if self.held(sid):
                 continue
+            args = (lost["duration_ms"], lost["started_wall"], now)
+            if not self._send(sid, lost["item"], session, Report(START, lost["start_ms"], False), *args):
+                lost["tries"] += 1  # the server still does not answer: at the next wake-up, then 1, 2, 4 … 60 s
+                lost["next_try"] = now + (0.0 if lost["tries"] < 2 else min(60.0, 2.0 ** (lost["tries"] - 2)))
+                continue
+            self._send(sid, lost["item"], session, lost["last"], *args)
+
+    def _send(self, sid: str, item: str, session: str, report: Report, duration_ms: Optional[int],
+              started_wall: float, made_wall: float) -> bool:
+        """One report. False when the server answered "not done" or could not be reached (nothing
+        landed); True when it accepted it, or it is not needed (a queued change counted the play),
+        or (a counting report) its answer never came: it may have landed, so its claim stays and it
+        is not sent again (the play is never counted twice)."""
+        key = (sid, session)
+        counting = self._counts_play(sid, report, duration_ms)
+        took = False  # this report takes the claim (an earlier one of the viewing may hold it already)
+        if counting:
             with self._lock:
-                o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
-                o.reports.append((report.state, report.position_ms, report.paused))
-                o.duration_ms = duration_ms or o.duration_ms
-                if report.state == STOPPED:
-                    o.ended_wall = made_wall
-                o.started |= report.state == START
-                o.stopped |= report.state == STOPPED
-                o.furthest_ms = max(o.furthest_ms, report.position_ms)
-                self._save()
+                claim = self._claims.get(key)
+                if claim is None:
+                    self._claims[key] = claim = "live"
+                    took = True
+                    self._save()  # on disk before the request: a kill mid-request never counts it twice
+                if claim != "live":  # a queued change counted this play already
+                    self._lost_starts.pop(key, None)
+            if claim != "live":
+                if report.state != STOPPED:
+                    return True
+                report = Report(STOPPED, 0, report.paused)  # Plex: end the session, count nothing
+        backend = self.backends[sid]
+        try:
+            backend.report_playback(report.state, item, report.position_ms, duration_ms=duration_ms,
+                                    paused=report.paused, play_session_id=session)
+        except Exception as e:  # best effort: the queue stays the record
+            log.info("live session on %s: %s report not delivered: %s", sid, report.state, redact(e))
+            not_done = (isinstance(e, (AuthError, PermanentError)) or getattr(e, "answered", False)
+                        or getattr(e, "not_sent", False))
+            if took:
+                with self._lock:
+                    if not not_done:
+                        self._lost_starts.pop(key, None)  # may have landed: counted, never sent again
+                    elif self._claims.get(key) == "live":
+                        # Not counted: a queued change or a later try may count it. (A Plex stop past the
+                        # threshold that fails leaves the claim of the timeline that counted the view.)
+                        del self._claims[key]
+                        self._save()
+            if report.state == STOPPED and not not_done:
+                with self._lock:
+                    o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
+                    o.stop_unanswered_ms = report.position_ms
+            return not not_done and counting
+        with self._lock:
+            if report.state == START:
+                self._lost_starts.pop(key, None)
+            elif self._lost_starts.get(key, {}).get("last") is report:
+                del self._lost_starts[key]
+            o = self._outcomes.setdefault((sid, item, session), Outcome(started_wall=started_wall))
+            o.reports.append((report.state, report.position_ms, report.paused))
+            o.duration_ms = duration_ms or o.duration_ms
+            if report.state == STOPPED:
+                o.ended_wall = made_wall
+            o.started |= report.state == START
+            o.stopped |= report.state == STOPPED
+            o.furthest_ms = max(o.furthest_ms, report.position_ms)
+            self._save()
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="playback-sync-live", daemon=True)

@@ -285,10 +285,21 @@ class Lane(LaneWrites):
                     self._close(row, APPLIED, why, event=True)
                     continue
                 seen = state.play_count
-            cover = self.w.live_cover(row) if self.w.live_cover is not None else None
+            cover = self.w.live_cover(row, state) if self.w.live_cover is not None else None
             if cover is not None and cover[0] == "skip":  # a live report already set it (live/reporter.py)
                 self._close(row, SUPERSEDED, cover[1], event=False)  # routine while online: no message
                 continue
+            counts_play = cover is not None and cover[0] == "count"
+            if counts_play:  # this write also counts the viewing's play: from the count before it
+                state = self._read(backend, gen, key, rows[i:])
+                if state is None:
+                    return
+                seen = state.play_count
+                if row.sent_at is not None and row.seen_play_count is not None:
+                    seen = row.seen_play_count
+                    # An earlier send got no answer, and counted the play (Jellyfin 10.8's start may land
+                    # without the position after it): the position goes again, the play not.
+                    counts_play = state.play_count <= seen
             # A live report of this viewing changed the server's state itself: that is not another
             # device's edit, so only a change the live session did not touch is checked for conflicts.
             ours = cover is not None or (self.w.live_reported is not None and self.w.live_reported(row))
@@ -304,7 +315,8 @@ class Lane(LaneWrites):
                     return
             try:
                 undated = cover is not None and cover[0] == "undated"  # the play is counted: no 2nd count
-                backend.apply(replace(row, created_at=0.0) if undated else row)
+                backend.apply(replace(row, created_at=0.0) if undated
+                              else replace(row, play_count_to=seen + 1) if counts_play else row)
             except AuthError as e:
                 self._auth(e, gen)
                 self._release(rows[i:])

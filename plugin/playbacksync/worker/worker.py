@@ -74,7 +74,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..backends.base import Backend
+from ..backends.base import Backend, ItemState
 from ..changes import QueuedChange
 from .contract import Resolver, WorkerQueue
 from .events import WorkerEvent
@@ -121,7 +121,8 @@ class SyncWorker:
         self._subscribers: List[Callable[[WorkerEvent], None]] = []
         self._lanes: Dict[str, Lane] = {sid: Lane(self, sid, b) for sid, b in backends.items()}
         # What live "now playing" reports already set, asked before each write (live/reporter.py cover)
-        self.live_cover: Optional[Callable[[QueuedChange], Optional[Tuple[str, str]]]] = None
+        # (row, the server's state of its item when just read, else None) -> what to do with the row
+        self.live_cover: Optional[Callable[[QueuedChange, Optional[ItemState]], Optional[Tuple[str, str]]]] = None
         self.live_reported: Optional[Callable[[QueuedChange], bool]] = None  # a live session touched the item
 
     # -- life cycle ------------------------------------------------------------
