@@ -28,9 +28,7 @@ count it again. The app creates one reporter per connection (app.py _start_live)
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -43,6 +41,7 @@ from ..backends.plex import PLEX_WATCHED_SHARE
 from ..redact import redact
 from ..tracker.events import ENDED, STARTED, MediaRef, PlaybackEvent
 from .plan import START, STOPPED, Outcome, Report, Viewing, plan_reports
+from .state_file import read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -205,41 +204,14 @@ class LiveReporter:
 
     # -- what survives the process ------------------------------------------------
     def _save(self) -> None:
-        """Write the claims and outcomes (atomic: temporary file, then rename). Caller holds the lock."""
-        if not self.state_path:
-            return
-        doc = {"windows": self._windows, "claims": [[k[0], k[1], v] for k, v in self._claims.items()],
-               "outcomes": [[k[0], k[1], k[2], o.started, o.stopped, o.furthest_ms, o.duration_ms,
-                             o.started_wall, o.ended_wall] for k, o in self._outcomes.items()]}
-        tmp = f"{self.state_path}.{os.getpid()}.tmp"
-        try:
-            # 0600 like every file in the data folder: what was watched when is private.
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            os.replace(tmp, self.state_path)
-        except OSError as e:  # a full or read-only disk: live reports go on, the claims stay in memory
-            log.warning("could not save the live sessions' state to %s: %s", self.state_path, e)
+        """Write the claims and outcomes (state_file.py). Caller holds the lock."""
+        if self.state_path:
+            write_state(self.state_path, self._windows, self._claims, self._outcomes)
 
     def _load(self) -> None:
-        if not self.state_path or not os.path.exists(self.state_path):
-            return
-        try:
-            with open(self.state_path, encoding="utf-8") as f:
-                doc = json.load(f)
-            self._windows = {str(k): [v[0], v[1]] for k, v in doc.get("windows", {}).items()}
-            self._claims = {(c[0], c[1]): c[2] for c in doc.get("claims", [])}
-            for sid, item, session, started, stopped, furthest, duration, begun, ended in doc.get("outcomes", []):
-                self._outcomes[(sid, item, session)] = Outcome(started=started, stopped=stopped,
-                                                               furthest_ms=furthest, duration_ms=duration,
-                                                               started_wall=begun, ended_wall=ended)
-                self._items[(sid, session)] = item
-            # A viewing whose process was killed never ended: it lasted at most twice its length and an hour.
-            for session, window in self._windows.items():
-                if window[1] is None:
-                    length = max([o.duration_ms or 0 for k, o in self._outcomes.items() if k[2] == session] + [0])
-                    window[1] = min(self.wall_clock(), window[0] + 2 * length / 1000 + 3600)
-        except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
-            log.warning("ignoring an unreadable live sessions' state file %s: %s", self.state_path, e)
+        if self.state_path:
+            self._windows, self._claims, self._outcomes, items = read_state(self.state_path, self.wall_clock())
+            self._items.update(items)
 
     KEEP_VIEWINGS = 256  # what live reports set is remembered for this many viewings
 
