@@ -20,18 +20,21 @@ pytestmark = pytest.mark.mpv
 
 REMOTE = "/srv/media"
 TICKS = 10_000_000
+# Long enough that a loaded machine never reaches its end before the Ctrl-C test interrupts it
+# (a 10 s clip did: the viewing ended, was marked watched, and play exited 0).
+CLIP_S = 40
 
 
 @pytest.fixture
 def setup(tmp_path):
     clips = tmp_path / "clips"
-    clip = make_clip(clips, 10, name="movie")
+    clip = make_clip(clips, CLIP_S, name="movie")
     with JellyfinFake(version="10.11.11") as fake:
         uid = fake.add_user("alice", "pass")
         server = ServerConfig(id="home", type="jellyfin", url=fake.url, token=fake.issue_token(uid), user_id=uid,
                               device_id="dev-1", path_mappings=(PathMapping(str(clips), REMOTE),),
                               connect_timeout=1.0, read_timeout=2.0)
-        item = fake.add_item("Movie", path=f"{REMOTE}/movie.mp4", runtime_s=10.0)
+        item = fake.add_item("Movie", path=f"{REMOTE}/movie.mp4", runtime_s=float(CLIP_S))
         config = tmp_path / "config.toml"
         save_config(Config(servers=(server,)), str(config))
         (tmp_path / "mpv").mkdir()
@@ -85,7 +88,8 @@ def test_ctrl_c_mid_file_keeps_the_position(setup):
     sync_until(setup, lambda: fake.user_data(setup["uid"], setup["item"]).position_ticks > 0)
     data = fake.user_data(setup["uid"], setup["item"])
     assert not data.played
-    assert 2.5 * TICKS <= data.position_ticks <= 5.0 * TICKS
+    # At least the 3 s it surely played; well before the end (the viewing was cut, not finished).
+    assert 2.5 * TICKS <= data.position_ticks <= (CLIP_S - 10) * TICKS
 
 
 def test_an_unknown_mpv_option_is_a_usage_error(setup):
@@ -104,4 +108,4 @@ def test_a_broken_config_stops_the_player_with_a_clear_message(setup, tmp_path):
                           env=setup["env"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert str(broken) in done.stderr
-    assert time.monotonic() - started < 8  # the 10 s clip was not played through
+    assert time.monotonic() - started < CLIP_S - 10  # the clip was not played through

@@ -182,7 +182,7 @@ def test_no_token_anywhere_after_a_full_scenario(tmp_path, clip, monkeypatch):
         service.start()
         service.wait_ready(10)
         media = MediaRef(path=str(clip), title=clip.name)
-        scene.emby.write_failures = [404]
+        scene.emby.write_failures = [400]  # refused for good (a 404 now means "identify it again")
         service.handle(PlaybackEvent(STARTED, media=media, position=0.0, duration=2.0, at=1.0))
         service.handle(PlaybackEvent(POSITION, media=media, position=1.0, duration=2.0, at=4.0))
         service.handle(PlaybackEvent(ENDED, media=media, position=1.2, duration=2.0, reason="quit", at=4.5))

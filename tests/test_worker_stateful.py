@@ -69,6 +69,9 @@ from tests.test_worker_support import PROGRESS, T0, UNWATCHED, WATCHED, FakeCloc
 ITEMS = 2
 LEASE = 120.0
 READ_TIMEOUT = 0.25
+# Waits on a state the machine must reach; generous, so a loaded machine is not a failure
+# (each returns as soon as the state holds).
+SETTLE_S = 30.0
 LATE = 0.5  # a slow write is applied this long after it came: past the client's read timeout
 
 
@@ -209,7 +212,7 @@ class ViewerAndServer(RuleBasedStateMachine):
                                  recover_interval=0.0)
         self.identifier.on_refreshed.append(self.worker.index_refreshed)
         self.worker.start()
-        assert wait_for(lambda: self.worker.server_states()["jf"] != "unknown", 5)
+        assert wait_for(lambda: self.worker.server_states()["jf"] != "unknown", SETTLE_S)
         self._settle()
 
     def _stop_process(self, clean: bool, before_close=None):
@@ -272,14 +275,14 @@ class ViewerAndServer(RuleBasedStateMachine):
         return all(r.next_attempt_at > now or r.unsure_until > now for r in first.values())
 
     def _settle(self):
-        assert wait_for(self._settled, 10), f"worker did not settle: {self.queue.counts()}"
+        assert wait_for(self._settled, SETTLE_S), f"worker did not settle: {self.queue.counts()}"
         if self.killer.killed:
             self._restart()
 
     def _tick(self, seconds: float = 1.37):
         # Time moves on only once every write the server holds has landed: in real time a send
         # window closes only after the server stopped working on the request.
-        assert wait_for(self._held_writes_landed, 10)
+        assert wait_for(self._held_writes_landed, SETTLE_S)
         self.clock.advance(seconds)
 
     # -- the viewer ------------------------------------------------------------
@@ -331,7 +334,7 @@ class ViewerAndServer(RuleBasedStateMachine):
         if self.listing_broken:
             self.listing_broken = False
             if not self.down:
-                self.identifier.refresh("jf", timeout=5)  # the index refreshes: waiting changes go at once
+                self.identifier.refresh("jf", timeout=SETTLE_S)  # the index refreshes: waiting changes go at once
             self._settle()
 
     # -- the server and the process ------------------------------------------------
@@ -340,7 +343,7 @@ class ViewerAndServer(RuleBasedStateMachine):
         if not self.down:
             # Every connection is reset (RST) until recovery. Not go_down(): a closed
             # ephemeral port can be taken meanwhile, and come_back() would then fail.
-            assert wait_for(self._held_writes_landed, 10)
+            assert wait_for(self._held_writes_landed, SETTLE_S)
             self._reset_trouble()
             self.server.fake.reset_next(times=10 ** 9)
             self.down = True
@@ -552,8 +555,8 @@ class ViewerAndServer(RuleBasedStateMachine):
             self.killer.crash_after_apply = self.killer.crash_mid_request = False
             if self.killer.killed:
                 self._restart()
-            assert wait_for(self._held_writes_landed, 10)
-            self.identifier.refresh("jf", timeout=5)
+            assert wait_for(self._held_writes_landed, SETTLE_S)
+            self.identifier.refresh("jf", timeout=SETTLE_S)
             for _ in range(12):  # backoff up to its cap, then everything is due
                 self.clock.advance(61)
                 self.worker.process_now()
