@@ -92,6 +92,35 @@ def test_ctrl_c_mid_file_keeps_the_position(setup):
     assert 2.5 * TICKS <= data.position_ticks <= (CLIP_S - 10) * TICKS
 
 
+def _interrupt_a_thread_other_than_main(pid: int) -> None:
+    """SIGINT to one of the process's other threads (tgkill), as the kernel may deliver a Ctrl+C."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert tids, "the player has no other threads"
+    assert libc.syscall(234, pid, tids[-1], signal.SIGINT) == 0, ctypes.get_errno()  # 234: tgkill on x86-64
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="tgkill's syscall number is x86-64's")
+def test_ctrl_c_delivered_to_another_thread_still_quits_at_once(setup):
+    proc = subprocess.Popen(cli(setup, "-v", "play", str(setup["clip"]), "--vo=null", "--ao=null"),
+                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while "playing" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None
+            line = proc.stderr.readline()
+        _interrupt_a_thread_other_than_main(proc.pid)
+        # Well before the clip's end: the main thread must notice the signal though it did not get it.
+        _, err = proc.communicate(timeout=CLIP_S / 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+
+
 def test_an_unknown_mpv_option_is_a_usage_error(setup):
     done = subprocess.run(cli(setup, "play", str(setup["clip"]), "--vo=null", "--no-such-thing=1"),
                           env=setup["env"], capture_output=True, text=True, timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Callable, Dict, Iterable, Optional
 
 from ...fsnames import for_player
@@ -18,6 +19,8 @@ from .common import (DEFAULT_KEYS, KEY_SECTION, MESSAGE, OBSERVED, UNLOAD_HELPER
 from .session import MpvSession, guarded
 
 log = logging.getLogger(__name__)
+
+SIGNAL_CHECK_S = 0.25  # how often the main thread wakes while mpv plays, to act on Ctrl+C
 
 EXIT_OK, EXIT_NOTHING_PLAYED, EXIT_BAD_OPTIONS = 0, 1, 2
 EXIT_NOT_RECORDED = 3  # played, but the queue could not record what was watched (the reason is printed)
@@ -162,10 +165,20 @@ class MpvHost:
         player = self.player
         if player is None:
             return True
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            player.wait_for_shutdown(timeout=timeout)
-        except TimeoutError:
-            return False
+            # In short waits: Python runs a signal's handler in the main thread only when that thread
+            # runs, and the kernel may deliver Ctrl+C's SIGINT to one of libmpv's threads; a single
+            # untimed wait then slept through it until the file ended (seen in the suite).
+            while True:
+                step = SIGNAL_CHECK_S if deadline is None else min(SIGNAL_CHECK_S, deadline - time.monotonic())
+                if step <= 0:
+                    return False
+                try:
+                    player.wait_for_shutdown(timeout=step)
+                    break
+                except TimeoutError:
+                    continue
         except KeyboardInterrupt:
             # Quit the way the q key does, so the last position is reported, then let it propagate.
             log.info("interrupted: quitting mpv")
