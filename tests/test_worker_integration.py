@@ -594,7 +594,7 @@ def test_changes_identified_on_a_server_since_replaced_are_never_sent_to_the_new
             ident.on_replaced.append(w.server_replaced)
             env.workers.append(w)
             w.start()
-            assert settled(env, by_path, SYNCED) and env.row(by_path).media_item_id == "901"
+            assert settled(env, by_path, SYNCED) and env.row(by_path).media_item_id == "901", (env.row(by_path), env.clock())
             assert settled(env, by_url, FAILED) and "another server answers" in env.row(by_url).error_message
             assert plex.library.state(plex.token, "901").view_count == 1
             for key in ("101", "102"):  # what the old keys name now: untouched

@@ -39,6 +39,7 @@ def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChang
         if lane.halted():
             lane._release([row])
             continue
+        refreshes = lane.w.refreshes.get(lane.source_id, 0)
         match = _identify(lane, row)
         if match is not None and match.item_id:
             item_id = str(match.item_id)
@@ -55,6 +56,10 @@ def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChang
                 lane._release([row])
                 continue
             _unidentified(lane, row, getattr(match, "reason", "") or "no identification is running", final)
+            if not final and lane.w.refreshes.get(lane.source_id, 0) != refreshes:
+                # The index was refreshed while this row was being identified: its wake-up came before
+                # the row's backoff was written, so the row is made due again (it would wait it out).
+                lane.w.index_refreshed(lane.source_id)
     return out
 
 

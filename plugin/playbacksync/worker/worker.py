@@ -115,6 +115,7 @@ class SyncWorker:
         self.recover_interval = max(0.0, float(recover_interval))
         self._next_recovery = 0.0  # monotonic
         self._recovery_lock = threading.Lock()
+        self.refreshes: Dict[str, int] = {}  # index refreshes finished, per server (see resolve.py)
         self._stopping = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -234,6 +235,7 @@ class SyncWorker:
 
     def index_refreshed(self, source_id: str) -> None:
         """A server's item index was refreshed: changes waiting to identify are tried now."""
+        self.refreshes[source_id] = self.refreshes.get(source_id, 0) + 1
         lane = self._lanes.get(source_id)
         if lane is None:
             return
