@@ -44,6 +44,12 @@ def setup(tmp_path):
         yield {"fake": fake, "uid": uid, "item": item, "clip": clip, "config": str(config), "env": env}
 
 
+def _as_from_a_terminal():
+    """In the child: Ctrl+C's default, as a shell gives a command in the foreground. A suite run in
+    the background (`make test &`) has SIGINT ignored, and a child that inherits SIG_IGN keeps it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(setup, *args, **kw):
     return [sys.executable, "-m", "playbacksync.cli", "--config", setup["config"], *args]
 
@@ -70,7 +76,8 @@ def test_play_to_the_end_then_the_server_has_it_watched(setup):
 
 def test_ctrl_c_mid_file_keeps_the_position(setup):
     proc = subprocess.Popen(cli(setup, "-v", "play", str(setup["clip"]), "--vo=null", "--ao=null"),
-                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + 30
         line = ""
@@ -105,7 +112,8 @@ def _interrupt_a_thread_other_than_main(pid: int) -> None:
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="tgkill's syscall number is x86-64's")
 def test_ctrl_c_delivered_to_another_thread_still_quits_at_once(setup):
     proc = subprocess.Popen(cli(setup, "-v", "play", str(setup["clip"]), "--vo=null", "--ao=null"),
-                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + 30
         line = ""
