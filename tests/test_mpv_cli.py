@@ -74,16 +74,26 @@ def test_play_to_the_end_then_the_server_has_it_watched(setup):
     assert counts.get("synced") == 1 and not counts.get("pending") and not counts.get("failed")
 
 
-def test_ctrl_c_mid_file_keeps_the_position(setup):
+def _play_until_playing(setup) -> subprocess.Popen:
+    """`play -v` started as from a terminal, once the host logged "playing …" (at file-loaded)."""
     proc = subprocess.Popen(cli(setup, "-v", "play", str(setup["clip"]), "--vo=null", "--ao=null"),
                             env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_as_from_a_terminal)
+    deadline = time.monotonic() + 30
+    line = ""
     try:
-        deadline = time.monotonic() + 30
-        line = ""
-        while "playing" not in line:  # the host logs "playing …" at file-loaded (-v logs to stderr)
+        while "playing" not in line:
             assert time.monotonic() < deadline and proc.poll() is None
             line = proc.stderr.readline()
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def test_ctrl_c_mid_file_keeps_the_position(setup):
+    proc = _play_until_playing(setup)
+    try:
         time.sleep(3.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -111,15 +121,8 @@ def _interrupt_a_thread_other_than_main(pid: int) -> None:
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="tgkill's syscall number is x86-64's")
 def test_ctrl_c_delivered_to_another_thread_still_quits_at_once(setup):
-    proc = subprocess.Popen(cli(setup, "-v", "play", str(setup["clip"]), "--vo=null", "--ao=null"),
-                            env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_as_from_a_terminal)
+    proc = _play_until_playing(setup)
     try:
-        deadline = time.monotonic() + 30
-        line = ""
-        while "playing" not in line:
-            assert time.monotonic() < deadline and proc.poll() is None
-            line = proc.stderr.readline()
         _interrupt_a_thread_other_than_main(proc.pid)
         # Well before the clip's end: the main thread must notice the signal though it did not get it.
         _, err = proc.communicate(timeout=CLIP_S / 2)
