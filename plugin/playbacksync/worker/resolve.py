@@ -59,7 +59,7 @@ def resolve_rows(lane: "Lane", rows: Sequence[QueuedChange]) -> List[QueuedChang
             if not final and lane.w.refreshes.get(lane.source_id, 0) != refreshes:
                 # The index was refreshed while this row was being identified: its wake-up came before
                 # the row's backoff was written, so the row is made due again (it would wait it out).
-                lane.w.index_refreshed(lane.source_id)
+                lane.w.wake_unresolved(lane.source_id)
     return out
 
 

@@ -236,6 +236,10 @@ class SyncWorker:
     def index_refreshed(self, source_id: str) -> None:
         """A server's item index was refreshed: changes waiting to identify are tried now."""
         self.refreshes[source_id] = self.refreshes.get(source_id, 0) + 1
+        self.wake_unresolved(source_id)
+
+    def wake_unresolved(self, source_id: str) -> None:
+        """Changes of that server waiting to identify are due now, and its lane wakes."""
         lane = self._lanes.get(source_id)
         if lane is None:
             return
