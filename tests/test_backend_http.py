@@ -82,3 +82,20 @@ def test_backends_imported_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "playbacksync.backends.jellyfin" in out
     assert "playbacksync.backends.emby" not in out and "playbacksync.backends.plex" not in out
+
+
+def _jellyfin_config(fake, **kw):
+    uid = fake.add_user("alice", "pw")
+    return ServerConfig(id="j", type="jellyfin", url=fake.url, token=fake.issue_token(uid), user_id=uid, **kw)
+
+
+def test_a_server_that_keeps_connections_open_gets_every_request_on_one():
+    # Real servers keep HTTP/1.1 connections open; the client must reuse its connection, not
+    # pay a TCP set-up per request (bench W2's floor assumes it).
+    with JellyfinFake(version="10.10.7", keep_alive=True) as fake:
+        b = make_backend(_jellyfin_config(fake))
+        for _ in range(3):
+            b.check()
+        assert len(fake.requests) >= 6
+        assert len({r.client for r in fake.requests}) == 1, [r.client for r in fake.requests]
+        b.close()

@@ -36,9 +36,9 @@ class Server:
     """One Jellyfin fake with a user, items and a backend for it."""
 
     def __init__(self, source_id: str = "jf", items: int = 3, clock: Optional[Callable[[], float]] = None,
-                 version: str = "10.10.7", read_timeout: float = 5.0):
+                 version: str = "10.10.7", read_timeout: float = 5.0, keep_alive: bool = False):
         self.source_id = source_id
-        self.fake = JellyfinFake(version=version).start()
+        self.fake = JellyfinFake(version=version, keep_alive=keep_alive).start()
         if clock is not None:
             self.fake.now = clock
         self.user_id = self.fake.add_user("alice", "pass")

@@ -52,7 +52,8 @@ Misbehaviour (each applies to the next request(s) whatever the route):
     go_down() / come_back()              # refused connections, same port
 Request log: ``fake.requests`` (list of ``RecordedRequest``: method, path,
 query (dict of lists), headers (case-insensitive), body, json(), client).
-HTTPS: ``FakeServer(tls=make_self_signed_cert(tmp_dir))``.
+HTTPS: ``FakeServer(tls=make_self_signed_cert(tmp_dir))``. Persistent HTTP/1.1
+connections, as the real servers keep them: ``FakeServer(keep_alive=True)``.
 ``fake.clear_log()`` empties it. ``fake.url`` is ``http://127.0.0.1:PORT``.
 """
 from __future__ import annotations
@@ -76,6 +77,8 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
 from werkzeug.datastructures import Headers
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
+
+from .persistent import PersistentWSGIServer, TrackedSockets
 
 _LIVE: "set[FakeServer]" = set()
 _LIVE_LOCK = threading.Lock()
@@ -136,7 +139,7 @@ class RecordedRequest:
     host: str = ""
     time: float = field(default_factory=time.time)
     client: tuple = ()  # (address, port) of the client connection
-    # (Werkzeug's server answers "Connection: close" every time, so fakes can't show keep-alive.)
+    # (Werkzeug's server answers "Connection: close" every time; keep_alive=True keeps them.)
 
     def json(self):
         return json.loads(self.body) if self.body else None
@@ -162,39 +165,9 @@ class _Handler(WSGIRequestHandler):
         self.close_connection = True
 
 
-class _Server(ThreadedWSGIServer):
+class _Server(TrackedSockets, ThreadedWSGIServer):
     daemon_threads = True
     block_on_close = False
-
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.reset_sockets = set()
-        self.open_sockets = set()
-        self.sockets_lock = threading.Lock()
-
-    def process_request(self, request, client_address):
-        with self.sockets_lock:
-            self.open_sockets.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-            reset = request in self.reset_sockets
-            self.reset_sockets.discard(request)
-        if reset:  # SO_LINGER 0 is set: close() sends RST, not FIN
-            request.close()
-        else:
-            super().shutdown_request(request)
-
-    def drop_all(self):
-        with self.sockets_lock:
-            socks = list(self.open_sockets)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class FakeServer:
@@ -203,11 +176,16 @@ class FakeServer:
     spec_path: Optional[str] = None
     server_url: str = "/"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: Optional[tuple] = None):
-        """``tls=(certfile, keyfile)`` serves HTTPS (see ``make_self_signed_cert``)."""
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: Optional[tuple] = None,
+                 keep_alive: bool = False):
+        """``tls=(certfile, keyfile)`` serves HTTPS (see ``make_self_signed_cert``).
+        ``keep_alive``: HTTP/1.1 connections stay open, as on the real servers (see persistent.py)."""
+        if keep_alive and tls:
+            raise ValueError("keep_alive serves plain HTTP only")
         self.host = host
         self.port = port
         self.tls = tls
+        self.keep_alive = keep_alive
         self.lock = threading.RLock()
         self.routes: List[tuple] = []
         self.violations: List[str] = []
@@ -235,7 +213,10 @@ class FakeServer:
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*self.tls)
-        self._server = _Server(self.host, self.port, self._wsgi, handler=_Handler, ssl_context=ctx)
+        if self.keep_alive:
+            self._server = PersistentWSGIServer(self.host, self.port, self._wsgi)
+        else:
+            self._server = _Server(self.host, self.port, self._wsgi, handler=_Handler, ssl_context=ctx)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"{type(self).__name__}:{self.port}", daemon=True)
