@@ -99,3 +99,46 @@ def test_a_server_that_keeps_connections_open_gets_every_request_on_one():
         assert len(fake.requests) >= 6
         assert len({r.client for r in fake.requests}) == 1, [r.client for r in fake.requests]
         b.close()
+
+
+def test_the_environments_ca_bundle_is_trusted(tls_fake, monkeypatch):
+    # Read once when the client is made, as requests reads it on each request.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_fake.cert)
+    b = make_backend(ServerConfig(**tls_fake.cfg))
+    assert b.check().version == "10.10.7"
+    b.close()
+
+
+def test_the_environments_proxy_is_used_unless_no_proxy_names_the_server(monkeypatch):
+    # The fake stands in for the proxy: it answers the absolute URLs a proxy gets, and
+    # records the Host they name.
+    with JellyfinFake(version="10.10.7") as proxy:
+        cfg = _jellyfin_config(proxy)
+        # The server's address is a name nothing resolves: only the proxy can reach it.
+        cfg = ServerConfig(**{**cfg.__dict__, "url": "http://jellyfin.invalid:8096"})
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        b = make_backend(cfg)
+        assert b.check().version == "10.10.7"
+        assert proxy.requests and all(r.host == "jellyfin.invalid:8096" for r in proxy.requests)
+        b.close()
+        monkeypatch.setenv("NO_PROXY", "jellyfin.invalid")
+        b = make_backend(cfg)
+        with pytest.raises(TransientError):
+            b.check()
+        b.close()
+
+
+def test_a_netrc_entry_for_the_server_does_not_replace_its_credentials(tmp_path, monkeypatch):
+    # requests adds .netrc logins as Basic auth over a request's own Authorization header
+    # when it reads the environment; the server's token must be what is sent.
+    with JellyfinFake(version="10.10.7") as fake:
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        b = make_backend(_jellyfin_config(fake))
+        assert b.check().version == "10.10.7"
+        assert not any("Basic" in (r.headers.get("Authorization") or "") for r in fake.requests)
+        b.close()
