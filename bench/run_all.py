@@ -73,9 +73,10 @@ def rows(q: dict, w: dict, m: dict, a: dict, i: dict = None) -> list:
          f"{w['drain_ratio']:.3f}", "≤ 1.25", w["drain_goal_met"]),
         ("P5", "the same drain / (changes × latency / all connections): one round trip per change",
          f"{w['drain_per_change_ratio']:.3f}", "—", None),
-        ("P5b", "issue 12: the same drain / (changes × latency / connections per server)",
-         f"{w['drain_issue_ratio']:.3f} (bare client {w['drain_baseline_issue_ratio']:.3f})",
-         "≤ 0.6", w["drain_issue_goal_met"]),
+        ("P5b", "issue 12: the same drain / (changes × round trip / connections per server), "
+                "round trip measured in the run (a bare client, one request per change)",
+         f"{w['drain_issue_ratio_measured']:.3f} (nominal 20 ms: {w['drain_issue_ratio']:.3f}, "
+         f"bare client {w['drain_baseline_issue_ratio']:.3f})", "≤ 0.6", w["drain_issue_goal_met"]),
         ("P5", "the same drain with spec-validating fakes (their CPU shares the cores)",
          f"{w['drain_validating_fakes_ratio']:.3f}", "—", None),
         ("P6", "added time to first frame", f"{m['P6_added_ms']:+.0f} ms", f"≤ +{m['P6_goal_ms']:g} ms",
