@@ -79,6 +79,10 @@ class LiveReporter:
         # start goes out before the viewing's first report the server accepts, or once the server
         # answers again after the viewing ended, unless a queued change counted the play meanwhile.
         self._lost_starts: Dict[Tuple[str, str], dict] = {}
+        # When each viewing played changed since the file was written (a start or an end): the
+        # reporter's thread writes it before its next report. Every claim is written with the
+        # windows before its request, so a kill before that write loses no claim.
+        self._windows_changed = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -98,7 +102,7 @@ class LiveReporter:
                                          last_report_at=event.at)
                 self._windows[self._viewing.session_id] = [self._viewing.started_wall, None]
                 self._forget_old()
-                self._save()
+                self._windows_changed = True  # saved on the reporter's thread, not the player's
             v = self._viewing
             if v is None or (event.media is not None and event.kind != STARTED
                              and (event.media.path, event.media.entry_key) != (v.media.path, v.media.entry_key)):
@@ -107,7 +111,7 @@ class LiveReporter:
             if event.kind == ENDED:
                 self._windows[v.session_id][1] = self.wall_clock()
                 self._viewing = None
-                self._save()
+                self._windows_changed = True
         self._wake.set()
 
     def _queue(self, reports: List[Report]) -> None:
@@ -204,9 +208,15 @@ class LiveReporter:
 
     # -- what survives the process ------------------------------------------------
     def _save(self) -> None:
-        """Write the claims and outcomes (state_file.py). Caller holds the lock."""
+        """Write the windows, claims and outcomes (state_file.py). Caller holds the lock."""
+        self._windows_changed = False
         if self.state_path:
             write_state(self.state_path, self._windows, self._claims, self._outcomes)
+
+    def _save_windows(self) -> None:
+        with self._lock:
+            if self._windows_changed:
+                self._save()
 
     def _load(self) -> None:
         if self.state_path:
@@ -264,6 +274,7 @@ class LiveReporter:
         start of a viewing is not lost to a slow first identification), then is dropped. A lost
         Jellyfin/Emby start is sent again before the viewing's next report, or (the viewing over)
         with its last report once the server answers again: see ``_lost_starts``."""
+        self._save_windows()
         while True:
             with self._lock:
                 if not self._pending:
@@ -392,3 +403,4 @@ class LiveReporter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(max(0.0, end - time.monotonic()))
+        self._save_windows()  # an end that left no report to send

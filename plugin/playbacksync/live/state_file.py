@@ -3,7 +3,7 @@
 Per viewing (its session id) when it played (``windows``), who counted its play on each
 server (``claims``) and what its reports set there (``outcomes``), so a later process, or a
 ``sync`` after a kill, never counts a viewing twice. Written whole and atomically
-(temporary file, then rename), private to the user (0600).
+(``paths.write_private``: a temporary file, synced, renamed over it), private to the user (0600).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Dict, List, Optional, Tuple
 
+from ..paths import write_private
 from .plan import Outcome
 
 log = logging.getLogger(__name__)
@@ -25,12 +26,9 @@ def write_state(path: str, windows: Windows, claims: Claims, outcomes: Outcomes)
     doc = {"windows": windows, "claims": [[k[0], k[1], v] for k, v in claims.items()],
            "outcomes": [[k[0], k[1], k[2], o.started, o.stopped, o.furthest_ms, o.duration_ms,
                          o.started_wall, o.ended_wall] for k, o in outcomes.items()]}
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         # 0600 like every file in the data folder: what was watched when is private.
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(doc), prefix=".live-sessions-")
     except OSError as e:  # a full or read-only disk: live reports go on, the claims stay in memory
         log.warning("could not save the live sessions' state to %s: %s", path, e)
 
