@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable, List, Tuple
 
+from .changes import WATCHED, Change
 from .config import ServerConfig
 from .messages import ServiceMessage
 
@@ -49,11 +50,9 @@ class Recorder:
 
     def changes_for(self, tracked) -> List:
         """One change per enabled server, recorded against the media reference (no item yet)."""
-        from .changes import Change
-
         return [Change(media_item_id=None, source_id=server.id, user_id=user_of(server),
                        change_type=tracked.change_type, position_ms=tracked.position_ms,
-                       duration_ms=tracked.duration_ms, completed=tracked.change_type == "mark_watched",
+                       duration_ms=tracked.duration_ms, completed=tracked.change_type == WATCHED,
                        created_at=tracked.created_at, media=tracked.media)
                 for server in self._servers()]
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import AuthError, Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
-from .http import HttpClient, NotFoundError
+from .base import AuthError, Backend, IndexedItem, ItemState, NotFoundError, PermanentError, ServerInfo, chunks
+from .http import HttpClient
 from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, iso_utc,
                            item_state, listing_states, ms_to_ticks, need_json_dict, paged_items, part_paths,
                            refuse_other_users_token, session_report, sign_in_request, with_parts)

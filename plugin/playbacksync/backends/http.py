@@ -17,6 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .. import __version__
 from ..config import ServerConfig
@@ -220,8 +221,6 @@ class HttpClient:
 def _never_connected(exc: BaseException) -> bool:
     """The request failed before a connection existed (refused, unreachable, unknown name, or
     the connect timed out): not one byte of it reached the server, so a write cannot land."""
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.exceptions.SSLError):

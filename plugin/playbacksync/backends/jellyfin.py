@@ -20,8 +20,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..changes import PROGRESS, UNWATCHED, WATCHED, Change
 from ..config import ServerConfig
-from .base import Backend, IndexedItem, ItemState, PermanentError, ServerInfo, chunks
-from .http import HttpClient, NotFoundError
+from .base import Backend, IndexedItem, ItemState, NotFoundError, PermanentError, ServerInfo, chunks
+from .http import HttpClient
 from .mediabrowser import (LIST_FIELDS, PLAYABLE_TYPES, client_fields, device_id_for, iso_utc,
                            item_state, listing_states, ms_to_ticks, need_json_dict, paged_items, part_paths,
                            refuse_other_users_token, session_report, since_param, sign_in_request, ticks_to_ms,

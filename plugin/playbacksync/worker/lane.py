@@ -363,8 +363,7 @@ class Lane(LaneWrites):
         if isinstance(exc, TransientError) and retry_after is None and not self._still_online(gen):
             # The server is down: not this change's fault, no attempt counted.
             if sent and not in_doubt:
-                self._write([row.id], self.w.queue.mark_retry, row.id, redact(exc), self.w.clock(),
-                            count_attempt=False, in_doubt=False)
+                self._retry(row, redact(exc), self.w.clock(), count=False)
                 self._release(rest)
             else:
                 self._release([row, *rest])

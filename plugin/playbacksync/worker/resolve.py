@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, List, Sequence
 
 from ..backends.base import NotFoundError
-from ..changes import WATCHED, QueuedChange
+from ..changes import UNWATCHED, WATCHED, QueuedChange
 from ..redact import redact
 from . import events as ev
 from .backoff import backoff_delay
@@ -141,7 +141,7 @@ def describe(row: QueuedChange) -> str:
         (row.media.path if row.media is not None else "") or f"#{row.id}"
     if row.change_type == WATCHED:
         return f"watched ({name})"
-    if row.change_type == "mark_unwatched":
+    if row.change_type == UNWATCHED:
         return f"unwatched ({name})"
     pos = (row.position_ms or 0) // 1000
     return f"position {pos // 3600}:{pos // 60 % 60:02d}:{pos % 60:02d} ({name})"
