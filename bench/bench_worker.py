@@ -156,10 +156,8 @@ class _RemoteServer:
 def _round_trip_baseline(servers, per_server: int, connections: int) -> float:
     """Seconds a bare client takes for ``per_server`` plain round trips to each server (one per
     change) over ``connections`` connections per server, all servers at once: the best any
-    client can do with one round trip per change on these fakes (their own service time and
-    connection set-up included), measured in the same run as the drain."""
-    import threading
-
+    client can do with one round trip per change on these fakes (their own service time
+    included), measured in the same run as the drain."""
     import requests
 
     def run(server, count):
