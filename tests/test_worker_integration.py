@@ -374,6 +374,27 @@ def test_a_write_refused_at_connect_is_not_in_doubt_and_the_outage_costs_one_wri
     assert s.position_s(0) == 180 and s.writes() == 1
 
 
+def test_a_server_restarted_under_a_kept_connection_gets_each_mark_once(env):
+    """Real servers keep connections open, so a restart leaves the worker a pooled connection that
+    is dead. The next change must go out on a new one, at its first attempt, and every mark must
+    land exactly once (a write on the dead connection could not be told from one in doubt)."""
+    s = env.server(keep_alive=True)
+    w = env.worker(s)
+    first = env.enqueue(s, 0, WATCHED)
+    assert settled(env, first, SYNCED)
+    before = {r.client for r in s.fake.requests}
+    s.fake.go_down()  # the restart: every open connection is cut, the port answers again
+    s.fake.come_back()
+    second = env.enqueue(s, 1, WATCHED)
+    assert settled(env, second, SYNCED)
+    assert env.row(second).attempt_count == 1, env.row(second).error_message
+    assert s.state(0).played and s.state(1).played
+    assert s.played_requests(0) == 1 and s.played_requests(1) == 1
+    after = [r.client for r in s.fake.requests if r.client not in before]
+    assert after, "the requests after the restart came on the old connection"
+    assert not env.events.of("failed")
+
+
 def test_change_from_before_the_server_came_back_is_checked(env):
     s = env.server()
     s.fake.go_down()
